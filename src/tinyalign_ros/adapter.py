@@ -1,0 +1,140 @@
+"""Adapters: the one on-disk format for every trained projector.
+
+An adapter is a folder holding ``adapter.safetensors`` (the projector's weights; tensors only, so
+loading never unpickles anything) and ``adapter.json`` (what it was made for and how well it did:
+encoder and LLM identity, projector type and config, training data summary, metrics). The folder is
+written under a temporary name and renamed into place, so a crash or a full disk never leaves a
+half-written adapter where a loader would find it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .projector import Projector, ProjectorConfigError, build_projector
+
+FORMAT_VERSION = 1
+WEIGHTS = 'adapter.safetensors'
+METADATA = 'adapter.json'
+
+
+class AdapterError(RuntimeError):
+    """An adapter that is missing, damaged, or made for other models."""
+
+
+def new_adapter_id(prefix: str = 'adapter') -> str:
+    """A sortable, unique id: creation time plus a short random suffix."""
+    return f'{prefix}-{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:6]}'
+
+
+def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any] | None = None,
+                 half: bool = True) -> Path:
+    """Write ``projector`` and ``metadata`` as an adapter folder at ``path``, atomically.
+
+    ``half`` stores weights as float16 (they are trained in float32; the difference is far below
+    the noise of the metrics and halves the size shipped in the repository). Replacing an existing
+    adapter renames the old folder aside first and deletes it only once the new one is in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(metadata or {})
+    meta.setdefault('adapter_id', path.name)
+    meta['format_version'] = FORMAT_VERSION
+    meta['projector'] = {'type': projector.config.type, 'config': projector.config.to_dict(),
+                         'parameters': projector.n_parameters()}
+    meta.setdefault('created', time.strftime('%Y-%m-%dT%H:%M:%S%z'))
+    tensors = {}
+    for name, value in projector.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        if half and value.is_floating_point() and name != 'logit_scale':
+            value = value.half()
+        tensors[name] = value
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tinyalign_ros-adapter'})
+        with open(tmp / METADATA, 'w', encoding='utf-8') as f:
+            json.dump(meta, f, indent=2, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        old = None
+        if path.exists():
+            old = path.with_name(f'.{path.name}.old-{uuid.uuid4().hex[:6]}')
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The adapter's JSON metadata, with a clear error for a missing or damaged folder."""
+    path = Path(path)
+    meta_file = path / METADATA
+    if not path.is_dir():
+        raise AdapterError(f'adapter folder not found: {path}')
+    if not meta_file.is_file() or not (path / WEIGHTS).is_file():
+        raise AdapterError(f'{path} is not an adapter (needs {WEIGHTS} and {METADATA})')
+    try:
+        meta = json.loads(meta_file.read_text(encoding='utf-8'))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AdapterError(f'damaged adapter metadata {meta_file}: {exc}') from exc
+    if meta.get('format_version') != FORMAT_VERSION or 'projector' not in meta:
+        raise AdapterError(f'{meta_file} has an unknown format (format_version={meta.get("format_version")})')
+    return meta
+
+
+def check_compatible(meta: dict[str, Any], encoder_identity: dict[str, Any] | None,
+                     llm_identity: dict[str, Any] | None, path: str | Path = '') -> None:
+    """Refuse an adapter trained for another encoder or LLM, naming both sides."""
+    for role, current in (('encoder', encoder_identity), ('llm', llm_identity)):
+        if current is None:
+            continue
+        made_for = meta.get(role) or {}
+        for key in ('sha256', 'd_model', 'hidden_size'):
+            if key in made_for and key in current and made_for[key] != current[key]:
+                raise AdapterError(
+                    f'adapter {path} was made for {role} {made_for.get("name", "?")} '
+                    f'({key}={str(made_for[key])[:16]}), but the loaded {role} is {current.get("name", "?")} '
+                    f'({key}={str(current[key])[:16]}); train an adapter for this model pair '
+                    '(`tinyalign align`) or load the matching models'
+                )
+
+
+def load_adapter(path: str | Path, encoder_identity: dict[str, Any] | None = None,
+                 llm_identity: dict[str, Any] | None = None,
+                 embedding_matrix: torch.Tensor | None = None) -> tuple[Projector, dict[str, Any]]:
+    """Load an adapter folder; check it against the models in use; bind it to the LLM if given."""
+    path = Path(path)
+    meta = read_metadata(path)
+    check_compatible(meta, encoder_identity, llm_identity, path)
+    try:
+        projector = build_projector(meta['projector']['config'])
+    except (ProjectorConfigError, TypeError, KeyError) as exc:
+        raise AdapterError(f'adapter {path} has an invalid projector config: {exc}') from exc
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise AdapterError(f'damaged adapter weights {path / WEIGHTS}: {exc}') from exc
+    projector.vocab_ids = tensors.get('vocab_ids', projector.vocab_ids).long()
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    missing, unexpected = projector.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise AdapterError(f'adapter {path} does not match its projector config '
+                           f'(missing {missing[:3]}, unexpected {unexpected[:3]})')
+    if embedding_matrix is not None:
+        projector.bind_llm(embedding_matrix)
+    projector.eval()
+    return projector, meta

@@ -1,0 +1,311 @@
+"""Projectors: the only trained part, mapping Whisper encoder frames into the LLM's embedding space.
+
+Reading order: :class:`ProjectorConfig` (what is saved in an adapter), the shared :class:`Projector`
+base (output scaling and the token head that ties outputs to the LLM's own embedding table), then
+the three designs: :class:`BridgeFormer` (the product's projector), :class:`ConcatMLP` (SLAM-ASR
+style baseline) and :class:`LinearProjector`.
+
+Every projector returns, per reduced frame, an embedding in the LLM's input space. Its *token head*
+scores that embedding against the LLM's (centred, normalised) token-embedding rows plus a learned
+"blank" score. That head is what lets training stay LLM-free (targets are the LLM's own token
+embeddings, scored CTC-style) and what turns frames into the run of embeddings the LLM reads at
+inference (:meth:`Projector.project`): non-blank frames are collapsed CTC-style and each emitted
+position is a probability-weighted mix of real embedding rows, so the LLM sees inputs from the space
+it was trained on rather than raw projector activations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PROJECTOR_TYPES = ('bridgeformer', 'concat_mlp', 'linear')
+REDUCTIONS = ('stack', 'mean', 'adaptive')
+
+
+class ProjectorConfigError(ValueError):
+    """A projector configuration that cannot describe a working projector."""
+
+
+@dataclass
+class ProjectorConfig:
+    """Hyper-parameters of a projector; saved verbatim in every adapter's metadata."""
+
+    type: str = 'bridgeformer'
+    encoder_dim: int = 384
+    llm_dim: int = 576
+    d_model: int = 384
+    n_layers: int = 3
+    n_heads: int = 6
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    reduction: str = 'stack'  # 'stack' k frames, 'mean' over k frames, or 'adaptive' pool to n_slots
+    reduce_factor: int = 4  # 4 Whisper frames = 80 ms per output position
+    n_slots: int = 64  # only for reduction='adaptive' (the paper's literal "casted token size")
+    top_k: int = 8  # embedding rows mixed per emitted position at inference
+    blank_bias: float = 0.0  # added to the blank score at inference (>0 emits fewer tokens)
+
+    def __post_init__(self) -> None:
+        if self.type not in PROJECTOR_TYPES:
+            raise ProjectorConfigError(f'projector type {self.type!r} is not one of {PROJECTOR_TYPES}')
+        if self.reduction not in REDUCTIONS:
+            raise ProjectorConfigError(f'reduction {self.reduction!r} is not one of {REDUCTIONS}')
+        for name in ('encoder_dim', 'llm_dim', 'd_model', 'reduce_factor', 'n_slots', 'top_k'):
+            if int(getattr(self, name)) < 1:
+                raise ProjectorConfigError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.n_layers < 0:
+            raise ProjectorConfigError(f'n_layers must be >= 0, got {self.n_layers}')
+        if self.type == 'bridgeformer' and self.d_model % self.n_heads:
+            raise ProjectorConfigError(f'd_model {self.d_model} is not divisible by n_heads {self.n_heads}')
+        if not 0.0 <= self.dropout < 1.0:
+            raise ProjectorConfigError(f'dropout must be in [0, 1), got {self.dropout}')
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProjectorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ProjectorConfigError(f'unknown projector settings: {unknown}')
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ProjectorOutput:
+    """Per-position outputs of a batch: embeddings in LLM space and token-head logits."""
+
+    embeds: torch.Tensor  # [B, T', llm_dim], scaled to the LLM's mean embedding norm
+    lengths: torch.Tensor  # [B] valid positions per item
+    logits: torch.Tensor | None = None  # [B, T', 1 + V] blank first, None until a vocabulary is bound
+    hidden: torch.Tensor | None = field(default=None, repr=False)
+
+
+def reduce_lengths(lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
+    """Valid output positions for input frame counts (ceil division, or fixed slots)."""
+    if config.reduction == 'adaptive':
+        return torch.full_like(lengths, config.n_slots)
+    return torch.div(lengths + config.reduce_factor - 1, config.reduce_factor, rounding_mode='floor')
+
+
+def reduce_frames(x: torch.Tensor, lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
+    """The length-reducing stage, applied *before* any transformer layer because it is the cost driver.
+
+    'stack' concatenates k consecutive frames (keeps all information, Ultravox/SLAM style), 'mean'
+    averages them, 'adaptive' pools each utterance to a fixed number of slots (the paper's literal
+    design; kept for comparison).
+    """
+    batch, n_frames, dim = x.shape
+    if config.reduction == 'adaptive':
+        out = x.new_zeros(batch, config.n_slots, dim)
+        for i in range(batch):
+            valid = x[i, : max(int(lengths[i]), 1)].transpose(0, 1).unsqueeze(0)
+            out[i] = F.adaptive_avg_pool1d(valid, config.n_slots)[0].transpose(0, 1)
+        return out
+    k = config.reduce_factor
+    pad = (-n_frames) % k
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
+    x = x.view(batch, (n_frames + pad) // k, k, dim)
+    if config.reduction == 'mean':
+        return x.mean(dim=2)
+    return x.reshape(batch, (n_frames + pad) // k, k * dim)
+
+
+def reduced_input_dim(config: ProjectorConfig) -> int:
+    return config.encoder_dim * config.reduce_factor if config.reduction == 'stack' else config.encoder_dim
+
+
+class Projector(nn.Module):
+    """Shared behaviour: output scaling, the token head and the inference-time collapse.
+
+    Subclasses implement :meth:`encode` (frames -> hidden states and output embeddings).
+    """
+
+    def __init__(self, config: ProjectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        # Mean L2 norm of the LLM's token embeddings: without it the projected audio is far quieter
+        # than the text around it and the LLM ignores it.
+        self.register_buffer('embed_norm', torch.tensor(1.0))
+        # Token head: cosine similarity to centred embedding rows, times a learned temperature.
+        self.logit_scale = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
+        self.register_buffer('vocab_ids', torch.zeros(0, dtype=torch.long))
+        self.register_buffer('embed_mean', torch.zeros(config.llm_dim), persistent=False)
+        self.register_buffer('token_table', torch.zeros(0, config.llm_dim), persistent=False)
+        self.register_buffer('token_rows', torch.zeros(0, config.llm_dim), persistent=False)
+
+    # -- binding to the LLM -------------------------------------------------------------------
+    def bind_llm(self, embedding_matrix: torch.Tensor, vocab_ids: torch.Tensor | None = None) -> None:
+        """Attach the frozen LLM's embedding table (not saved in adapters; rebuilt at load time).
+
+        ``vocab_ids`` restricts the token head to a sub-vocabulary (fixed from training data, which
+        keeps the head cheap); ``None`` keeps the vocabulary already stored (from an adapter) or, if
+        there is none, uses every row.
+        """
+        weight = embedding_matrix.detach().float()
+        if weight.shape[1] != self.config.llm_dim:
+            raise ProjectorConfigError(
+                f'LLM embedding width {weight.shape[1]} does not match projector llm_dim {self.config.llm_dim}'
+            )
+        if vocab_ids is not None:
+            self.vocab_ids = torch.as_tensor(vocab_ids, dtype=torch.long).clone()
+        elif self.vocab_ids.numel() == 0:
+            self.vocab_ids = torch.arange(weight.shape[0], dtype=torch.long)
+        if int(self.vocab_ids.max()) >= weight.shape[0]:
+            raise ProjectorConfigError('adapter vocabulary refers to token ids outside this LLM')
+        self.embed_norm = weight.norm(dim=1).mean()
+        self.embed_mean = weight.mean(dim=0)
+        rows = weight[self.vocab_ids]
+        self.token_rows = rows
+        self.token_table = F.normalize(rows - self.embed_mean, dim=1)
+
+    @property
+    def is_bound(self) -> bool:
+        return self.token_table.numel() > 0
+
+    # -- forward ------------------------------------------------------------------------------
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (hidden [B, T', d], reduced lengths [B]); implemented by each design."""
+        raise NotImplementedError
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> ProjectorOutput:
+        if features.dim() != 3 or features.shape[-1] != self.config.encoder_dim:
+            raise ProjectorConfigError(
+                f'expected features [batch, frames, {self.config.encoder_dim}], got {tuple(features.shape)}'
+            )
+        if lengths is None:
+            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long)
+        hidden, out_lengths = self.encode(features, lengths)
+        direction = self.out(hidden)
+        embeds = F.normalize(direction, dim=-1) * self.embed_norm
+        logits = None
+        if self.is_bound:
+            scale = self.logit_scale.exp().clamp(max=100.0)
+            token_scores = scale * F.normalize(direction, dim=-1) @ self.token_table.T
+            logits = torch.cat([self.blank(hidden), token_scores], dim=-1)
+        return ProjectorOutput(embeds=embeds, lengths=out_lengths, logits=logits, hidden=hidden)
+
+    # -- inference ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode_ids(self, features: torch.Tensor | np.ndarray) -> list[int]:
+        """Greedy CTC reading of one utterance as LLM token ids (the projector alone: ``wer_nearest``)."""
+        ids, _ = self._collapse(features)
+        return ids
+
+    @torch.no_grad()
+    def project(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The embeddings the aligned path injects into the LLM for one utterance, [n, llm_dim].
+
+        One position per emitted token (CTC collapse), each a mix of the top-k embedding rows
+        weighted by the head's probabilities; without a bound vocabulary, the raw scaled outputs.
+        """
+        _, embeds = self._collapse(features)
+        return embeds
+
+    def _collapse(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
+        was_training = self.training
+        self.eval()
+        try:
+            x = torch.as_tensor(np.asarray(features, dtype=np.float32)) if isinstance(features, np.ndarray) else features
+            x = x.float()
+            if x.dim() == 2:
+                x = x.unsqueeze(0)
+            out = self(x)
+            n = int(out.lengths[0])
+            if out.logits is None:
+                return [], out.embeds[0, :n]
+            logits = out.logits[0, :n].clone()
+            logits[:, 0] += self.config.blank_bias
+            best = logits.argmax(dim=-1)
+            keep = (best != 0) & torch.cat([torch.tensor([True]), best[1:] != best[:-1]])
+            positions = keep.nonzero().flatten()
+            if positions.numel() == 0:
+                return [], out.embeds.new_zeros(0, self.config.llm_dim)
+            token_logits = logits[positions, 1:]
+            k = min(self.config.top_k, token_logits.shape[1])
+            top_scores, top_idx = token_logits.topk(k, dim=-1)
+            weights = top_scores.softmax(dim=-1)
+            mixed = (weights.unsqueeze(-1) * self.token_rows[top_idx]).sum(dim=1)
+            ids = self.vocab_ids[best[positions] - 1].tolist()
+            return ids, mixed
+        finally:
+            self.train(was_training)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class BridgeFormer(Projector):
+    """Input MLP over reduced frames, transformer layers without positional encoding, output MLP.
+
+    No positional encoding: Whisper features already carry time. The length reduction happens first
+    so the transformer runs at 12.5 positions per second instead of 50.
+    """
+
+    def __init__(self, config: ProjectorConfig) -> None:
+        super().__init__(config)
+        d = config.d_model
+        self.inp = nn.Sequential(
+            nn.LayerNorm(reduced_input_dim(config)),
+            nn.Linear(reduced_input_dim(config), d),
+            nn.GELU(),
+            nn.Linear(d, d),
+        )
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                d, config.n_heads, config.ff_dim, config.dropout,
+                activation='gelu', batch_first=True, norm_first=True,
+            )
+            for _ in range(config.n_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, config.llm_dim))
+        self.blank = nn.Linear(d, 1)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out_lengths = reduce_lengths(lengths, self.config)
+        x = self.inp(reduce_frames(features, lengths, self.config))
+        pad_mask = torch.arange(x.shape[1])[None, :] >= out_lengths[:, None]
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=pad_mask)
+        return self.norm(x), out_lengths
+
+
+class ConcatMLP(Projector):
+    """SLAM-ASR style baseline: concatenate k frames, Linear -> ReLU -> Linear."""
+
+    def __init__(self, config: ProjectorConfig, hidden_dim: int = 2048) -> None:
+        super().__init__(config)
+        self.mlp = nn.Sequential(nn.Linear(reduced_input_dim(config), hidden_dim), nn.ReLU())
+        self.out = nn.Linear(hidden_dim, config.llm_dim)
+        self.blank = nn.Linear(hidden_dim, 1)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mlp(reduce_frames(features, lengths, self.config)), reduce_lengths(lengths, self.config)
+
+
+class LinearProjector(Projector):
+    """The smallest baseline: one linear map of the reduced frames."""
+
+    def __init__(self, config: ProjectorConfig) -> None:
+        super().__init__(config)
+        self.out = nn.Linear(reduced_input_dim(config), config.llm_dim)
+        self.blank = nn.Linear(reduced_input_dim(config), 1)
+
+    def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return reduce_frames(features, lengths, self.config), reduce_lengths(lengths, self.config)
+
+
+def build_projector(config: ProjectorConfig | dict[str, Any]) -> Projector:
+    """Factory used by training and by adapter loading."""
+    if isinstance(config, dict):
+        config = ProjectorConfig.from_dict(config)
+    cls = {'bridgeformer': BridgeFormer, 'concat_mlp': ConcatMLP, 'linear': LinearProjector}[config.type]
+    return cls(config)
