@@ -1,0 +1,303 @@
+"""The `tinyalign` command: the engine without ROS.
+
+Every sub-command prints a human summary by default and one JSON object with ``--json`` (for
+scripts and benchmarks). Errors print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+DEFAULT_DATA = Path('../shared/data')
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _progress(desc: str, total: int, enabled: bool = True) -> tuple[Callable[[int, int], None], tqdm]:
+    bar = tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, leave=False)
+
+    def update(done: int, _total: int) -> None:
+        bar.n = done
+        bar.refresh()
+
+    return update, bar
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from .config import load_config
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, 'adapter', None):
+        overrides['adapter'] = str(args.adapter)
+    if getattr(args, 'whisper', None):
+        overrides['encoder.model'] = args.whisper
+    if getattr(args, 'llm', None):
+        overrides['llm.model'] = args.llm
+    if getattr(args, 'max_new_tokens', None):
+        overrides['generation.max_new_tokens'] = args.max_new_tokens
+    if getattr(args, 'instruction', None):
+        overrides['prompt.instruction'] = args.instruction
+    return load_config(getattr(args, 'config', None), overrides)
+
+
+# -- respond -------------------------------------------------------------------------------------
+def cmd_respond(args: argparse.Namespace) -> int:
+    from .audio import load_audio
+    from .pipeline import Pipeline
+
+    config = _config(args)
+    audio = load_audio(args.audio, max_seconds=config.max_utterance_s)
+    pipeline = Pipeline.from_config(config)
+    mode = 'cascade' if args.cascade else config.mode
+    stream = None if args.json else (lambda piece: print(piece, end='', flush=True))
+    response = pipeline.respond(audio, mode=mode, on_token=stream)
+    if args.json:
+        out = {'text': response.text, 'mode': response.mode, 'audio_s': round(response.audio_s, 3),
+               'latency_ms': {k: round(v, 1) for k, v in response.latency_ms.items()},
+               'truncated': response.truncated, 'adapter': response.adapter_id}
+        if response.transcript is not None:
+            out['transcript'] = response.transcript
+        _print_json(out)
+    else:
+        print()
+        lat = ', '.join(f'{k} {v:.0f} ms' for k, v in response.latency_ms.items())
+        print(f'[{response.mode}] {response.audio_s:.1f} s of audio; {lat}', file=sys.stderr)
+    return 0
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_dataset, select
+    from .evaluate import READINGS, evaluate
+    from .pipeline import Pipeline
+
+    items = load_dataset(args.data)
+    if args.ids:
+        items = select(items, args.ids)
+    if args.limit:
+        items = items[: args.limit]
+    pipeline = Pipeline.from_config(_config(args))
+    readings = args.readings or list(READINGS)
+    update, bar = _progress('evaluating', len(items), not args.json)
+    result = evaluate(items, pipeline.encoder, pipeline.llm, pipeline.projector, readings, progress=update)
+    bar.close()
+    out = result.to_dict(with_details=args.details)
+    out['adapter'] = pipeline.adapter_id
+    if args.json:
+        _print_json(out)
+    else:
+        for key, value in out.items():
+            if key != 'details':
+                print(f'{key:>16}: {value}')
+    return 0
+
+
+# -- synth ---------------------------------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import DEFAULT_VOICES, read_sentences, synthesize_corpus
+
+    sentences = read_sentences(args.text, max_words=args.max_words)
+    voices = args.voices or list(DEFAULT_VOICES)
+    out = synthesize_corpus(sentences, args.out, voices=voices, rates=args.rates, n=args.n, seed=args.seed,
+                            max_words=args.max_words, workers=args.workers, progress=not args.json)
+    summary = {'manifest': str(Path(out) / 'manifest.jsonl') if Path(out).is_dir() else str(out),
+               'voices': voices, 'rates': args.rates, 'seed': args.seed}
+    _print_json(summary) if args.json else print(f'corpus written: {summary["manifest"]}')
+    return 0
+
+
+# -- align ---------------------------------------------------------------------------------------
+def cmd_align(args: argparse.Namespace) -> int:
+    """Train the base adapter for an encoder/LLM pair from synthesized speech."""
+    import dataclasses
+
+    from .align import AlignRecipe, align
+    from .encoder import WhisperEncoder
+    from .llm import LLM
+    from .projector import ProjectorConfig
+    from .train import TrainConfig
+
+    work = Path(args.work_dir)
+    encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
+    llm = LLM(args.llm, threads=args.threads)
+    recipe = AlignRecipe(max_train_utterances=args.max_utterances, seed=args.seed)
+    train_config = TrainConfig(max_time_s=args.minutes * 60.0, max_steps=args.max_steps, batch_size=args.batch_size,
+                               lr=args.lr, seed=args.seed, eval_every=args.eval_every)
+    projector_config = ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=args.d_model,
+                                       n_layers=args.layers, n_heads=args.heads, ff_dim=args.ff_dim)
+    log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
+                 real_data=Path(args.real) if args.real else None, log=log, progress=not args.json)
+    summary = {'adapter': str(args.out), 'metrics': meta['metrics'], 'seconds': meta['seconds'],
+               'recipe': dataclasses.asdict(recipe), 'train': meta['training']['config']}
+    if args.json:
+        _print_json(summary)
+    return 0
+
+
+# -- bench-train ---------------------------------------------------------------------------------
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from .bench import SHAPES, bench_train
+    from .encoder import WhisperEncoder
+    from .llm import LLM
+
+    encoder = WhisperEncoder(args.whisper)
+    shape = args.llm if args.llm in SHAPES else None
+    llm = LLM(None if shape else args.llm, threads=args.threads)
+    result = bench_train(encoder, llm, shape=shape, batch_size=args.batch_size, repeats=args.repeats)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f'{result["llm"]}: ctc {result["objective_per_sample_s"]:.4f} s/sample, '
+              f'ce {result["ce_per_sample_s"]:.4f} s/sample, ratio {result["ratio"]}x')
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------------
+DEMO_QUESTIONS = ('What is the capital of France?', 'How many legs does a spider have?')
+DEMO_RECORDINGS = ('LJ001-0009', 'LJ001-0027', 'LJ001-0030')
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Show the assistant answering synthesized questions and real recordings, both modes."""
+    from .audio import load_audio
+    from .data import load_dataset, select
+    from .evaluate import evaluate
+    from .pipeline import Pipeline
+    from .synth import synthesize
+
+    pipeline = Pipeline.from_config(_config(args))
+    print(f'adapter: {pipeline.adapter_id}', flush=True)
+    clips: list[tuple[str, Any, str]] = [(f'spoken question (espeak-ng): "{q}"', synthesize(q), q) for q in DEMO_QUESTIONS]
+    lj = Path(args.data) / 'ljspeech'
+    items = []
+    if (lj / 'metadata.csv').is_file():
+        items = select(load_dataset(lj), list(DEMO_RECORDINGS))
+        clips += [(f'real recording {it.id}: "{it.text}"', load_audio(it.audio), it.text or '') for it in items]
+    else:
+        print(f'(no real recordings at {lj}; pass --data)')
+    for title, audio, _text in clips:
+        print(f'\n== {title}')
+        for mode in ('aligned', 'cascade'):
+            response = pipeline.respond(audio, mode=mode)
+            heard = f' (heard: "{response.transcript}")' if response.transcript else ''
+            print(f'  [{mode:8}] {response.text!r}{heard}  [{response.latency_ms["total"]:.0f} ms]', flush=True)
+    if items:
+        print('\n== projector alone vs cascade on these recordings')
+        result = evaluate(items, pipeline.encoder, pipeline.llm, pipeline.projector, ('nearest', 'cascade'))
+        for row in result.details:
+            print(f'  {row["id"]}  nearest: {row["nearest"]!r}')
+        print(f'  wer_nearest {result.metrics["wer_nearest"]}   wer_cascade {result.metrics["wer_cascade"]}')
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--config', type=Path, help='engine YAML config (default: built-in defaults)')
+    p.add_argument('--adapter', type=Path, help='adapter folder (default: the shipped base adapter)')
+    p.add_argument('--whisper', help='faster-whisper model folder (default: embedded tiny.en)')
+    p.add_argument('--llm', help='transformers model folder or .gguf file (default: embedded SmolLM2-135M)')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='tinyalign', description=__doc__.splitlines()[0])
+    parser.add_argument('-v', '--verbose', action='store_true')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('respond', help='answer one audio file')
+    p.add_argument('audio', type=Path)
+    p.add_argument('--cascade', action='store_true', help='transcribe with Whisper, then ask the LLM')
+    p.add_argument('--max-new-tokens', type=int)
+    p.add_argument('--instruction')
+    p.add_argument('--json', action='store_true')
+    _model_args(p)
+    p.set_defaults(func=cmd_respond)
+
+    p = sub.add_parser('evaluate', help='WER/NLL of the aligned path and the cascade on a dataset')
+    p.add_argument('--data', type=Path, required=True, help='manifest.jsonl or LJ-Speech-style folder')
+    p.add_argument('--ids', nargs='+')
+    p.add_argument('--limit', type=int)
+    p.add_argument('--readings', nargs='+', help='subset of nearest repeat repeat_text cascade nll')
+    p.add_argument('--details', action='store_true', help='include per-utterance outputs in the JSON')
+    p.add_argument('--json', action='store_true')
+    _model_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser('synth', help='synthesize a speech corpus with espeak-ng')
+    p.add_argument('--text', type=Path, required=True, help='one sentence per line')
+    p.add_argument('--out', type=Path, required=True)
+    p.add_argument('--n', type=int, help='number of utterances (default: every sentence once)')
+    p.add_argument('--voices', nargs='+')
+    p.add_argument('--rates', nargs='+', type=int, default=[140, 165, 190])
+    p.add_argument('--max-words', type=int)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser('align', help='train the base adapter from synthesized speech (LLM-free objective)')
+    p.add_argument('--text', type=Path, default=DEFAULT_DATA / 'text' / 'ljspeech_sentences.txt')
+    p.add_argument('--work-dir', type=Path, default=Path('runs/align'), help='corpus and feature cache')
+    p.add_argument('--out', type=Path, default=Path('runs/align/base_adapter'))
+    p.add_argument('--real', type=Path, help='also score real recordings (LJ-Speech folder) at the end')
+    p.add_argument('--minutes', type=float, default=45.0, help='training time budget')
+    p.add_argument('--max-steps', type=int, default=20000)
+    p.add_argument('--max-utterances', type=int, help='train on the first N synthesized utterances')
+    p.add_argument('--batch-size', type=int, default=16)
+    p.add_argument('--lr', type=float, default=1.5e-3)
+    p.add_argument('--eval-every', type=int, default=250)
+    p.add_argument('--d-model', type=int, default=256)
+    p.add_argument('--layers', type=int, default=3)
+    p.add_argument('--heads', type=int, default=4)
+    p.add_argument('--ff-dim', type=int, default=1024)
+    p.add_argument('--threads', type=int)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--whisper')
+    p.add_argument('--llm')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser('bench-train', help='training cost per sample: LLM-free objective vs CE through the LLM')
+    p.add_argument('--llm', help='model folder / .gguf, or a random-weight shape: 0.5b, 1b (default: embedded)')
+    p.add_argument('--whisper')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--threads', type=int)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_bench_train)
+
+    p = sub.add_parser('demo', help='the main job: answers real speech in both modes')
+    p.add_argument('--data', type=Path, default=DEFAULT_DATA, help='folder holding ljspeech/')
+    _model_args(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as exc:
+        if args.verbose:
+            raise
+        print(f'tinyalign {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

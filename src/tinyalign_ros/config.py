@@ -1,0 +1,139 @@
+"""The engine's YAML configuration, validated when it is loaded.
+
+One file describes the whole assistant: which models, which adapter, the prompt with its injected
+instruction, generation limits and the segmenter. Unknown keys and wrong types are refused at load
+time with the key's full name, so a typo in a robot's config fails at start-up, not mid-mission.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .llm import GenerationConfig, PromptConfig
+from .segmenter import SegmenterConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+@dataclass
+class EncoderSettings:
+    model: str | None = None  # None: the embedded Whisper tiny.en
+    device: str = 'cpu'
+    compute_type: str = 'default'
+    cpu_threads: int = 0
+    windows_s: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 30.0])
+    cache_dir: str | None = None
+
+
+@dataclass
+class LLMSettings:
+    model: str | None = None  # None: the embedded SmolLM2-135M-Instruct (GGUF, converted once)
+    threads: int | None = None
+
+
+@dataclass
+class AssistantConfig:
+    """Everything :class:`tinyalign_ros.pipeline.Pipeline` needs."""
+
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    llm: LLMSettings = field(default_factory=LLMSettings)
+    adapter: str | None = None  # None: the shipped base adapter for the embedded model pair
+    mode: str = 'aligned'  # or 'cascade'
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    max_utterance_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ('aligned', 'cascade'):
+            raise ConfigError(f'mode must be "aligned" or "cascade", got {self.mode!r}')
+        if not 0.1 <= self.max_utterance_s <= 30.0:
+            raise ConfigError(f'max_utterance_s must be in [0.1, 30] (the Whisper window), got {self.max_utterance_s}')
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a (simple) annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f'{key}: {value!r} is not a valid {annotation}')
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f'{key}: expected null, got {value!r}')
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f'{key}: expected a list, got {value!r}')
+        (inner, *_rest) = typing.get_args(annotation) or (Any,)
+        items = [_check_type(v, inner, f'{key}[{i}]') for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f'{key}: expected a number, got {value!r}')
+        return float(value)
+    if annotation in (int, str, bool):
+        if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+            raise ConfigError(f'{key}: expected {annotation.__name__}, got {value!r}')
+        return value
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any] | None, prefix: str = '') -> Any:
+    """Build dataclass ``cls`` from a mapping, recursively, refusing unknown keys."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f'{prefix or "config"}: expected a mapping, got {data!r}')
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f'unknown setting(s) {[prefix + k for k in unknown]}; known: {sorted(names)}')
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, f'{prefix}{name}.')
+        else:
+            kwargs[name] = _check_type(value, hint, prefix + name)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f'{prefix or "config"}: {exc}') from exc
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> AssistantConfig:
+    """Read a YAML file (or nothing: defaults) plus flat ``overrides`` like ``{'generation.max_new_tokens': 32}``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f'config file not found: {path}')
+        try:
+            data = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f'{path} is not valid YAML: {exc}') from exc
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split('.')
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return from_dict(AssistantConfig, data)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data (for logs and adapter metadata)."""
+    return dataclasses.asdict(config)

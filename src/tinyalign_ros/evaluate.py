@@ -1,0 +1,120 @@
+"""Evaluation: how well the projector and the whole aligned path understand speech.
+
+Four readings of the same utterances, so a regression can be located:
+
+- ``wer_cascade``: Whisper's own transcription (the reference system robots run today);
+- ``wer_nearest``: the projector alone, its outputs read back as the nearest LLM tokens (CTC greedy);
+- ``wer_repeat``: end to end, the frozen LLM asked to repeat what it was given as projected audio;
+- ``wer_repeat_text``: the ceiling of that reading, the same LLM and instruction fed the true
+  transcript's embeddings (a small LLM drops and paraphrases words even then);
+
+plus ``nll_audio`` / ``nll_text``: the LLM's teacher-forced loss of the transcript after the audio
+embeddings vs after the transcript itself.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .audio import load_audio
+from .data import Item
+from .encoder import WhisperEncoder
+from .llm import LLM, GenerationConfig, PromptConfig
+from .metrics import wer
+from .projector import Projector
+
+REPEAT_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before')
+READINGS = ('nearest', 'repeat', 'repeat_text', 'cascade', 'nll')
+
+
+@dataclass
+class Evaluation:
+    """Corpus-level metrics plus what each utterance produced."""
+
+    n: int
+    metrics: dict[str, float | None]
+    details: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self, with_details: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {'n': self.n, **self.metrics, 'seconds': round(self.seconds, 2)}
+        if with_details:
+            out['details'] = self.details
+        return out
+
+
+def repeat_generation(target_ids: Sequence[int]) -> GenerationConfig:
+    """Greedy, long enough for the sentence plus slack, stopping at the end of the line."""
+    return GenerationConfig(max_new_tokens=len(target_ids) + 12, do_sample=False, stop=('\n',))
+
+
+def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector: Projector | None,
+             readings: Sequence[str] = READINGS, prompt: PromptConfig = REPEAT_PROMPT,
+             progress: Callable[[int, int], None] | None = None,
+             features: Callable[[Item], np.ndarray] | None = None) -> Evaluation:
+    """Score ``items`` (with transcripts) on the requested readings.
+
+    ``features`` lets a caller supply cached encoder features (training does); by default the
+    audio is loaded and encoded here. Readings that need a projector are left out (None) without one.
+    """
+    unknown = sorted(set(readings) - set(READINGS))
+    if unknown:
+        raise ValueError(f'unknown readings {unknown}; choose from {READINGS}')
+    if any(item.text is None for item in items):
+        raise ValueError('evaluation needs a transcript for every utterance')
+    if not items:
+        raise ValueError('nothing to evaluate: the dataset is empty')
+    start = time.perf_counter()
+    refs = [item.text or '' for item in items]
+    hyps: dict[str, list[str]] = {name: [] for name in ('nearest', 'repeat', 'repeat_text', 'cascade')}
+    nll_audio: list[float] = []
+    nll_text: list[float] = []
+    details: list[dict[str, Any]] = []
+    aligned = projector is not None
+    for i, item in enumerate(items):
+        row: dict[str, Any] = {'id': item.id, 'ref': item.text}
+        target = llm.tokenize(item.text or '')
+        audio = None
+        if 'cascade' in readings or (aligned and features is None):
+            audio = load_audio(item.audio)
+        if aligned and any(r in readings for r in ('nearest', 'repeat', 'nll')):
+            feats = features(item) if features is not None else encoder.features(audio)
+            if 'nearest' in readings:
+                row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True)
+                hyps['nearest'].append(row['nearest'])
+            if 'repeat' in readings or 'nll' in readings:
+                audio_inputs = llm.build_inputs(projector.project(feats), prompt)
+                if 'repeat' in readings:
+                    row['repeat'] = llm.generate(audio_inputs, repeat_generation(target)).text.strip()
+                    hyps['repeat'].append(row['repeat'])
+                if 'nll' in readings:
+                    nll_audio.append(llm.nll(audio_inputs, target))
+        if 'repeat_text' in readings or 'nll' in readings:
+            text_inputs = llm.build_text_inputs(item.text or '', prompt)
+            if 'repeat_text' in readings:
+                row['repeat_text'] = llm.generate(text_inputs, repeat_generation(target)).text.strip()
+                hyps['repeat_text'].append(row['repeat_text'])
+            if 'nll' in readings:
+                nll_text.append(llm.nll(text_inputs, target))
+        if 'cascade' in readings:
+            row['cascade'] = encoder.transcribe(audio)
+            hyps['cascade'].append(row['cascade'])
+        details.append(row)
+        if progress is not None:
+            progress(i + 1, len(items))
+    metrics: dict[str, float | None] = {}
+    for name in ('nearest', 'repeat', 'repeat_text', 'cascade'):
+        metrics[f'wer_{name}'] = round(wer(refs, hyps[name]), 4) if len(hyps[name]) == len(refs) else None
+    metrics['nll_audio'] = _mean(nll_audio)
+    metrics['nll_text'] = _mean(nll_text)
+    return Evaluation(n=len(items), metrics=metrics, details=details, seconds=time.perf_counter() - start)
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return round(float(np.mean(finite)), 4) if finite else None

@@ -1,0 +1,179 @@
+"""The assistant: one object that turns an utterance into a response.
+
+Aligned mode runs encoder -> projector -> LLM (the projected audio is injected between the prompt's
+instruction text); cascade mode runs Whisper transcription -> the same LLM and prompt with the
+transcript in place of the audio. Both report where the time went, so a robot engineer can see
+whether the encoder, the projector or the LLM is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .adapter import AdapterError, load_adapter, read_metadata
+from .audio import SAMPLE_RATE, validate
+from .config import AssistantConfig
+from .encoder import WhisperEncoder, WindowPolicy
+from .llm import LLM, GenerationConfig, PromptConfig
+from .projector import Projector, ProjectorConfig, build_projector
+
+log = logging.getLogger(__name__)
+
+MODES = ('aligned', 'cascade')
+ASSETS = Path(__file__).resolve().parent / 'assets'
+BASE_ADAPTER = ASSETS / 'base_adapter'
+
+
+class PipelineError(RuntimeError):
+    """A request the pipeline cannot serve (unknown mode, no adapter for aligned mode, ...)."""
+
+
+@dataclass
+class Response:
+    """One answer, with its latency breakdown in milliseconds."""
+
+    text: str
+    mode: str
+    audio_s: float
+    latency_ms: dict[str, float]
+    truncated: bool = False
+    adapter_id: str | None = None
+    transcript: str | None = None  # what the cascade heard (cascade mode only)
+    n_audio_tokens: int = 0  # embeddings injected for the audio (aligned mode only)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shipped_adapter_path() -> Path | None:
+    """The base adapter shipped with the package for the embedded model pair, if present."""
+    return BASE_ADAPTER if (BASE_ADAPTER / 'adapter.json').is_file() else None
+
+
+def untrained_projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
+    """A freshly initialized BridgeFormer bound to ``llm``: runs end to end, understands nothing."""
+    projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size))
+    projector.bind_llm(llm.embedding_matrix)
+    return projector.eval()
+
+
+class Pipeline:
+    """Encoder + projector + LLM, with a thread-safe adapter swap for live personalization."""
+
+    def __init__(self, encoder: WhisperEncoder, llm: LLM, projector: Projector | None = None,
+                 prompt: PromptConfig | None = None, generation: GenerationConfig | None = None,
+                 adapter_id: str | None = None, max_utterance_s: float = 30.0) -> None:
+        self.encoder = encoder
+        self.llm = llm
+        self.prompt = prompt or PromptConfig()
+        self.generation = generation or GenerationConfig()
+        self.max_utterance_s = max_utterance_s
+        self._lock = threading.Lock()
+        self._projector = projector
+        self._adapter_id = adapter_id
+        if projector is not None and not projector.is_bound:
+            projector.bind_llm(llm.embedding_matrix)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: AssistantConfig | None = None) -> Pipeline:
+        """Load the models and the adapter a config names (the shipped base adapter by default)."""
+        config = config or AssistantConfig()
+        encoder = WhisperEncoder(
+            config.encoder.model, device=config.encoder.device, compute_type=config.encoder.compute_type,
+            cpu_threads=config.encoder.cpu_threads, policy=WindowPolicy(tuple(config.encoder.windows_s)),
+            cache_dir=config.encoder.cache_dir,
+        )
+        llm = LLM(config.llm.model, threads=config.llm.threads)
+        pipeline = cls(encoder, llm, None, config.prompt, config.generation,
+                       max_utterance_s=config.max_utterance_s)
+        adapter = config.adapter or shipped_adapter_path()
+        if adapter is not None:
+            pipeline.load_adapter(adapter)
+        else:
+            log.warning('no adapter configured and none shipped: the aligned path uses an untrained '
+                        'projector (run `tinyalign align` to train one)')
+            pipeline.set_adapter(untrained_projector(encoder, llm), 'untrained')
+        return pipeline
+
+    # -- adapters -----------------------------------------------------------------------------
+    @property
+    def projector(self) -> Projector | None:
+        return self._projector
+
+    @property
+    def adapter_id(self) -> str | None:
+        return self._adapter_id
+
+    def set_adapter(self, projector: Projector | None, adapter_id: str | None) -> None:
+        """Swap the projector; requests already running finish with the one they started with."""
+        if projector is not None:
+            if not projector.is_bound:
+                projector.bind_llm(self.llm.embedding_matrix)
+            projector.eval()
+        with self._lock:
+            self._projector, self._adapter_id = projector, adapter_id
+
+    def load_adapter(self, path: str | Path) -> dict[str, Any]:
+        """Load an adapter folder, checked against the loaded models, and make it active."""
+        projector, meta = load_adapter(path, self.encoder.identity, self.llm.identity,
+                                       self.llm.embedding_matrix)
+        self.set_adapter(projector, meta.get('adapter_id', Path(path).name))
+        return meta
+
+    @staticmethod
+    def adapter_metadata(path: str | Path) -> dict[str, Any]:
+        return read_metadata(path)
+
+    # -- answering ----------------------------------------------------------------------------
+    def respond(self, audio: np.ndarray, mode: str = 'aligned', on_token: Callable[[str], None] | None = None,
+                prompt: PromptConfig | None = None, generation: GenerationConfig | None = None) -> Response:
+        """Answer one utterance (float32 mono 16 kHz) in ``mode``; ``on_token`` streams the answer."""
+        if mode not in MODES:
+            raise PipelineError(f'mode must be one of {MODES}, got {mode!r}')
+        audio = validate(audio, max_seconds=self.max_utterance_s)
+        prompt = prompt or self.prompt
+        generation = generation or self.generation
+        with self._lock:
+            projector, adapter_id = self._projector, self._adapter_id
+        start = time.perf_counter()
+        transcript = None
+        n_audio = 0
+        if mode == 'aligned':
+            if projector is None:
+                raise PipelineError('aligned mode needs an adapter; load one or use cascade mode')
+            features = self.encoder.features(audio)
+            t_encoded = time.perf_counter()
+            embeds = projector.project(features)
+            n_audio = int(embeds.shape[0])
+            inputs = self.llm.build_inputs(embeds, prompt)
+        else:
+            transcript = self.encoder.transcribe(audio)
+            t_encoded = time.perf_counter()
+            inputs = self.llm.build_text_inputs(transcript, prompt)
+        t_projected = time.perf_counter()
+        result = self.llm.generate(inputs, generation, on_token=on_token)
+        end = time.perf_counter()
+        latency = {
+            'encode': (t_encoded - start) * 1000.0,
+            'project': (t_projected - t_encoded) * 1000.0,
+            'first_token': (t_projected - start + result.first_token_s) * 1000.0,
+            'total': (end - start) * 1000.0,
+        }
+        return Response(
+            text=result.text, mode=mode, audio_s=len(audio) / SAMPLE_RATE, latency_ms=latency,
+            truncated=result.truncated, adapter_id=adapter_id if mode == 'aligned' else None,
+            transcript=transcript, n_audio_tokens=n_audio,
+        )
+
+    def with_prompt(self, **changes: Any) -> PromptConfig:
+        """A copy of the current prompt with some fields changed (used by evaluation)."""
+        return replace(self.prompt, **changes)
