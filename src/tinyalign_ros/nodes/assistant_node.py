@@ -1,0 +1,1193 @@
+"""The assistant node: audio topic in, answers out, plus the personalize action server.
+
+Everything heavy happens in the engine (:mod:`tinyalign_ros.pipeline`, :mod:`.segmenter`); this
+node only translates. Its threads:
+
+- the executor (a ``MultiThreadedExecutor``) runs the audio callbacks in their own mutually
+  exclusive group (chunks stay in order; the segmenter is not thread-safe), the action server and
+  the adapter services in a reentrant group (a long personalization never blocks a cancel request
+  or a service call), and timers in the default group;
+- one worker thread runs the pipeline. Utterances wait in a bounded queue; when it is full the
+  oldest one is dropped and counted (an answer to a stale question is worse than none);
+- a personalization job runs in its own thread while the execute callback reports feedback at
+  least once a second; the assistant keeps answering meanwhile (diagnostics report its latency
+  while training separately).
+
+Topics (relative names, so a namespace applies): subscribes ``audio`` and ``audio_info``;
+publishes ``response`` (tinyalign_msgs/AssistantResponse), ``response/text`` (std_msgs/String),
+``response/partial`` (std_msgs/String: the answer so far, while it is generated),
+``latency/{encode,project,first_token,total,queue}_ms`` (std_msgs/Float32 for rqt_plot),
+``personalize/prompt`` (std_msgs/String: the sentence the operator should read) and
+``/diagnostics``. Services ``list_adapters`` and ``activate_adapter``; action ``personalize``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float32, String
+from tinyalign_msgs.action import Personalize
+from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
+from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
+
+from tinyalign_ros.audio import SAMPLE_FORMATS, normalize_format
+from tinyalign_ros.llm import GenerationConfig, PromptConfig
+from tinyalign_ros.nodes import diagnostics as diag
+from tinyalign_ros.nodes.job_interface import (MODES, PHASE_RECORDING, SOURCE_FOLDER, SOURCE_RECORD,
+                                               SOURCE_ROSBAG, AdapterStore, AdapterVersion, BackendContext,
+                                               Limits, OperatorIdError, PersonalizeJob, PersonalizeRequest,
+                                               PersonalizeResult, Progress, TrainingOptions, load_backend,
+                                               validate_operator_id)
+from tinyalign_ros.nodes.ros_audio import (FLAVOURS, MESSAGE_NAMES, AudioDecoder, AudioFormat,
+                                           AudioMessageError, finite_or, info_class, message_class,
+                                           resolve_flavour)
+from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
+
+try:  # Humble and Jazzy have it; keep main() working on older rclpy too
+    from rclpy.executors import ExternalShutdownException
+except ImportError:  # pragma: no cover
+    class ExternalShutdownException(Exception):  # type: ignore[no-redef]
+        pass
+
+NODE_NAME = 'tinyalign_assistant'
+SOURCES_BY_CODE = {Personalize.Goal.SOURCE_RECORD: SOURCE_RECORD,
+                   Personalize.Goal.SOURCE_FOLDER: SOURCE_FOLDER,
+                   Personalize.Goal.SOURCE_ROSBAG: SOURCE_ROSBAG}
+LATENCY_KINDS = ('encode', 'project', 'first_token', 'total', 'queue')
+TOPIC_NAME = re.compile(r'^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
+OBJECTIVE_NAME = re.compile(r'^[a-z0-9_]{0,64}$')
+UTTERANCE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+MAX_INSTRUCTION_CHARS = 2000
+MAX_UTTERANCES = 10000
+MAX_STEPS = 10_000_000
+MAX_SECONDS = 24 * 3600.0
+
+# Read aloud during enrollment when no prompts file is given: short, varied, robot-flavoured.
+DEFAULT_PROMPTS = (
+    'Please bring me the red toolbox from the workshop.',
+    'What is the battery level right now?',
+    'Turn left at the next corridor and stop by the door.',
+    'Could you check whether the kitchen window is closed?',
+    'Move forward slowly, then wait for my signal.',
+    'How far is the charging station from here?',
+    'Pick up the blue cup and put it on the shelf.',
+    'Remind me to water the plants at six tonight.',
+    'Which rooms did you clean this morning?',
+    'Go back to the lobby and greet the visitors.',
+    'Is anybody waiting at the front entrance?',
+    'Follow me to the garage, but keep your distance.',
+    'Tell me the temperature in the server room.',
+    'Lower the arm a little and open the gripper.',
+    'What was the last thing I asked you to do?',
+    'Switch off the lights in the meeting room.',
+    'Count the boxes on the third pallet, please.',
+    'Find my keys; I think they are near the sofa.',
+    'Drive to the loading dock and wait there.',
+    'Thank you, that will be all for today.',
+)
+
+
+class NodeConfigError(ValueError):
+    """A parameter combination the node cannot start with; the message names the parameter."""
+
+
+# -- parameters -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter: default, description, range and whether it can change at run time."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    choices: tuple[str, ...] = ()
+
+    def descriptor(self) -> ParameterDescriptor:
+        d = ParameterDescriptor()
+        d.description = self.description
+        d.read_only = self.read_only
+        if self.choices:
+            d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in self.choices)
+        if self.int_range is not None:
+            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
+        if self.float_range is not None:
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]), step=0.0)]
+        return d
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    # audio input
+    ParamSpec('audio.topic', 'audio', 'Audio topic to listen to (audio_common_msgs, either flavour).'),
+    ParamSpec('audio.info_topic', '', 'Latched AudioInfo topic giving the sample format of the ros-drivers '
+              'flavour; empty = audio_info next to the audio topic (/mic/audio -> /mic/audio_info).'),
+    ParamSpec('audio.flavour', 'auto', 'Which audio_common_msgs is installed: auto, ros-drivers or mgonzs13.',
+              choices=('auto',) + FLAVOURS),
+    ParamSpec('audio.message', '', 'Audio message type: empty = AudioData (ros-drivers) / AudioStamped '
+              '(mgonzs13); or AudioDataStamped, Audio.',
+              choices=('',) + MESSAGE_NAMES['ros-drivers'] + MESSAGE_NAMES['mgonzs13']),
+    ParamSpec('audio.sample_format', 'S16LE', 'Sample format used until an AudioInfo arrives (ros-drivers).',
+              choices=SAMPLE_FORMATS),
+    ParamSpec('audio.channels', 1, 'Channels used until an AudioInfo arrives (ros-drivers).', int_range=(1, 32)),
+    ParamSpec('audio.sample_rate', 16000, 'Sample rate [Hz] used until an AudioInfo arrives (ros-drivers).',
+              int_range=(1000, 384000)),
+    ParamSpec('audio.use_info_topic', True, 'Follow the AudioInfo topic (false: always use the parameters).'),
+    ParamSpec('audio.qos_depth', 50, 'Depth of the best-effort audio subscription queue.', int_range=(1, 1000)),
+    ParamSpec('audio.max_message_s', 5.0, 'Longest audio accepted in one message; longer ones are rejected '
+              'as malformed before decoding.', float_range=(0.01, 60.0)),
+    # segmentation
+    ParamSpec('segmentation', 'vad', 'vad: cut utterances with Silero VAD; message: every audio message is '
+              'one utterance (push-to-talk or an upstream VAD).', choices=('vad', 'message')),
+    ParamSpec('segmenter.threshold', 0.5, 'Silero speech probability threshold.', float_range=(0.05, 0.95)),
+    ParamSpec('segmenter.min_speech_s', 0.3, 'Shorter speech is ignored (coughs, clicks).', float_range=(0.0, 5.0)),
+    ParamSpec('segmenter.max_utterance_s', 20.0, 'Longest utterance; longer speech is cut (and flagged).',
+              float_range=(0.5, 30.0)),
+    ParamSpec('segmenter.padding_s', 0.2, 'Audio kept around detected speech.', float_range=(0.0, 2.0)),
+    ParamSpec('segmenter.end_silence_s', 0.6, 'Silence that ends an utterance.', float_range=(0.05, 5.0)),
+    ParamSpec('segmenter.max_buffer_s', 60.0, 'Upper bound on buffered audio.', float_range=(5.0, 600.0)),
+    # pipeline
+    ParamSpec('queue.size', 4, 'Utterances waiting for the pipeline; when full the oldest is dropped.',
+              int_range=(1, 64)),
+    ParamSpec('encoder.model', '', 'Whisper CTranslate2 folder; empty = the embedded tiny.en.'),
+    ParamSpec('encoder.device', 'cpu', 'cpu, cuda or auto.', choices=('cpu', 'cuda', 'auto')),
+    ParamSpec('encoder.compute_type', 'default', 'CTranslate2 compute type (default, int8, float16, ...).'),
+    ParamSpec('encoder.cpu_threads', 0, 'Encoder threads; 0 = CTranslate2 default.', int_range=(0, 256)),
+    ParamSpec('encoder.cache_dir', '', 'Feature cache folder; empty = no cache.'),
+    ParamSpec('llm.model', '', 'LLM folder or .gguf file; empty = the embedded SmolLM2-135M-Instruct.'),
+    ParamSpec('llm.threads', 0, 'Torch threads for the LLM; 0 = torch default.', int_range=(0, 256)),
+    ParamSpec('adapter', '', 'Base adapter folder used when no operator adapter is active; empty = shipped one.'),
+    ParamSpec('mode', 'aligned', 'aligned (encoder -> projector -> LLM) or cascade (Whisper text -> LLM). '
+              'Runtime-changeable.', read_only=False, choices=MODES),
+    ParamSpec('operator', '', 'Operator whose active adapter answers; empty = the base adapter. '
+              'Runtime-changeable (the adapter is swapped without a restart).', read_only=False),
+    ParamSpec('prompt.instruction', PromptConfig().instruction,
+              'Instruction injected around the audio. Runtime-changeable.', read_only=False),
+    ParamSpec('prompt.placement', 'before', 'Where the instruction goes: before, after or both the audio.',
+              choices=('before', 'after', 'both')),
+    ParamSpec('prompt.system', '', "System prompt; empty = the chat template's default."),
+    ParamSpec('generation.max_new_tokens', 64, 'Longest answer in tokens. Runtime-changeable.',
+              read_only=False, int_range=(1, 1024)),
+    ParamSpec('generation.do_sample', False, 'Sample instead of greedy decoding.'),
+    ParamSpec('generation.temperature', 0.7, 'Sampling temperature.', float_range=(0.01, 2.0)),
+    ParamSpec('generation.top_p', 0.9, 'Nucleus sampling mass.', float_range=(0.01, 1.0)),
+    ParamSpec('generation.seed', -1, 'Sampling seed; -1 = random.', int_range=(-1, 2**31 - 1)),
+    # personalization
+    ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
+    ParamSpec('personalize.backend', 'tinyalign_ros.personalize:ros_backend',
+              'module:factory returning the personalization job and adapter store.'),
+    ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/adapters.'),
+    ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/../work.'),
+    ParamSpec('personalize.prompts_file', '', 'Enrollment sentences, one per line; empty = built-in list.'),
+    ParamSpec('personalize.answer_timeout_s', 15.0, 'Time to wait for the answer to one prompt.',
+              float_range=(1.0, 300.0)),
+    ParamSpec('personalize.max_utterances', 20, 'Default number of utterances to record.', int_range=(1, 500)),
+    ParamSpec('personalize.max_record_s', 600.0, 'Default recording budget in seconds.', float_range=(5.0, 7200.0)),
+    ParamSpec('personalize.on_new_goal', 'reject', 'A goal arriving while one runs: reject it, or preempt '
+              '(abort the running one, like ros2/examples server_single_goal).', choices=('reject', 'preempt')),
+    ParamSpec('personalize.feedback_period_s', 0.5, 'Feedback period while a goal runs.', float_range=(0.05, 1.0)),
+    # diagnostics
+    ParamSpec('diagnostics.period_s', 1.0, 'Diagnostics publishing period.', float_range=(0.1, 60.0)),
+    ParamSpec('diagnostics.stale_audio_s', 5.0, 'Warn when no audio arrived for this long.',
+              float_range=(0.5, 3600.0)),
+    ParamSpec('diagnostics.latency_window', 100, 'Answers kept for latency percentiles.', int_range=(10, 10000)),
+    ParamSpec('diagnostics.hardware_id', 'tinyalign', 'hardware_id of the diagnostic statuses.'),
+)
+SPECS = {spec.name: spec for spec in PARAMS}
+
+
+def check_parameter(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``name`` (None: fine). Ranges are checked by rclpy."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    if spec.choices:
+        if name == 'audio.sample_format':
+            try:
+                normalize_format(value)
+            except ValueError as exc:
+                return str(exc)
+        elif value not in spec.choices:
+            return f'{name} must be one of {list(spec.choices)}, got {value!r}'
+    if name == 'operator' and value != '':
+        try:
+            validate_operator_id(value)
+        except OperatorIdError as exc:
+            return str(exc)
+    if name == 'prompt.instruction':
+        if not value.strip():
+            return 'prompt.instruction must not be empty'
+        if len(value) > MAX_INSTRUCTION_CHARS:
+            return f'prompt.instruction is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
+    if name == 'generation.max_new_tokens' and not 1 <= value <= 1024:
+        return 'generation.max_new_tokens must be 1..1024'
+    if name in ('audio.topic', 'audio.info_topic') and (value or name == 'audio.topic') \
+            and not TOPIC_NAME.match(value):
+        return f'{name} {value!r} is not a valid topic name'
+    return None
+
+
+def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
+    """The AudioInfo topic: the given one, else ``audio_info`` beside the audio topic (as audio_capture does)."""
+    if info_topic:
+        return info_topic
+    head, separator, _name = audio_topic.rpartition('/')
+    return f'{head}{separator}audio_info'
+
+
+def default_store_dir() -> Path:
+    base = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
+    return Path(base) / 'tinyalign_ros' / 'adapters'
+
+
+def load_prompts(path: str) -> list[str]:
+    """Enrollment sentences from a file (one per line, # comments), or the built-in list."""
+    if not path:
+        return list(DEFAULT_PROMPTS)
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise NodeConfigError(f'personalize.prompts_file {file} does not exist')
+    lines = [line.strip() for line in file.read_text(encoding='utf-8').splitlines()]
+    prompts = [line for line in lines if line and not line.startswith('#')]
+    if not prompts:
+        raise NodeConfigError(f'personalize.prompts_file {file} holds no sentences')
+    return prompts
+
+
+def bag_exists(path: Path) -> bool:
+    """A rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
+    if path.is_file():
+        return path.suffix in ('.db3', '.mcap')
+    if path.is_dir():
+        return (path / 'metadata.yaml').is_file() or any(path.glob('*.db3')) or any(path.glob('*.mcap'))
+    return False
+
+
+def dataset_exists(path: Path) -> bool:
+    return path.is_dir() and ((path / 'manifest.jsonl').is_file() or (path / 'metadata.csv').is_file())
+
+
+def metrics_to_msgs(metrics: dict[str, float]) -> list[Metric]:
+    return [Metric(name=str(k), value=finite_or(v, math.nan)) for k, v in sorted(metrics.items())]
+
+
+@dataclass
+class _Job:
+    """One utterance waiting for the pipeline."""
+
+    utterance_id: int
+    audio: np.ndarray
+    audio_truncated: bool
+    enqueued: float
+    frame_id: str
+
+
+@dataclass
+class _Counters:
+    """What diagnostics report; updated from several threads under the node's lock."""
+
+    audio_messages: int = 0
+    audio_errors: int = 0
+    audio_errors_reported: int = 0
+    last_audio_error: str = ''
+    last_audio_time: float | None = None
+    info_messages: int = 0
+    utterances: int = 0
+    dropped: int = 0
+    dropped_reported: int = 0
+    answered: int = 0
+    pipeline_errors: int = 0
+    last_pipeline_error: str = ''
+    last_pipeline_failed: bool = False
+    messages_since_report: int = 0
+    seconds_since_report: float = 0.0
+    enrollment_utterances: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _GoalState:
+    """The goal being executed."""
+
+    handle: Any
+    operator_id: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    preempted: bool = False
+    progress: Progress = field(default_factory=lambda: Progress(PHASE_RECORDING))
+    prompt: str = ''
+    recorded: int = 0
+
+
+class AssistantNode(Node):
+    """Listens, answers, and personalizes. See the module docstring for topics and threads.
+
+    ``pipeline``, ``job``, ``store`` and ``adapter_loader`` can be injected (tests use fakes);
+    otherwise they are built from the parameters. ``adapter_loader(path) -> (projector, metadata)``
+    defaults to :func:`tinyalign_ros.adapter.load_adapter` checked against the loaded models.
+    """
+
+    def __init__(self, *, pipeline: Any = None, job: PersonalizeJob | None = None,
+                 store: AdapterStore | None = None,
+                 adapter_loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None,
+                 node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self._lock = threading.Lock()
+        self._adapter_lock = threading.RLock()
+        self._ready = False
+        self._stop = threading.Event()
+        # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        p = self._param
+
+        self._prompt = PromptConfig(instruction=p('prompt.instruction'), placement=p('prompt.placement'),
+                                    system=p('prompt.system') or None)
+        self._generation = GenerationConfig(
+            max_new_tokens=p('generation.max_new_tokens'), do_sample=p('generation.do_sample'),
+            temperature=p('generation.temperature'), top_p=p('generation.top_p'),
+            seed=None if p('generation.seed') < 0 else p('generation.seed'))
+        self._mode = p('mode')
+        self._operator = ''
+        self._operator_mode = 'aligned'
+        self._counters = _Counters()
+        self._latency = diag.LatencyWindow(p('diagnostics.latency_window'))
+        self._latency_training = diag.LatencyWindow(p('diagnostics.latency_window'))
+        self._utterance_ids = 0
+        self._queue: deque[_Job] = deque()
+        self._queue_size = p('queue.size')
+        self._queue_cv = threading.Condition()
+        self._busy = False
+        self._worker = threading.Thread(target=self._work_loop, name='tinyalign_pipeline', daemon=True)
+
+        # Audio input.
+        self._flavour = resolve_flavour(p('audio.flavour'))
+        self._audio_type = message_class(self._flavour, p('audio.message'))
+        self._decoder = AudioDecoder(
+            AudioFormat(p('audio.sample_format'), p('audio.channels'), p('audio.sample_rate')),
+            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'))
+        self._segmenter_config = SegmenterConfig(
+            threshold=p('segmenter.threshold'), min_speech_s=p('segmenter.min_speech_s'),
+            max_utterance_s=p('segmenter.max_utterance_s'), padding_s=p('segmenter.padding_s'),
+            end_silence_s=max(p('segmenter.end_silence_s'), p('segmenter.padding_s')),
+            max_buffer_s=max(p('segmenter.max_buffer_s'), p('segmenter.max_utterance_s') + 5.0))
+        self._segmenter = Segmenter(self._segmenter_config) if p('segmentation') == 'vad' else None
+        self._max_utterance_samples = int(p('segmenter.max_utterance_s') * 16000)
+
+        # Engine.
+        self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
+        self._adapter_loader = adapter_loader or self._default_adapter_loader
+        self._base_adapter = (getattr(self.pipeline, 'projector', None), getattr(self.pipeline, 'adapter_id', None))
+
+        # Personalization backend.
+        self.job, self.store = job, store
+        self._backend_error = ''
+        if p('personalize.enabled') and (job is None or store is None):
+            self._load_backend()
+        if not p('personalize.enabled'):
+            self._backend_error = 'personalization is disabled (personalize.enabled is false)'
+        self._prompts = load_prompts(p('personalize.prompts_file'))
+        self._goal: _GoalState | None = None
+        self._goal_reserved = False
+        self._goal_lock = threading.Lock()
+        self._job_lock = threading.Lock()
+        self._enroll_inbox: queue.Queue[Utterance | np.ndarray] = queue.Queue()
+        self._recording = False
+        self._last_result = ''
+
+        # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable).
+        reliable = QoSProfile(depth=10)
+        self._response_pub = self.create_publisher(AssistantResponse, 'response', reliable)
+        self._text_pub = self.create_publisher(String, 'response/text', reliable)
+        self._partial_pub = self.create_publisher(String, 'response/partial', reliable)
+        self._prompt_pub = self.create_publisher(String, 'personalize/prompt', reliable)
+        self._latency_pubs = {k: self.create_publisher(Float32, f'latency/{k}_ms', reliable) for k in LATENCY_KINDS}
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
+
+        # Inputs. Best effort receives from reliable and best-effort publishers alike.
+        self._audio_group = MutuallyExclusiveCallbackGroup()
+        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
+                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+        self._audio_sub = self.create_subscription(self._audio_type, p('audio.topic'), self._on_audio, audio_qos,
+                                                   callback_group=self._audio_group)
+        self._info_sub = None
+        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
+            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                  reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self._info_sub = self.create_subscription(
+                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
+                info_qos, callback_group=self._audio_group)
+
+        # Personalization and adapters: reentrant so cancel and services are served during a goal.
+        self._action_group = ReentrantCallbackGroup()
+        self._action_server = None
+        if p('personalize.enabled'):
+            self._action_server = ActionServer(
+                self, Personalize, 'personalize', execute_callback=self._execute_goal,
+                goal_callback=self._on_goal, handle_accepted_callback=self._on_goal_accepted,
+                cancel_callback=self._on_cancel, callback_group=self._action_group)
+            self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
+                                callback_group=self._action_group)
+            self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
+                                callback_group=self._action_group)
+
+        self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
+        self._last_report = time.monotonic()
+        self._worker.start()
+
+        self._ready = True
+        initial_operator = p('operator')
+        if initial_operator:
+            reason = self._switch_operator(initial_operator)
+            if reason:
+                self.get_logger().error(f'cannot start as operator {initial_operator!r}: {reason}; '
+                                        'answering with the base adapter')
+                self.set_parameters([Parameter('operator', value='')])
+        self.get_logger().info(
+            f'listening on {self.resolve_topic_name(p("audio.topic"))} ({self._flavour} '
+            f'{self._audio_type.__name__}, segmentation={p("segmentation")}); mode={self._mode}')
+
+    # -- small helpers ----------------------------------------------------------------------------
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _build_pipeline(self) -> Any:
+        """Load the models named by the parameters (what main() does; tests inject a fake)."""
+        from tinyalign_ros.config import ConfigError, load_config
+        from tinyalign_ros.pipeline import Pipeline
+
+        p = self._param
+        overrides = {
+            'encoder.model': p('encoder.model') or None, 'encoder.device': p('encoder.device'),
+            'encoder.compute_type': p('encoder.compute_type'), 'encoder.cpu_threads': p('encoder.cpu_threads'),
+            'encoder.cache_dir': p('encoder.cache_dir') or None,
+            'llm.model': p('llm.model') or None, 'llm.threads': p('llm.threads') or None,
+            'adapter': p('adapter') or None, 'mode': p('mode'),
+            'prompt.instruction': p('prompt.instruction'), 'prompt.placement': p('prompt.placement'),
+            'prompt.system': p('prompt.system') or None,
+            'generation.max_new_tokens': p('generation.max_new_tokens'),
+            'generation.do_sample': p('generation.do_sample'), 'generation.temperature': p('generation.temperature'),
+            'generation.top_p': p('generation.top_p'),
+            'generation.seed': None if p('generation.seed') < 0 else p('generation.seed'),
+            'max_utterance_s': p('segmenter.max_utterance_s'),
+        }
+        try:
+            config = load_config(None, overrides)
+        except ConfigError as exc:
+            raise NodeConfigError(f'invalid engine settings: {exc}') from exc
+        started = time.monotonic()
+        pipeline = Pipeline.from_config(config)
+        self.get_logger().info(f'models loaded in {time.monotonic() - started:.1f} s '
+                               f'(adapter {pipeline.adapter_id})')
+        return pipeline
+
+    def _default_adapter_loader(self, path: str) -> tuple[Any, dict[str, Any]]:
+        from tinyalign_ros.adapter import load_adapter
+
+        encoder = getattr(self.pipeline, 'encoder', None)
+        llm = getattr(self.pipeline, 'llm', None)
+        return load_adapter(path, getattr(encoder, 'identity', None), getattr(llm, 'identity', None),
+                            getattr(llm, 'embedding_matrix', None))
+
+    def _load_backend(self) -> None:
+        p = self._param
+        store_dir = Path(p('personalize.store_dir')).expanduser() if p('personalize.store_dir') else default_store_dir()
+        work_dir = Path(p('personalize.work_dir')).expanduser() if p('personalize.work_dir') \
+            else store_dir.parent / 'work'
+        context = BackendContext(pipeline=self.pipeline, store_dir=store_dir, work_dir=work_dir,
+                                 log=self.get_logger().info)
+        try:
+            backend = load_backend(p('personalize.backend'), context)
+        except Exception as exc:  # noqa: BLE001 - any failure only disables personalization
+            self._backend_error = f'personalization backend unavailable: {exc}'
+            self.get_logger().warning(self._backend_error)
+            return
+        self.job = self.job or backend.job
+        self.store = self.store or backend.store
+
+    # -- parameters at run time -------------------------------------------------------------------
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        """Validate (always) and apply (once the node is running) runtime-changeable parameters."""
+        for parameter in parameters:
+            reason = check_parameter(parameter.name, parameter.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        if not getattr(self, '_ready', False):
+            return SetParametersResult(successful=True)
+        values = {p.name: p.value for p in parameters}
+        if 'operator' in values and values['operator'] != self._operator:
+            reason = self._switch_operator(values['operator'])
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        if 'mode' in values:
+            self._mode = values['mode']
+        if 'prompt.instruction' in values:
+            self._prompt = replace(self._prompt, instruction=values['prompt.instruction'])
+        if 'generation.max_new_tokens' in values:
+            self._generation = replace(self._generation, max_new_tokens=values['generation.max_new_tokens'])
+        return SetParametersResult(successful=True)
+
+    @property
+    def effective_mode(self) -> str:
+        """Cascade when asked for, or when the store says the operator is better served by it."""
+        return 'cascade' if 'cascade' in (self._mode, self._operator_mode) else 'aligned'
+
+    @property
+    def operator(self) -> str:
+        return self._operator
+
+    def statistics(self) -> dict[str, Any]:
+        """A snapshot of the counters diagnostics report (for tests and debugging)."""
+        with self._lock:
+            c = replace(self._counters)
+        with self._queue_cv:
+            depth = len(self._queue)
+        return {'audio_messages': c.audio_messages, 'audio_errors': c.audio_errors,
+                'last_audio_error': c.last_audio_error, 'info_messages': c.info_messages,
+                'utterances': c.utterances, 'dropped': c.dropped, 'answered': c.answered,
+                'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
+                'enrollment_utterances': c.enrollment_utterances}
+
+    # -- adapters ---------------------------------------------------------------------------------
+    def _swap_to(self, version: AdapterVersion | None) -> None:
+        """Make ``version`` (None: the base adapter) answer from the next utterance on."""
+        with self._adapter_lock:
+            if version is None:
+                projector, adapter_id = self._base_adapter
+            else:
+                projector, _meta = self._adapter_loader(version.path)
+                adapter_id = version.adapter_id
+            self.pipeline.set_adapter(projector, adapter_id)
+        self.get_logger().info(f'adapter now {adapter_id!r}')
+
+    def _switch_operator(self, operator_id: str) -> str | None:
+        """Answer as ``operator_id`` from now on; returns why not, or None."""
+        with self._adapter_lock:
+            version, mode = None, 'aligned'
+            if operator_id:
+                if self.store is None:
+                    return f'cannot switch operator: {self._backend_error or "no adapter store"}'
+                try:
+                    version = self.store.active(operator_id)
+                    mode = self.store.mode(operator_id)
+                except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
+                    return f'adapter store failed for operator {operator_id!r}: {exc}'
+            try:
+                self._swap_to(version)
+            except Exception as exc:  # noqa: BLE001 - a broken adapter must not take the node down
+                return f'cannot load adapter {version.adapter_id if version else "base"}: {exc}'
+            self._operator, self._operator_mode = operator_id, mode if mode in MODES else 'aligned'
+        return None
+
+    def _on_list_adapters(self, request: Any, response: Any) -> Any:
+        response.active_operator_id = self._operator
+        response.active_adapter_id = str(getattr(self.pipeline, 'adapter_id', '') or '')
+        if self.store is None:
+            response.success, response.message = False, self._backend_error or 'no adapter store'
+            return response
+        try:
+            operators = [validate_operator_id(request.operator_id)] if request.operator_id \
+                else list(self.store.operators())
+            infos = []
+            for operator_id in operators:
+                mode = self.store.mode(operator_id)
+                for version in self.store.versions(operator_id):
+                    infos.append(AdapterInfo(
+                        operator_id=operator_id, adapter_id=version.adapter_id, path=str(version.path),
+                        created=str(version.created), active=bool(version.active),
+                        loaded=(operator_id == self._operator and version.adapter_id == response.active_adapter_id),
+                        mode=mode, metrics=metrics_to_msgs(version.metrics)))
+        except Exception as exc:  # noqa: BLE001 - a service must answer, not crash the node
+            response.success, response.message = False, str(exc)
+            return response
+        response.operators = operators
+        response.adapters = infos
+        response.success, response.message = True, f'{len(infos)} adapter version(s)'
+        return response
+
+    def _on_activate_adapter(self, request: Any, response: Any) -> Any:
+        operator_id = request.operator_id or self._operator
+        response.operator_id = operator_id
+        if self.store is None:
+            response.success, response.message = False, self._backend_error or 'no adapter store'
+            return response
+        if not operator_id:
+            response.success, response.message = False, 'no operator given and no active operator'
+            return response
+        try:
+            validate_operator_id(operator_id)
+            with self._adapter_lock:
+                previous = self.store.active(operator_id)
+                response.previous_adapter_id = previous.adapter_id if previous else ''
+                if request.action == ActivateAdapter.Request.ACTIVATE:
+                    if not request.adapter_id:
+                        raise ValueError('ACTIVATE needs an adapter_id (see list_adapters)')
+                    version = self.store.activate(operator_id, request.adapter_id)
+                elif request.action == ActivateAdapter.Request.ROLLBACK:
+                    version = self.store.rollback(operator_id)
+                else:
+                    raise ValueError(f'unknown action {request.action}: use ACTIVATE (0) or ROLLBACK (1)')
+                if operator_id == self._operator:
+                    self._swap_to(version)
+                    self._operator_mode = self.store.mode(operator_id)
+                    response.loaded = True
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            response.success, response.message = False, f'{type(exc).__name__}: {exc}'
+            return response
+        response.active_adapter_id = version.adapter_id if version else ''
+        response.success = True
+        response.message = (f'{operator_id}: {response.previous_adapter_id or "base"} -> '
+                            f'{response.active_adapter_id or "base"}' + (' (answering now)' if response.loaded else ''))
+        return response
+
+    # -- audio in -----------------------------------------------------------------------------------
+    def _on_audio_info(self, msg: Any) -> None:
+        try:
+            fmt = self._decoder.set_info(msg)
+        except Exception as exc:  # noqa: BLE001 - malformed input is counted, never fatal
+            self._audio_error(f'audio_info: {exc}')
+            return
+        with self._lock:
+            self._counters.info_messages += 1
+        self.get_logger().info(f'audio format from {self._info_sub.topic_name}: {fmt.describe()}', once=True)
+
+    def _on_audio(self, msg: Any) -> None:
+        try:
+            samples = self._decoder.decode(msg, flush=self._segmenter is None)
+            frame_id = getattr(getattr(msg, 'header', None), 'frame_id', '') or self._audio_sub.topic_name
+            if self._segmenter is not None:
+                utterances = self._segmenter.feed(samples)
+            else:
+                utterances = [self._whole_message_utterance(samples)] if samples.size else []
+        except Exception as exc:  # noqa: BLE001 - the fuzz tests feed anything; the node must survive
+            self._audio_error(str(exc))
+            return
+        with self._lock:
+            self._counters.audio_messages += 1
+            self._counters.messages_since_report += 1
+            self._counters.seconds_since_report += samples.size / 16000.0
+            self._counters.last_audio_time = time.monotonic()
+        for utterance in utterances:
+            self._route(utterance, frame_id)
+
+    def _whole_message_utterance(self, samples: np.ndarray) -> Utterance:
+        truncated = samples.size > self._max_utterance_samples
+        audio = samples[:self._max_utterance_samples]
+        return Utterance(audio=audio, start_s=0.0, end_s=audio.size / 16000.0, index=0, truncated=truncated)
+
+    def _audio_error(self, text: str) -> None:
+        with self._lock:
+            self._counters.audio_errors += 1
+            self._counters.last_audio_error = text
+        self.get_logger().warning(f'dropped an audio message: {text}', throttle_duration_sec=5.0)
+
+    def _route(self, utterance: Utterance, frame_id: str) -> None:
+        with self._lock:
+            self._counters.utterances += 1
+            recording = self._recording
+        if recording:
+            self._enroll_inbox.put(utterance)
+            return
+        self.enqueue(utterance.audio, utterance.truncated, frame_id)
+
+    def enqueue(self, audio: np.ndarray, audio_truncated: bool = False, frame_id: str = '') -> int:
+        """Queue one utterance for the pipeline (drop-oldest when full); returns its id."""
+        with self._queue_cv:
+            self._utterance_ids += 1
+            job = _Job(self._utterance_ids, audio, audio_truncated, time.monotonic(), frame_id)
+            if len(self._queue) >= self._queue_size:
+                dropped = self._queue.popleft()
+                with self._lock:
+                    self._counters.dropped += 1
+                self.get_logger().warning(
+                    f'pipeline busy: dropped utterance {dropped.utterance_id} (queue.size={self._queue_size})',
+                    throttle_duration_sec=5.0)
+            self._queue.append(job)
+            self._queue_cv.notify()
+        return job.utterance_id
+
+    # -- the pipeline worker ----------------------------------------------------------------------
+    def _work_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._queue_cv:
+                while not self._queue and not self._stop.is_set():
+                    self._queue_cv.wait(0.5)
+                if self._stop.is_set():
+                    return
+                job = self._queue.popleft()
+                self._busy = True
+            try:
+                self._answer(job)
+            finally:
+                with self._queue_cv:
+                    self._busy = False
+
+    def _answer(self, job: _Job) -> None:
+        queue_ms = (time.monotonic() - job.enqueued) * 1000.0
+        mode = self.effective_mode
+        pieces: list[str] = []
+
+        def on_token(piece: str) -> None:
+            pieces.append(piece)
+            self._partial_pub.publish(String(data=''.join(pieces)))
+
+        try:
+            response = self.pipeline.respond(job.audio, mode=mode, on_token=on_token,
+                                             prompt=self._prompt, generation=self._generation)
+        except Exception as exc:  # noqa: BLE001 - one bad utterance must not stop the assistant
+            with self._lock:
+                self._counters.pipeline_errors += 1
+                self._counters.last_pipeline_error = f'{type(exc).__name__}: {exc}'
+                self._counters.last_pipeline_failed = True
+            self.get_logger().error(f'pipeline failed on utterance {job.utterance_id}: {exc}',
+                                    throttle_duration_sec=5.0)
+            return
+        self._publish_response(job, response, queue_ms)
+
+    def _publish_response(self, job: _Job, response: Any, queue_ms: float) -> None:
+        latency = {k: finite_or(response.latency_ms.get(k, math.nan), math.nan) for k in LATENCY_KINDS[:-1]}
+        latency['queue'] = queue_ms
+        msg = AssistantResponse()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = job.frame_id
+        msg.utterance_id = job.utterance_id
+        msg.text = str(response.text)
+        msg.mode = str(response.mode)
+        msg.transcript = str(getattr(response, 'transcript', None) or '')
+        msg.operator_id = self._operator
+        msg.adapter_id = str(response.adapter_id or '')
+        msg.audio_duration_s = finite_or(response.audio_s)
+        msg.encode_ms = latency['encode']
+        msg.project_ms = latency['project']
+        msg.first_token_ms = latency['first_token']
+        msg.total_ms = latency['total']
+        msg.queue_ms = float(queue_ms)
+        msg.truncated = bool(response.truncated)
+        msg.audio_truncated = bool(job.audio_truncated)
+        self._response_pub.publish(msg)
+        self._text_pub.publish(String(data=msg.text))
+        window = self._latency_training if self._goal is not None else self._latency
+        for kind, value in latency.items():
+            window.add(kind, value)
+            if math.isfinite(value):
+                self._latency_pubs[kind].publish(Float32(data=float(value)))
+        with self._lock:
+            self._counters.answered += 1
+            self._counters.last_pipeline_failed = False
+
+    # -- personalize action -----------------------------------------------------------------------
+    def validate_goal(self, goal: Any) -> str | None:
+        """Why ``goal`` must be rejected (None: acceptable). Also used by tests."""
+        if self.job is None:
+            return self._backend_error or 'no personalization job available'
+        try:
+            validate_operator_id(goal.operator_id)
+        except OperatorIdError as exc:
+            return str(exc)
+        source = SOURCES_BY_CODE.get(goal.source)
+        if source is None:
+            return f'unknown source {goal.source}: use SOURCE_RECORD (0), SOURCE_FOLDER (1) or SOURCE_ROSBAG (2)'
+        if source == SOURCE_FOLDER:
+            if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
+                return f'folder {goal.path!r} does not exist or has no manifest.jsonl / metadata.csv'
+        if source == SOURCE_ROSBAG:
+            if not goal.path or not bag_exists(Path(goal.path).expanduser()):
+                return f'rosbag {goal.path!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
+            if goal.topics and (len(goal.topics) != 2 or not all(TOPIC_NAME.match(t) for t in goal.topics)):
+                return f'topics must be [audio topic, transcript topic], got {list(goal.topics)}'
+        for name in ('max_record_s', 'max_train_s'):
+            value = getattr(goal, name)
+            if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
+                return f'{name} must be 0 (default) or a number of seconds up to {MAX_SECONDS:g}, got {value}'
+        if goal.max_utterances > MAX_UTTERANCES:
+            return f'max_utterances must be at most {MAX_UTTERANCES}, got {goal.max_utterances}'
+        if goal.max_steps > MAX_STEPS:
+            return f'max_steps must be at most {MAX_STEPS}, got {goal.max_steps}'
+        max_utts = goal.max_utterances or (self._param('personalize.max_utterances') if source == SOURCE_RECORD else 0)
+        if goal.holdout and max_utts and goal.holdout >= max_utts:
+            return f'holdout ({goal.holdout}) must be smaller than the number of utterances ({max_utts})'
+        if not math.isfinite(goal.gate_margin) or not 0.0 <= goal.gate_margin < 1.0:
+            return f'gate_margin must be in [0, 1), got {goal.gate_margin}'
+        if goal.method not in ('', Personalize.Goal.METHOD_PROJECTOR, Personalize.Goal.METHOD_LORA):
+            return f'method must be "", "projector" or "lora", got {goal.method!r}'
+        if not OBJECTIVE_NAME.match(goal.objective):
+            return f'objective {goal.objective!r} is not a valid name (lowercase letters, digits, _)'
+        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.match(i)]
+        if bad_ids:
+            return f'holdout_ids must be plain utterance ids, got {bad_ids[:3]}'
+        if goal.holdout_ids and source == SOURCE_RECORD:
+            return 'holdout_ids only apply to folder and rosbag sources'
+        return None
+
+    def _on_goal(self, goal: Any) -> GoalResponse:
+        reason = self.validate_goal(goal)
+        if reason is None and self._param('personalize.on_new_goal') == 'reject':
+            with self._goal_lock:
+                if self._goal_reserved:
+                    running = self._goal.operator_id if self._goal else '?'
+                    reason = f'busy personalizing {running!r}; cancel it first or set personalize.on_new_goal=preempt'
+                else:
+                    self._goal_reserved = True
+        if reason is not None:
+            self.get_logger().warning(f'personalize goal rejected: {reason}')
+            return GoalResponse.REJECT
+        self.get_logger().info(f'personalize goal accepted for operator {goal.operator_id!r}')
+        return GoalResponse.ACCEPT
+
+    def _on_goal_accepted(self, goal_handle: Any) -> None:
+        with self._goal_lock:
+            self._goal_reserved = True
+            current = self._goal
+            if current is not None and current.handle.is_active:
+                self.get_logger().info(f'preempting the personalize goal of {current.operator_id!r}')
+                current.preempted = True
+                current.cancel.set()
+                try:
+                    current.handle.abort()
+                except RuntimeError:  # it reached a terminal state meanwhile
+                    pass
+        goal_handle.execute()
+
+    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
+        self.get_logger().info('personalize goal cancel requested')
+        return CancelResponse.ACCEPT
+
+    def _execute_goal(self, goal_handle: Any) -> Any:
+        started = time.monotonic()
+        goal = goal_handle.request
+        state = _GoalState(goal_handle, goal.operator_id)
+        result = Personalize.Result()
+        with self._job_lock:  # a preempted goal's job must have finished before the next starts
+            with self._goal_lock:
+                self._goal = state
+            try:
+                outcome, record_s = self._run_goal(state, goal)
+            except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
+                outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
+                record_s = 0.0
+            finally:
+                with self._lock:
+                    self._recording = False
+                with self._goal_lock:
+                    if self._goal is state:
+                        self._goal = None
+                        self._goal_reserved = False
+        self._fill_result(result, outcome, record_s, time.monotonic() - started)
+        self._last_result = f'{goal.operator_id}: {result.message}'
+        self._finish_goal(state, result, outcome)
+        return result
+
+    def _finish_goal(self, state: _GoalState, result: Any, outcome: PersonalizeResult) -> None:
+        """Set the terminal state; a goal preempted meanwhile is already aborted."""
+        handle = state.handle
+        try:
+            if state.preempted or not handle.is_active:
+                result.success = False
+                result.message = 'preempted by a newer goal' + (f' ({outcome.message})' if outcome.message else '')
+            elif handle.is_cancel_requested:
+                result.success = False
+                result.message = f'canceled: {outcome.message}' if outcome.message else 'canceled'
+                handle.canceled()
+            elif outcome.success:
+                handle.succeed()
+            else:
+                handle.abort()
+        except RuntimeError as exc:  # a concurrent preemption won the race
+            self.get_logger().warning(f'personalize goal ended concurrently: {exc}')
+        self.get_logger().info(f'personalize goal for {state.operator_id!r} finished: {result.message}')
+
+    def _fill_result(self, result: Any, outcome: PersonalizeResult, record_s: float, total_s: float) -> None:
+        result.success = bool(outcome.success)
+        result.accepted = bool(outcome.accepted)
+        result.message = str(outcome.message)
+        result.adapter_id = str(outcome.adapter_id or '')
+        result.adapter_path = str(outcome.adapter_path or '')
+        result.mode = str(outcome.mode or '')
+        result.metrics_before = metrics_to_msgs(outcome.metrics_before)
+        result.metrics_after = metrics_to_msgs(outcome.metrics_after)
+        result.n_train = max(0, int(outcome.n_train))
+        result.n_holdout = max(0, int(outcome.n_holdout))
+        result.record_s = finite_or(record_s)
+        result.train_s = finite_or(outcome.durations.get('train', 0.0))
+        result.total_s = finite_or(total_s)
+
+    def _run_goal(self, state: _GoalState, goal: Any) -> tuple[PersonalizeResult, float]:
+        source = SOURCES_BY_CODE[goal.source]
+        default_utts = self._param('personalize.max_utterances') if source == SOURCE_RECORD else None
+        limits = Limits(
+            max_utterances=goal.max_utterances or default_utts,
+            max_record_s=goal.max_record_s or (self._param('personalize.max_record_s') if source == SOURCE_RECORD
+                                               else None),
+            max_train_s=goal.max_train_s or None, max_steps=goal.max_steps or None)
+        options = TrainingOptions(holdout=goal.holdout or None, holdout_ids=list(goal.holdout_ids),
+                                  objective=goal.objective, method=goal.method, pseudo_label=goal.pseudo_label,
+                                  gate_margin=goal.gate_margin or None)
+        utterances: list[tuple[np.ndarray, str]] = []
+        record_s = 0.0
+        if source == SOURCE_RECORD:
+            started = time.monotonic()
+            utterances = self._record(state, limits)
+            record_s = time.monotonic() - started
+            if self._stopped(state):
+                return PersonalizeResult(success=False, message='canceled while recording'), record_s
+            if not utterances:
+                return PersonalizeResult(success=False, message='no answers were recorded: is the audio topic '
+                                         'publishing, and did the operator answer the prompts?'), record_s
+        topics = list(goal.topics)
+        if source == SOURCE_ROSBAG and not topics:
+            topics = [self._audio_sub.topic_name, self.resolve_topic_name('personalize/prompt')]
+        request = PersonalizeRequest(operator_id=goal.operator_id, source=source, path=goal.path, topics=topics,
+                                     utterances=utterances, limits=limits, options=options)
+        outcome = self._run_job(state, request)
+        if outcome.success and outcome.accepted and not self._stopped(state):
+            self._adopt(goal, outcome)
+        return outcome, record_s
+
+    def _stopped(self, state: _GoalState) -> bool:
+        return state.cancel.is_set() or state.handle.is_cancel_requested or not state.handle.is_active
+
+    def _feedback(self, state: _GoalState) -> None:
+        progress = state.progress
+        fb = Personalize.Feedback()
+        fb.phase = progress.phase
+        fb.progress = finite_or(min(max(progress.progress, 0.0), 1.0))
+        fb.step = max(0, int(progress.step))
+        fb.loss = finite_or(progress.loss, math.nan)
+        fb.eta_s = finite_or(progress.eta_s, -1.0)
+        fb.prompt = state.prompt
+        fb.utterances_recorded = state.recorded
+        fb.message = progress.message
+        if state.handle.is_active:
+            state.handle.publish_feedback(fb)
+
+    def _record(self, state: _GoalState, limits: Limits) -> list[tuple[np.ndarray, str]]:
+        """Enrollment: publish each prompt, record the next utterance as its answer."""
+        period = self._param('personalize.feedback_period_s')
+        timeout = self._param('personalize.answer_timeout_s')
+        max_utts = limits.max_utterances or len(self._prompts)
+        deadline = time.monotonic() + (limits.max_record_s or math.inf)
+        recorded: list[tuple[np.ndarray, str]] = []
+        misses = 0
+        with self._lock:
+            self._recording = True
+        try:
+            for index in range(max_utts):
+                if self._stopped(state) or time.monotonic() >= deadline or misses >= 3:
+                    break
+                prompt = self._prompts[index % len(self._prompts)]
+                self._drain_enrollment()
+                state.prompt = prompt
+                state.progress = Progress(PHASE_RECORDING, progress=0.3 * len(recorded) / max_utts,
+                                          message=f'please read prompt {index + 1} of {max_utts}')
+                self._prompt_pub.publish(String(data=prompt))
+                answer = self._wait_answer(state, min(deadline, time.monotonic() + timeout), period)
+                if answer is None:
+                    misses += 1
+                    continue
+                misses = 0
+                recorded.append((answer.audio, prompt))
+                state.recorded = len(recorded)
+                with self._lock:
+                    self._counters.enrollment_utterances += 1
+        finally:
+            with self._lock:
+                self._recording = False
+            state.prompt = ''
+        state.progress = Progress(PHASE_RECORDING, progress=0.3, message=f'recorded {len(recorded)} answers')
+        return recorded
+
+    def _drain_enrollment(self) -> None:
+        while True:
+            try:
+                self._enroll_inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _wait_answer(self, state: _GoalState, until: float, period: float) -> Utterance | None:
+        while not self._stopped(state):
+            now = time.monotonic()
+            if now >= until:
+                return None
+            self._feedback(state)
+            try:
+                return self._enroll_inbox.get(timeout=min(period, until - now))
+            except queue.Empty:
+                continue
+        return None
+
+    def _run_job(self, state: _GoalState, request: PersonalizeRequest) -> PersonalizeResult:
+        """Run the job in a thread; report feedback every period; forward cancel requests."""
+        period = self._param('personalize.feedback_period_s')
+        box: dict[str, Any] = {}
+
+        def on_progress(progress: Progress) -> None:
+            state.progress = progress
+
+        def target() -> None:
+            try:
+                box['result'] = self.job.run(request, on_progress, state.cancel)
+            except Exception as exc:  # noqa: BLE001 - becomes the goal's failure message
+                box['result'] = PersonalizeResult(success=False, message=f'job failed: {type(exc).__name__}: {exc}')
+
+        thread = threading.Thread(target=target, name='tinyalign_personalize', daemon=True)
+        thread.start()
+        while thread.is_alive():
+            if self._stopped(state):
+                state.cancel.set()
+            self._feedback(state)
+            thread.join(timeout=period)
+        result = box.get('result')
+        if not isinstance(result, PersonalizeResult):
+            return PersonalizeResult(success=False, message=f'job returned {type(result).__name__}, '
+                                     'not a PersonalizeResult')
+        return result
+
+    def _adopt(self, goal: Any, outcome: PersonalizeResult) -> None:
+        """After an accepted run: answer with the new adapter now if this operator is (made) active."""
+        operator_id = goal.operator_id
+        if operator_id != self._operator and not goal.activate:
+            return
+        if operator_id != self._operator:
+            results = self.set_parameters([Parameter('operator', value=operator_id)])
+            if not results[0].successful:
+                outcome.message += f' (could not switch operator: {results[0].reason})'
+            return
+        version = AdapterVersion(adapter_id=outcome.adapter_id, operator_id=operator_id, path=outcome.adapter_path)
+        try:
+            with self._adapter_lock:
+                self._swap_to(version)
+                if outcome.mode in MODES:
+                    self._operator_mode = outcome.mode
+        except Exception as exc:  # noqa: BLE001 - keep answering with the previous adapter
+            outcome.message += f' (new adapter not loaded: {exc})'
+
+    # -- diagnostics ------------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            c = self._counters
+            elapsed = max(now - self._last_report, 1e-6)
+            self._last_report = now
+            msg_rate = c.messages_since_report / elapsed
+            audio_rate = c.seconds_since_report / elapsed
+            c.messages_since_report, c.seconds_since_report = 0, 0.0
+            new_errors = c.audio_errors - c.audio_errors_reported
+            c.audio_errors_reported = c.audio_errors
+            new_drops = c.dropped - c.dropped_reported
+            c.dropped_reported = c.dropped
+            snapshot = replace(c)
+        name = self.get_name()
+        stale = self._param('diagnostics.stale_audio_s')
+        fmt = self._decoder.current or self._decoder.info_format or self._decoder.default
+        source = 'message' if self._flavour == 'mgonzs13' else \
+            ('audio_info' if self._decoder.info_format else 'parameters')
+
+        audio = diag.Status(f'{name}: audio input', values={
+            'topic': self._audio_sub.topic_name, 'flavour': self._flavour, 'message type': self._audio_type.__name__,
+            'format': fmt.describe(), 'format from': source, 'messages/s': msg_rate,
+            'audio s per s': audio_rate, 'messages': snapshot.audio_messages,
+            'malformed messages': snapshot.audio_errors, 'last error': snapshot.last_audio_error,
+            'utterances': snapshot.utterances,
+            'segmenter buffered [s]': self._segmenter.buffered_s if self._segmenter else 0.0,
+            'segmenter dropped [s]': self._segmenter.dropped_s if self._segmenter else 0.0})
+        if snapshot.last_audio_time is None:
+            audio.escalate(diag.WARN, 'no audio received yet')
+        elif now - snapshot.last_audio_time > stale:
+            audio.escalate(diag.WARN, f'no audio for {now - snapshot.last_audio_time:.0f} s')
+        if new_errors:
+            audio.escalate(diag.ERROR, f'{new_errors} malformed audio message(s): {snapshot.last_audio_error}')
+
+        with self._queue_cv:
+            depth, busy = len(self._queue), self._busy
+        pipeline = diag.Status(f'{name}: pipeline', values={
+            'mode': self._mode, 'effective mode': self.effective_mode, 'operator': self._operator or '(base)',
+            'adapter': getattr(self.pipeline, 'adapter_id', None) or '', 'queue depth': depth,
+            'queue size': self._queue_size, 'busy': busy, 'dropped utterances': snapshot.dropped,
+            'answered': snapshot.answered, 'errors': snapshot.pipeline_errors,
+            'last error': snapshot.last_pipeline_error,
+            'encoder': self._identity('encoder'), 'llm': self._identity('llm')})
+        pipeline.values.update(diag.latency_values(self._latency, 'total', 'total'))
+        pipeline.values.update(diag.latency_values(self._latency, 'first_token', 'first token'))
+        pipeline.values.update(diag.latency_values(self._latency_training, 'total', 'total while training'))
+        if new_drops:
+            pipeline.escalate(diag.WARN, f'dropped {new_drops} utterance(s): answers are slower than questions')
+        if snapshot.last_pipeline_failed:
+            pipeline.escalate(diag.ERROR, f'pipeline failed: {snapshot.last_pipeline_error}')
+
+        goal = self._goal
+        personalize = diag.Status(f'{name}: personalization', values={
+            'available': self.job is not None, 'state': 'idle' if goal is None else goal.progress.phase,
+            'operator': goal.operator_id if goal else '', 'progress': goal.progress.progress if goal else 0.0,
+            'step': goal.progress.step if goal else 0, 'loss': goal.progress.loss if goal else math.nan,
+            'utterances recorded': goal.recorded if goal else 0, 'last result': self._last_result})
+        if self.job is None and self._param('personalize.enabled'):
+            personalize.escalate(diag.WARN, self._backend_error or 'no personalization job')
+        elif goal is not None:
+            personalize.message = f'{goal.progress.phase} for {goal.operator_id}'
+
+        array = diag.to_message([audio, pipeline, personalize], self.get_clock().now().to_msg(),
+                                self._param('diagnostics.hardware_id'))
+        self._diag_pub.publish(array)
+
+    def _identity(self, role: str) -> str:
+        identity = getattr(getattr(self.pipeline, role, None), 'identity', None) or {}
+        return str(identity.get('name', '')) if isinstance(identity, dict) else ''
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def destroy_node(self) -> None:
+        """Stop the worker and any running job before the node goes away."""
+        self._stop.set()
+        goal = self._goal
+        if goal is not None:
+            goal.cancel.set()
+        with self._queue_cv:
+            self._queue_cv.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        if self._action_server is not None:
+            self._action_server.destroy()
+            self._action_server = None
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = AssistantNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,223 @@
+"""What the ROS nodes need from the personalization engine, as plain Python types.
+
+The personalize action server and the adapter services are written against these Protocols and
+dataclasses, not against ``tinyalign_ros.personalize`` itself, so that:
+
+- the node can be tested with a fake job (no training in node tests);
+- the engine stays ROS-free: it receives numpy audio and Python values, never messages;
+- both sides agree on one contract, checked by the type checker and by the node tests.
+
+The engine provides a *backend factory*: a callable ``factory(context: BackendContext) -> Backend``
+named by the node's ``personalize.backend`` parameter as ``'module:attribute'``. A backend
+bundles the job that trains adapters and the store that keeps them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+SOURCE_RECORD = 'record'
+SOURCE_FOLDER = 'folder'
+SOURCE_ROSBAG = 'rosbag'
+SOURCES = (SOURCE_RECORD, SOURCE_FOLDER, SOURCE_ROSBAG)
+
+PHASE_RECORDING = 'recording'
+PHASE_ENCODING = 'encoding'
+PHASE_TRAINING = 'training'
+PHASE_EVALUATING = 'evaluating'
+PHASE_SAVING = 'saving'
+PHASES = (PHASE_RECORDING, PHASE_ENCODING, PHASE_TRAINING, PHASE_EVALUATING, PHASE_SAVING)
+
+MODES = ('aligned', 'cascade')
+
+# An operator id names a folder in the adapter store: no separators, no dots, nothing hidden.
+OPERATOR_ID_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$')
+
+
+class OperatorIdError(ValueError):
+    """An operator id that could escape the store folder or is otherwise unusable."""
+
+
+def validate_operator_id(operator_id: str) -> str:
+    """Return ``operator_id`` if it is safe to use as a folder name, else raise OperatorIdError."""
+    if not isinstance(operator_id, str) or not OPERATOR_ID_PATTERN.match(operator_id):
+        raise OperatorIdError(
+            f'operator id {operator_id!r} is not allowed: use 1-64 letters, digits, "_" or "-", '
+            'starting with a letter or digit (no "/", "\\", "." or spaces)'
+        )
+    return operator_id
+
+
+@dataclass
+class Limits:
+    """Budgets of one personalization run; ``None`` means the job's own default."""
+
+    max_utterances: int | None = None
+    max_record_s: float | None = None
+    max_train_s: float | None = None
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ('max_utterances', 'max_steps'):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f'{name} must be a positive integer or None, got {value!r}')
+        for name in ('max_record_s', 'max_train_s'):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be a positive number of seconds or None, got {value!r}')
+
+
+@dataclass
+class TrainingOptions:
+    """How to train; empty strings / ``None`` mean the job's defaults."""
+
+    holdout: int | None = None
+    holdout_ids: list[str] = field(default_factory=list)
+    objective: str = ''
+    method: str = ''  # 'projector' or 'lora'
+    pseudo_label: bool = False
+    gate_margin: float | None = None
+    seed: int | None = None
+
+
+@dataclass
+class PersonalizeRequest:
+    """One run: whose voice, where the speech comes from, and the budgets.
+
+    ``utterances`` holds the recorded enrollment answers (float32 mono 16 kHz, prompt text) when
+    ``source`` is SOURCE_RECORD; for folder and rosbag sources it is empty and the job reads
+    ``path`` (a rosbag's ``topics`` are [audio topic, transcript topic]).
+    """
+
+    operator_id: str
+    source: str
+    path: str = ''
+    topics: list[str] = field(default_factory=list)
+    utterances: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    options: TrainingOptions = field(default_factory=TrainingOptions)
+
+    def __post_init__(self) -> None:
+        validate_operator_id(self.operator_id)
+        if self.source not in SOURCES:
+            raise ValueError(f'source must be one of {SOURCES}, got {self.source!r}')
+
+
+@dataclass
+class Progress:
+    """What the job reports while it runs (becomes the action's feedback)."""
+
+    phase: str
+    progress: float = 0.0  # 0..1 over the whole run
+    step: int = 0
+    loss: float = math.nan
+    eta_s: float = -1.0  # negative: unknown
+    message: str = ''
+
+
+@dataclass
+class PersonalizeResult:
+    """The outcome. ``accepted``: the quality gate kept the new adapter (it is in the store)."""
+
+    success: bool
+    accepted: bool = False
+    message: str = ''
+    adapter_id: str = ''
+    adapter_path: str = ''
+    mode: str = 'aligned'  # how the operator should be answered from now on
+    metrics_before: dict[str, float] = field(default_factory=dict)
+    metrics_after: dict[str, float] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)  # seconds per phase and 'total'
+    n_train: int = 0
+    n_holdout: int = 0
+
+
+@dataclass
+class AdapterVersion:
+    """One stored adapter of one operator."""
+
+    adapter_id: str
+    operator_id: str
+    path: str
+    created: str = ''  # ISO 8601
+    active: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class PersonalizeJob(Protocol):
+    """Trains an adapter for one operator. Must honour ``cancel`` within about a second."""
+
+    def run(self, request: PersonalizeRequest, on_progress: Callable[[Progress], None],
+            cancel: threading.Event) -> PersonalizeResult:
+        ...
+
+
+@runtime_checkable
+class AdapterStore(Protocol):
+    """Per-operator adapter versions with an atomically switched ``active`` pointer."""
+
+    def operators(self) -> list[str]:
+        ...
+
+    def versions(self, operator_id: str) -> list[AdapterVersion]:
+        """Kept versions, oldest first."""
+
+    def active(self, operator_id: str) -> AdapterVersion | None:
+        ...
+
+    def activate(self, operator_id: str, adapter_id: str) -> AdapterVersion:
+        """Make a kept version active; raises KeyError for an unknown one."""
+
+    def rollback(self, operator_id: str) -> AdapterVersion | None:
+        """Re-activate the version that was active before the current one (None: no adapter)."""
+
+    def mode(self, operator_id: str) -> str:
+        """'aligned', or 'cascade' while the aligned path is worse for this operator."""
+
+
+@dataclass
+class BackendContext:
+    """What the node hands the engine's backend factory: the loaded models and where to store."""
+
+    pipeline: Any  # tinyalign_ros.pipeline.Pipeline, shared so models are loaded once
+    store_dir: Path
+    work_dir: Path
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class Backend:
+    job: PersonalizeJob
+    store: AdapterStore
+
+
+class BackendError(RuntimeError):
+    """The personalization backend named by a parameter cannot be loaded."""
+
+
+def load_backend(spec: str, context: BackendContext) -> Backend:
+    """Import ``'package.module:factory'`` and call it with ``context``."""
+    module_name, _, attr = spec.partition(':')
+    if not module_name or not attr:
+        raise BackendError(f'backend must look like "package.module:factory", got {spec!r}')
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendError(f'cannot import personalization backend module {module_name!r}: {exc}') from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise BackendError(f'{module_name} has no callable {attr!r} (the personalization backend factory)')
+    backend = factory(context)
+    if not isinstance(backend.job, PersonalizeJob) or not isinstance(backend.store, AdapterStore):
+        raise BackendError(f'{spec} returned a backend whose job/store do not implement the protocols')
+    return backend

@@ -1,0 +1,27 @@
+"""A faithful in-process stand-in for the rclpy subset tinyalign_ros uses (see rclpy/__init__.py).
+
+``install()`` makes ``import rclpy`` and the interface packages (std_msgs, diagnostic_msgs,
+audio_common_msgs, tinyalign_msgs, ...) resolve to the stand-in. Only test/ros_env.py calls it,
+and only when the real rclpy is not importable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from . import msggen
+
+HERE = Path(__file__).resolve().parent
+
+
+def install(audio_flavour: str = 'ros-drivers') -> msggen.Registry:
+    registry = msggen.install(audio_flavour)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    return registry
+
+
+def set_audio_flavour(flavour: str) -> None:
+    """Switch which audio_common_msgs package exists (the two flavours share the name)."""
+    msggen.install(flavour)

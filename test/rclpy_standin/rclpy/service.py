@@ -1,0 +1,36 @@
+"""rclpy.service.Service: requests arrive in an inbox; the callback's response must be typed."""
+
+from rclpy._graph import Inbox
+
+
+class Service:
+    def __init__(self, node, srv_type, srv_name, callback, callback_group):
+        self._node = node
+        self.srv_type = srv_type
+        self.srv_name = srv_name
+        self.callback = callback
+        self.callback_group = callback_group
+        self._inbox = Inbox(node.context)
+
+    def deliver(self, request, client, request_id):
+        self._inbox.put((request, client, request_id))
+
+    def _ready(self):
+        return len(self._inbox) > 0
+
+    def _take(self):
+        item = self._inbox.take()
+        if item is None:
+            return None
+        request, client, request_id = item
+
+        def handler():
+            response = self.callback(request, self.srv_type.Response())
+            if not isinstance(response, self.srv_type.Response):
+                raise TypeError(f'service {self.srv_name} callback returned {type(response).__name__}, '
+                                f'expected {self.srv_type.Response.__name__}')
+            client.deliver_response(request_id, response)
+        return handler
+
+    def destroy(self):
+        self._node.context.graph.remove(self)

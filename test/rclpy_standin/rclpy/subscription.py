@@ -1,0 +1,32 @@
+"""rclpy.subscription.Subscription: a QoS-bounded inbox drained by executors."""
+
+from rclpy._graph import Inbox
+from rclpy.qos import HistoryPolicy
+
+
+class Subscription:
+    def __init__(self, node, msg_type, topic_name, callback, qos, callback_group, topic=None):
+        self._node = node
+        self.topic = topic or topic_name  # as given by the user; topic_name is the resolved name
+        self.msg_type = msg_type
+        self.topic_name = topic_name
+        self.callback = callback
+        self.qos = qos
+        self.callback_group = callback_group
+        depth = qos.depth if qos.history == HistoryPolicy.KEEP_LAST else None
+        self._inbox = Inbox(node.context, maxlen=depth or None)
+
+    def deliver(self, msg):
+        self._inbox.put(msg)
+
+    def _ready(self):
+        return len(self._inbox) > 0
+
+    def _take(self):
+        msg = self._inbox.take()
+        if msg is None:
+            return None
+        return lambda: self.callback(msg)
+
+    def destroy(self):
+        self._node.context.graph.remove(self)

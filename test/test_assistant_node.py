@@ -1,0 +1,549 @@
+"""The assistant node against rclpy (real when installed, else the stand-in) with a fake pipeline.
+
+Covers: audio subscription -> response (both audio_common_msgs flavours), AudioInfo handling,
+VAD segmentation of synthesized speech, partial and latency topics, the bounded drop-oldest queue,
+parameter validation (declaration and run time, and the shipped YAML), adapter hot swap through
+the operator parameter and the adapter services, diagnostics, and fuzzing of the audio callback.
+"""
+
+from __future__ import annotations
+
+import array
+import ast
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ros_env
+from ros_env import FakePipeline, FakeStore, Spinner, wait_for, wait_future
+
+import rclpy  # noqa: E402  (after ros_env chose real rclpy or the stand-in)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(params=ros_env.available_flavours())
+def flavour(request: pytest.FixtureRequest) -> str:
+    ros_env.use_flavour(request.param)
+    return request.param
+
+
+@pytest.fixture
+def ros():
+    """rclpy initialised; nodes and spinners registered in the yielded list are cleaned up."""
+    rclpy.init()
+    things: list[Any] = []
+    yield things
+    for thing in reversed(things):
+        if isinstance(thing, Spinner):
+            thing.stop()
+        else:
+            thing.destroy_node()
+    rclpy.try_shutdown()
+
+
+class Probe:
+    """A test node: publishes audio, records everything the assistant publishes."""
+
+    def __init__(self, ros: list[Any], flavour: str, audio_topic: str = 'audio') -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from std_msgs.msg import Float32, String
+        from tinyalign_msgs.msg import AssistantResponse
+        from tinyalign_ros.nodes import ros_audio
+
+        self.ros_audio = ros_audio
+        self.flavour = flavour
+        self.node = Node('probe')
+        ros.append(self.node)
+        self.responses: list[Any] = []
+        self.texts: list[str] = []
+        self.partials: list[str] = []
+        self.latency: list[float] = []
+        self.diagnostics: list[Any] = []
+        reliable = QoSProfile(depth=100)
+        self.node.create_subscription(AssistantResponse, 'response', self.responses.append, reliable)
+        self.node.create_subscription(String, 'response/text', lambda m: self.texts.append(m.data), reliable)
+        self.node.create_subscription(String, 'response/partial', lambda m: self.partials.append(m.data), reliable)
+        self.node.create_subscription(Float32, 'latency/total_ms', lambda m: self.latency.append(m.data), reliable)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, reliable)
+        self.audio_pub = self.node.create_publisher(ros_audio.message_class(flavour), audio_topic,
+                                                    QoSProfile(depth=100))
+        self.info_pub = None
+        if flavour == 'ros-drivers':
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.info_pub = self.node.create_publisher(ros_audio.info_class(), 'audio_info', latched)
+
+    def connect(self, spinner: Spinner) -> None:
+        """Wait for discovery (instant in the stand-in, real on ROS)."""
+        wait_for(lambda: self.audio_pub.get_subscription_count() > 0, 10, 'audio subscriber', spinner)
+        wait_for(lambda: self.node.count_publishers('response') > 0, 10, 'response publisher', spinner)
+
+    def send(self, samples: np.ndarray, fmt: Any = None) -> None:
+        fmt = fmt or self.ros_audio.AudioFormat()
+        self.audio_pub.publish(self.ros_audio.encode(samples, self.flavour, fmt))
+
+    def send_info(self, fmt: Any) -> None:
+        self.info_pub.publish(self.ros_audio.info_message('ros-drivers', fmt))
+
+
+def start(ros: list[Any], flavour: str, pipeline: Any = None, params: dict[str, Any] | None = None,
+          **kwargs: Any) -> tuple[Any, Probe, Spinner, Any]:
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    pipeline = pipeline or FakePipeline()
+    settings = {'segmentation': 'message', 'personalize.backend': 'tinyalign_ros.nonexistent:none',
+                'diagnostics.period_s': 0.2}
+    settings.update(params or {})
+    node = AssistantNode(pipeline=pipeline, parameter_overrides=[Parameter(k, value=v) for k, v in settings.items()],
+                         **kwargs)
+    ros.append(node)
+    probe = Probe(ros, flavour, settings.get('audio.topic', 'audio'))
+    spinner = Spinner(node, probe.node).start()
+    ros.append(spinner)
+    probe.connect(spinner)
+    return node, probe, spinner, pipeline
+
+
+def test_audio_message_becomes_a_response(ros: list[Any], flavour: str) -> None:
+    node, probe, spinner, fake = start(ros, flavour)
+    probe.send(ros_env.speech_like(1.5))
+    wait_for(lambda: probe.responses and probe.texts and probe.latency, 10, 'response', spinner)
+    response = probe.responses[0]
+    assert response.text == 'heard 1.50 s with base' == probe.texts[0]
+    assert response.mode == 'aligned' and response.adapter_id == 'base'
+    assert response.utterance_id == 1
+    assert math.isclose(response.audio_duration_s, 1.5, abs_tol=1e-3)
+    assert (response.encode_ms, response.project_ms, response.first_token_ms, response.total_ms) == (1.0, 0.5, 2.0, 3.0)
+    assert response.queue_ms >= 0.0 and not response.truncated and not response.audio_truncated
+    assert probe.latency[0] == pytest.approx(3.0)
+    wait_for(lambda: len(probe.partials) == 5, 5, 'partials', spinner)
+    assert probe.partials[0] == 'heard ' and probe.partials[-1].strip() == response.text
+    assert fake.calls[0]['n'] == 24000 and fake.calls[0]['instruction'] == 'Answer the question that follows.'
+
+
+def test_audio_info_sets_the_format(ros: list[Any]) -> None:
+    """ros-drivers: an 8 kHz stereo stream announced on audio_info is resampled to 16 kHz mono."""
+    if 'ros-drivers' not in ros_env.available_flavours():
+        pytest.skip('the ros-drivers audio_common_msgs is not the installed flavour')
+    ros_env.use_flavour('ros-drivers')
+    node, probe, spinner, fake = start(ros, 'ros-drivers')
+    fmt = probe.ros_audio.AudioFormat('S16LE', 2, 8000)
+    probe.send_info(fmt)
+    wait_for(lambda: node.statistics()['info_messages'] == 1, 10, 'audio_info', spinner)
+    probe.send(ros_env.speech_like(1.0, rate=8000), fmt)
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    # 1 s at 8 kHz stereo: 16000 mono samples after resampling (read as the default S16LE mono
+    # 16 kHz, the same bytes would have been 32000 samples).
+    assert 15900 <= fake.calls[0]['n'] <= 16100
+    bad_info = probe.ros_audio.info_class()()
+    bad_info.sample_format, bad_info.channels, bad_info.sample_rate, bad_info.coding_format = 'S16LE', 1, 16000, 'mp3'
+    probe.info_pub.publish(bad_info)
+    wait_for(lambda: node.statistics()['audio_errors'] == 1, 10, 'refused info', spinner)
+    assert 'compressed' in node.statistics()['last_audio_error']
+
+
+def test_late_assistant_gets_the_latched_audio_info(ros: list[Any]) -> None:
+    if 'ros-drivers' not in ros_env.available_flavours():
+        pytest.skip('the ros-drivers audio_common_msgs is not the installed flavour')
+    ros_env.use_flavour('ros-drivers')
+    from tinyalign_ros.nodes import ros_audio
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    publisher = Node('mic')
+    ros.append(publisher)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    info_pub = publisher.create_publisher(ros_audio.info_class(), 'audio_info', latched)
+    info_pub.publish(ros_audio.info_message('ros-drivers', ros_audio.AudioFormat('S32LE', 1, 16000)))
+    node = AssistantNode(pipeline=FakePipeline(), parameter_overrides=[
+        Parameter('segmentation', value='message'), Parameter('personalize.enabled', value=False)])
+    ros.append(node)
+    spinner = Spinner(node, publisher).start()
+    ros.append(spinner)
+    wait_for(lambda: node.statistics()['info_messages'] == 1, 10, 'latched audio_info', spinner)
+
+
+def test_vad_segments_synthesized_speech(ros: list[Any], flavour: str) -> None:
+    from tinyalign_ros.synth import synthesize
+
+    node, probe, spinner, fake = start(ros, flavour, params={'segmentation': 'vad'})
+    speech = synthesize('Where is the charging station?')
+    silence = np.zeros(16000, np.float32)
+    stream = np.concatenate([silence[:8000], speech, silence, silence[:8000]])
+    for i in range(0, stream.size, 1600):
+        probe.send(stream[i:i + 1600])
+    wait_for(lambda: probe.responses, 20, 'VAD utterance answered', spinner)
+    assert len(probe.responses) == 1
+    duration = probe.responses[0].audio_duration_s
+    assert speech.size / 16000 - 0.3 < duration < speech.size / 16000 + 1.0
+    assert node.statistics()['utterances'] == 1
+
+
+def test_bounded_queue_drops_the_oldest(ros: list[Any]) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    fake = FakePipeline()
+    fake.gate.clear()  # the worker blocks inside respond() on the first utterance
+    node, probe, spinner, _ = start(ros, flavour, pipeline=fake, params={'queue.size': 2})
+    probe.send(ros_env.speech_like(0.5))
+    assert fake.entered.wait(10), 'the worker never took the first utterance'
+    for k in range(1, 6):
+        probe.send(ros_env.speech_like(0.5 + 0.1 * k))
+    wait_for(lambda: node.statistics()['utterances'] == 6, 10, 'six utterances routed', spinner)
+    stats = node.statistics()
+    assert stats['dropped'] == 3 and stats['queue_depth'] == 2
+    fake.gate.set()
+    wait_for(lambda: len(probe.responses) == 3, 10, 'three answers', spinner)
+    assert [r.utterance_id for r in probe.responses] == [1, 5, 6]
+    wait_for(lambda: any(_status(d, 'pipeline') and _value(_status(d, 'pipeline'), 'dropped utterances') == '3'
+                         for d in probe.diagnostics), 5, 'drops in diagnostics', spinner)
+
+
+def _status(array_msg: Any, suffix: str) -> Any:
+    return next((s for s in array_msg.status if s.name.endswith(suffix)), None)
+
+
+def _value(status: Any, key: str) -> str | None:
+    return next((kv.value for kv in status.values if kv.key == key), None)
+
+
+def test_runtime_parameters_are_validated_and_applied(ros: list[Any]) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour)
+    refused = {
+        'operator': '../../etc', 'generation.max_new_tokens': 0, 'mode': 'telepathy',
+        'prompt.instruction': '   ', 'audio.topic': 'other',
+    }
+    for name, value in refused.items():
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful, name
+        assert result.reason
+    assert 'not allowed' in node.set_parameters([Parameter('operator', value='a/b')])[0].reason
+    assert 'read-only' in node.set_parameters([Parameter('audio.topic', value='x')])[0].reason
+    wrong_type = node.set_parameters([Parameter('generation.max_new_tokens', value='many')])[0]
+    assert not wrong_type.successful
+    accepted = node.set_parameters([Parameter('mode', value='cascade'),
+                                    Parameter('prompt.instruction', value='Reply in five words.'),
+                                    Parameter('generation.max_new_tokens', value=12)])
+    assert all(r.successful for r in accepted)
+    assert node.get_parameter('generation.max_new_tokens').value == 12
+    probe.send(ros_env.speech_like(1.0))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    assert fake.calls[-1] == {'n': 16000, 'mode': 'cascade', 'adapter_id': 'base',
+                              'instruction': 'Reply in five words.', 'max_new_tokens': 12}
+    assert probe.responses[0].mode == 'cascade' and probe.responses[0].transcript == 'fake transcript'
+
+
+def test_declaration_rejects_bad_overrides(ros: list[Any]) -> None:
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    ros_env.use_flavour(ros_env.available_flavours()[0])
+    with pytest.raises(InvalidParameterValueException):
+        AssistantNode(pipeline=FakePipeline(), parameter_overrides=[Parameter('mode', value='bogus')])
+    with pytest.raises(InvalidParameterTypeException):
+        AssistantNode(pipeline=FakePipeline(), parameter_overrides=[Parameter('queue.size', value=2.5)])
+    with pytest.raises(InvalidParameterValueException):
+        AssistantNode(pipeline=FakePipeline(), parameter_overrides=[Parameter('segmenter.threshold', value=1.5)])
+
+
+def test_shipped_config_loads_with_matching_types(ros: list[Any]) -> None:
+    """config/assistant.yaml through --params-file: declared types and ranges, documented defaults."""
+    from tinyalign_ros.nodes.assistant_node import PARAMS, AssistantNode
+
+    ros_env.use_flavour(ros_env.available_flavours()[0])
+    config = ROOT / 'config' / 'assistant.yaml'
+    store = FakeStore()
+    node = AssistantNode(pipeline=FakePipeline(), job=ros_env.FakeJob(store, ''), store=store,
+                         cli_args=['--ros-args', '--params-file', str(config)])
+    ros.append(node)
+    for spec in PARAMS:
+        assert node.get_parameter(spec.name).value == spec.default, spec.name
+    text = config.read_text()
+    for spec in PARAMS:  # the YAML documents every parameter
+        assert re.search(rf'^\s*{re.escape(spec.name.split(".")[-1])}:', text, re.M), spec.name
+
+
+def test_launch_file_arguments_match_the_nodes() -> None:
+    from tinyalign_ros.nodes.assistant_node import SPECS
+
+    tree = ast.parse((ROOT / 'launch' / 'assistant.launch.py').read_text())
+    declared = {node.args[0].value for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument'}
+    assert declared == {'config_file', 'namespace', 'audio_topic', 'flavour', 'cascade', 'with_file_publisher',
+                        'audio_files'}
+    keys = {k.value for node in ast.walk(tree) if isinstance(node, ast.Dict) for k in node.keys
+            if isinstance(k, ast.Constant)}
+    subscripts = {node.slice.value for node in ast.walk(tree)
+                  if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)}
+    publisher_src = (ROOT / 'src' / 'tinyalign_ros' / 'nodes' / 'audio_file_publisher.py').read_text()
+    publisher_params = set(re.findall(r"declare_parameter\('([\w.]+)'", publisher_src))
+    for key in keys | subscripts:
+        assert key in SPECS or key in publisher_params, f'launch sets unknown parameter {key!r}'
+
+
+def test_operator_switch_hot_swaps_the_adapter(ros: list[Any], tmp_path: Path) -> None:
+    from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
+    from tinyalign_ros.projector import Projector
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    store = FakeStore()
+    store.add('alice', 'alice-v1', ros_env.save_tiny_adapter(tmp_path / 'a1', 'alice-v1'), metrics={'wer_nearest': 0.4})
+    store.add('alice', 'alice-v2', ros_env.save_tiny_adapter(tmp_path / 'a2', 'alice-v2'), metrics={'wer_nearest': 0.3})
+    node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store,
+                                       params={'personalize.backend': 'unused:unused'})
+    assert node.set_parameters([Parameter('operator', value='alice')])[0].successful
+    assert fake.adapter_id == 'alice-v2' and isinstance(fake.projector, Projector)
+    probe.send(ros_env.speech_like(1.0))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    assert probe.responses[-1].adapter_id == 'alice-v2' and probe.responses[-1].operator_id == 'alice'
+
+    list_client = probe.node.create_client(ListAdapters, 'list_adapters')
+    assert list_client.wait_for_service(timeout_sec=10)
+    listing = wait_future(list_client.call_async(ListAdapters.Request()), 10, 'list_adapters', spinner)
+    assert listing.success and listing.operators == ['alice'] and listing.active_adapter_id == 'alice-v2'
+    assert [(a.adapter_id, a.active, a.loaded) for a in listing.adapters] == [('alice-v1', False, False),
+                                                                            ('alice-v2', True, True)]
+    assert listing.adapters[0].metrics[0].name == 'wer_nearest'
+
+    activate = probe.node.create_client(ActivateAdapter, 'activate_adapter')
+    assert activate.wait_for_service(timeout_sec=10)
+    request = ActivateAdapter.Request(operator_id='', action=ActivateAdapter.Request.ROLLBACK)
+    reply = wait_future(activate.call_async(request), 10, 'rollback', spinner)
+    assert reply.success and reply.loaded
+    assert (reply.previous_adapter_id, reply.active_adapter_id) == ('alice-v2', 'alice-v1')
+    assert fake.adapter_id == 'alice-v1'
+    request = ActivateAdapter.Request(operator_id='alice', action=ActivateAdapter.Request.ACTIVATE, adapter_id='nope')
+    reply = wait_future(activate.call_async(request), 10, 'bad activate', spinner)
+    assert not reply.success and 'nope' in reply.message and fake.adapter_id == 'alice-v1'
+    request = ActivateAdapter.Request(operator_id='../x', action=ActivateAdapter.Request.ACTIVATE, adapter_id='a')
+    assert not wait_future(activate.call_async(request), 10, 'bad operator', spinner).success
+
+    # Back to no operator: the base adapter answers again.
+    assert node.set_parameters([Parameter('operator', value='')])[0].successful
+    assert (fake.projector, fake.adapter_id) == ('base-projector', 'base')
+
+
+def test_operator_without_adapter_and_cascade_preference(ros: list[Any]) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    store = FakeStore()
+    store.set_mode('bob', 'cascade')
+    node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store)
+    assert node.set_parameters([Parameter('operator', value='bob')])[0].successful
+    assert node.effective_mode == 'cascade' and fake.adapter_id == 'base'
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    assert probe.responses[0].mode == 'cascade'
+
+
+def test_broken_adapter_is_refused_and_the_old_one_stays(ros: list[Any], tmp_path: Path) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    store = FakeStore()
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'adapter.json').write_text('{not json')
+    store.add('carol', 'carol-v1', str(broken))
+    node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store)
+    result = node.set_parameters([Parameter('operator', value='carol')])[0]
+    assert not result.successful and 'carol-v1' in result.reason
+    assert fake.adapter_id == 'base' and node.get_parameter('operator').value == ''
+
+
+def test_pipeline_failure_is_reported_and_the_node_keeps_answering(ros: list[Any]) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour)
+    fake.fail_next = True
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: node.statistics()['pipeline_errors'] == 1, 10, 'failure counted', spinner)
+    wait_for(lambda: any(_status(d, 'pipeline') and _status(d, 'pipeline').level == _level('ERROR')
+                         for d in probe.diagnostics), 5, 'ERROR in diagnostics', spinner)
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: probe.responses, 10, 'next answer', spinner)
+
+
+def _level(name: str) -> Any:
+    from diagnostic_msgs.msg import DiagnosticStatus
+    return getattr(DiagnosticStatus, name)
+
+
+def test_diagnostics_describe_input_pipeline_and_training(ros: list[Any]) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour)
+    wait_for(lambda: probe.diagnostics, 5, 'diagnostics', spinner)
+    first = probe.diagnostics[-1]
+    names = [s.name for s in first.status]
+    assert names == ['tinyalign_assistant: audio input', 'tinyalign_assistant: pipeline',
+                     'tinyalign_assistant: personalization']
+    audio = _status(first, 'audio input')
+    assert audio.level == _level('WARN') and audio.message == 'no audio received yet'
+    assert _value(audio, 'flavour') == flavour and _value(audio, 'format') == 'S16LE 1 ch 16000 Hz'
+    personalization = _status(first, 'personalization')
+    assert personalization.level == _level('WARN') and 'unavailable' in personalization.message
+    probe.send(ros_env.speech_like(1.0))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    count = len(probe.diagnostics)
+    wait_for(lambda: len(probe.diagnostics) > count + 1, 5, 'fresh diagnostics', spinner)
+    latest = probe.diagnostics[-1]
+    assert _status(latest, 'audio input').level == _level('OK')
+    pipeline = _status(latest, 'pipeline')
+    assert pipeline.level == _level('OK')
+    assert _value(pipeline, 'total p50 [ms]') == '3.0' and _value(pipeline, 'answered') == '1'
+    assert all(isinstance(kv.value, str) for s in latest.status for kv in s.values)
+
+
+def malformed_messages(flavour: str, ros_audio: Any, rng: random.Random) -> list[Any]:
+    """Messages of the right type with wrong content: sizes, formats, NaN, empty, huge, random."""
+    cls = ros_audio.message_class(flavour)
+    fmt = ros_audio.AudioFormat()
+    msgs: list[Any] = [cls()]  # empty (and, for mgonzs13, format 0)
+    huge = ros_audio.encode(np.zeros(16000 * 3, np.float32), flavour, fmt)  # 3 s > max_message_s
+    msgs.append(huge)
+    if flavour == 'ros-drivers':
+        odd = cls()
+        odd.data = array.array('B', b'\x00\x01\x02')
+        msgs.append(odd)
+    else:
+        for format_code, channels, rate in ((4, 1, 16000), (8, 0, 16000), (8, 1, 10), (99, 1, 16000), (1, 1, 16000)):
+            msg = ros_audio.encode(ros_env.speech_like(0.1), flavour, fmt)
+            msg.audio.info.format, msg.audio.info.channels, msg.audio.info.rate = format_code, channels, rate
+            msgs.append(msg)  # the last one says float32 but carries int16 samples
+        nan = ros_audio.encode(ros_env.speech_like(0.1), flavour, ros_audio.AudioFormat('F32LE'))
+        nan.audio.audio_data.float32_data = array.array('f', [float('nan'), float('inf')] * 50)
+        msgs.append(nan)
+        odd = ros_audio.encode(ros_env.speech_like(0.1), flavour, ros_audio.AudioFormat('S16LE', 2, 16000))
+        odd.audio.audio_data.int16_data = array.array('h', [1, 2, 3])
+        msgs.append(odd)
+    return msgs
+
+
+def test_fuzzed_audio_never_stops_the_node(ros: list[Any], flavour: str) -> None:
+    from tinyalign_ros.nodes import ros_audio
+
+    node, probe, spinner, fake = start(ros, flavour, params={'audio.max_message_s': 2.0})
+    rng = random.Random(4)
+    bad = malformed_messages(flavour, ros_audio, rng)
+    for msg in bad:
+        probe.audio_pub.publish(msg)
+    wait_for(lambda: node.statistics()['audio_errors'] == len(bad), 10, 'all malformed messages refused', spinner)
+    if flavour == 'ros-drivers':
+        nan_info = ros_audio.info_message('ros-drivers', ros_audio.AudioFormat('F32LE'))
+        probe.info_pub.publish(nan_info)
+        wait_for(lambda: node.statistics()['info_messages'] == 1, 10, 'info', spinner)
+        nan = ros_audio.message_class(flavour)()
+        nan.data = array.array('B', np.full(256, np.nan, np.float32).tobytes())
+        probe.audio_pub.publish(nan)
+        wait_for(lambda: node.statistics()['audio_errors'] == len(bad) + 1, 10, 'NaN refused', spinner)
+        for k, fields in enumerate(({'sample_format': 'S24LE'}, {'channels': 0}, {'sample_rate': 5},
+                                    {'coding_format': 'opus'})):
+            info = ros_audio.info_message('ros-drivers', ros_audio.AudioFormat())
+            for key, value in fields.items():
+                setattr(info, key, value)
+            probe.info_pub.publish(info)  # one at a time: the latched info subscription keeps only 1
+            wait_for(lambda: node.statistics()['audio_errors'] == len(bad) + 2 + k, 10, f'bad info {fields}', spinner)
+        probe.send_info(ros_audio.AudioFormat('S16LE', 1, 16000))
+        wait_for(lambda: node.statistics()['info_messages'] == 2, 10, 'good info', spinner)
+    # Random bytes / random typed values of random lengths: anything may happen except a crash.
+    for _ in range(100):
+        n = rng.choice([0, 1, 3, 7, 160, 1601, 4096])
+        if flavour == 'ros-drivers':
+            msg = ros_audio.message_class(flavour)()
+            msg.data = array.array('B', bytes(rng.getrandbits(8) for _ in range(n)))
+        else:
+            msg = ros_audio.encode(np.zeros(max(n, 1), np.float32), flavour, ros_audio.AudioFormat())
+            msg.audio.info.format = rng.choice([1, 2, 8, 16, 32, 0, -1])
+            msg.audio.info.channels = rng.choice([1, 2, 3, -2])
+            msg.audio.info.rate = rng.choice([16000, 44100, 0, 2**31 - 1])
+        probe.audio_pub.publish(msg)
+    errors_before = node.statistics()['audio_errors']
+    probe.send(ros_env.speech_like(0.7))
+    wait_for(lambda: any(r.text == 'heard 0.70 s with base' for r in probe.responses), 10, 'good audio answered',
+             spinner)
+    assert spinner.error is None
+    assert node.statistics()['audio_errors'] >= errors_before
+    wait_for(lambda: any(_status(d, 'audio input') and _value(_status(d, 'audio input'), 'malformed messages')
+                         == str(node.statistics()['audio_errors']) for d in probe.diagnostics),
+             5, 'malformed count in diagnostics', spinner)
+    assert any(_status(d, 'audio input').level == _level('ERROR') for d in probe.diagnostics)
+
+
+def test_real_pipeline_on_tiny_models(ros: list[Any], tiny_whisper_path: Path, tiny_llm_path: Path,
+                                      tmp_path: Path) -> None:
+    """Integration: the engine's Pipeline (tiny random Whisper + tiny LLM) behind the node.
+
+    Also hot-swaps to an adapter saved for exactly these models (checked against their identities).
+    """
+    from tinyalign_ros.adapter import save_adapter
+    from tinyalign_ros.encoder import WhisperEncoder
+    from tinyalign_ros.llm import LLM, GenerationConfig
+    from tinyalign_ros.pipeline import Pipeline, untrained_projector
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    encoder, llm = WhisperEncoder(str(tiny_whisper_path)), LLM(str(tiny_llm_path))
+    pipeline = Pipeline(encoder, llm, untrained_projector(encoder, llm), generation=GenerationConfig(max_new_tokens=4),
+                        adapter_id='untrained')
+    store = FakeStore()
+    path = tmp_path / 'eve-v1'
+    save_adapter(path, untrained_projector(encoder, llm), {'adapter_id': 'eve-v1', 'encoder': encoder.identity,
+                                                           'llm': llm.identity})
+    store.add('eve', 'eve-v1', str(path))
+    node, probe, spinner, _ = start(ros, flavour, pipeline=pipeline, job=ros_env.FakeJob(store, ''), store=store,
+                                    params={'generation.max_new_tokens': 4})
+    probe.send(ros_env.speech_like(1.0))
+    wait_for(lambda: probe.responses, 60, 'answer from the real pipeline', spinner)
+    first = probe.responses[0]
+    assert first.mode == 'aligned' and first.adapter_id == 'untrained' and first.total_ms > 0.0
+    assert first.encode_ms > 0.0 and first.first_token_ms <= first.total_ms
+    assert math.isclose(first.audio_duration_s, 1.0, abs_tol=1e-3)
+    assert node.set_parameters([Parameter('operator', value='eve')])[0].successful
+    assert pipeline.adapter_id == 'eve-v1' and pipeline.projector.is_bound
+    assert node.set_parameters([Parameter('mode', value='cascade')])[0].successful
+    probe.send(ros_env.speech_like(0.5))
+    # The random tiny Whisper may transcribe a tone as nothing, which the engine refuses; either way
+    # the cascade ran and the node accounted for the utterance (answer or reported error).
+    wait_for(lambda: node.statistics()['answered'] + node.statistics()['pipeline_errors'] == 2, 60,
+             'cascade attempt on the real pipeline', spinner)
+    assert all(r.mode == 'cascade' and r.adapter_id == '' for r in probe.responses[1:])
+
+
+def test_best_effort_publisher_in_a_namespace(ros: list[Any], flavour: str) -> None:
+    """A SensorDataQoS (best-effort) publisher on /audio/audio, as audio_capture's launch file names it.
+
+    The assistant's best-effort subscription receives it and finds the AudioInfo beside it
+    (/audio/audio_info); a reliable subscriber does not match a best-effort publisher at all.
+    """
+    from rclpy.qos import qos_profile_sensor_data
+    from tinyalign_ros.nodes import ros_audio
+
+    node, probe, spinner, fake = start(ros, flavour, params={'audio.topic': '/audio/audio'})
+    publisher = probe.node.create_publisher(ros_audio.message_class(flavour), '/audio/audio', qos_profile_sensor_data)
+    reliable_got: list[Any] = []
+    probe.node.create_subscription(ros_audio.message_class(flavour), '/audio/audio', reliable_got.append,
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    fmt = ros_audio.AudioFormat('S16LE', 1, 16000)
+    if flavour == 'ros-drivers':
+        fmt = ros_audio.AudioFormat('S16LE', 1, 8000)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        info_pub = probe.node.create_publisher(ros_audio.info_class(), '/audio/audio_info', latched)
+        info_pub.publish(ros_audio.info_message('ros-drivers', fmt))
+        wait_for(lambda: node.statistics()['info_messages'] == 1, 10, 'info beside the audio topic', spinner)
+    wait_for(lambda: publisher.get_subscription_count() > 0, 10, 'best-effort match', spinner)
+    publisher.publish(ros_audio.encode(ros_env.speech_like(1.0, rate=fmt.sample_rate), flavour, fmt))
+    wait_for(lambda: probe.responses, 10, 'answer', spinner)
+    assert 15900 <= fake.calls[0]['n'] <= 16100
+    assert reliable_got == []
