@@ -24,7 +24,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m 'not real' test
 
 bench: setup
-	$(PY) -m tinyalign_ros.cli bench-all --data $(DATA)
+	$(PY) benchmarks/run_all.py --data $(DATA)
 
 align: setup
 	$(PY) -m tinyalign_ros.cli align --text $(DATA)/text/ljspeech_sentences.txt

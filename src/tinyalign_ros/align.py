@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from .evaluate import evaluate
 from .llm import LLM
 from .projector import ProjectorConfig
 from .synth import DEFAULT_VOICES, HELDOUT_VOICES, read_sentences, synthesize_corpus
-from .train import Progress, TrainConfig, build_vocab, new_projector, prepare_examples, summarize, train
+from .train import Progress, TrainConfig, build_vocab, encode_examples, index_examples, new_projector, summarize, train
 
 
 @dataclass
@@ -81,18 +82,30 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     test_items = load_dataset(test_manifest)[: recipe.n_eval]
     log(f'corpus: {len(train_items)} training utterances, {len(test_items)} held-out ({t_synth:.0f} s)')
 
-    bar = _bar('encoding', len(train_items), progress)
-    examples = prepare_examples(train_items, encoder, llm, progress=bar)
-    t_feats = time.perf_counter() - start - t_synth
-    log(f'features cached for {len(examples)} utterances ({t_feats:.0f} s)')
+    examples = index_examples(train_items, encoder, llm)
+    # Encode in a background thread; training starts on the first cached batches and each epoch
+    # takes in whatever has been encoded since (the validation items come first in the manifest).
+    stop = threading.Event()
+    t_feats: dict[str, float] = {}
+
+    def encode_all() -> None:
+        encode_examples(train_items, examples, encoder, _bar('encoding', len(train_items), progress), stop=stop)
+        t_feats['done'] = time.perf_counter() - start - t_synth
+
+    encoder_thread = threading.Thread(target=encode_all, name='encode', daemon=True)
+    encoder_thread.start()
 
     vocab = build_vocab(examples)
     projector = new_projector(encoder, llm, vocab, projector_config)
     log(f'projector {projector.config.type}: {projector.n_parameters() / 1e6:.2f} M parameters, '
         f'token head over {len(vocab)} training tokens')
     meta_base = {'encoder': encoder.identity, 'llm': llm.identity}
-    result = train(projector, examples, encoder, llm, train_config, progress=_train_log(log),
-                   checkpoint_dir=out.with_name(out.name + '.checkpoint'), checkpoint_meta=meta_base)
+    try:
+        result = train(projector, examples, encoder, llm, train_config, progress=_train_log(log),
+                       checkpoint_dir=out.with_name(out.name + '.checkpoint'), checkpoint_meta=meta_base)
+    finally:
+        stop.set()
+        encoder_thread.join()
     log(f'trained {result.steps} steps in {result.seconds:.0f} s ({result.stopped_by}); '
         f'best validation WER {result.best_val_wer}')
 
@@ -111,7 +124,7 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         'data': {'corpus': 'espeak-ng synthesis of ljspeech_sentences.txt', 'n_train_utterances': len(examples),
                  'voices': list(DEFAULT_VOICES), 'heldout_voices': list(HELDOUT_VOICES), 'recipe': asdict(recipe)},
         'metrics': metrics,
-        'seconds': {'synthesis': round(t_synth, 1), 'features': round(t_feats, 1),
+        'seconds': {'synthesis': round(t_synth, 1), 'features': round(t_feats.get('done', -1.0), 1),
                     'training': round(result.seconds, 1), 'total': round(time.perf_counter() - start, 1)},
     }
     save_adapter(out, projector, meta)

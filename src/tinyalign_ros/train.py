@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .adapter import save_adapter
 from .audio import load_audio
 from .data import Item
-from .encoder import WhisperEncoder
+from .encoder import WhisperEncoder, n_feature_frames
 from .llm import LLM, PromptConfig
 from .metrics import normalize_text, wer
 from .projector import Projector, ProjectorConfig, build_projector
@@ -127,30 +127,58 @@ def target_text(text: str) -> str:
 
 
 # -- data ---------------------------------------------------------------------------------------
-def prepare_examples(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM,
-                     progress: Callable[[int, int], None] | None = None,
-                     batch_size: int = 8) -> list[Example]:
-    """Encode every item once into the encoder's on-disk cache; keep only keys and token ids.
+def index_examples(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM) -> list[Example]:
+    """Describe each item for the trainer (cache key, frame count, target ids) without encoding it.
 
-    Needs an encoder with ``cache_dir`` set: the arrays are read back from disk during training.
+    Needs an encoder with ``cache_dir`` set: features are read back from disk during training.
     """
     if encoder.cache is None:
         raise TrainError('training needs an encoder with a feature cache (cache_dir)')
     examples: list[Example] = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start: start + batch_size]
-        audios = [load_audio(item.audio) for item in chunk]
-        feats = encoder.features_batch(audios, batch_size=batch_size)
-        for item, audio, f in zip(chunk, audios, feats):
-            if item.text is None:
-                raise TrainError(f'utterance {item.id} has no transcript')
-            ids = llm.tokenize(target_text(item.text))
-            if not ids:
-                continue
-            examples.append(Example(item.id, encoder.cache_key(audio), int(f.shape[0]), ids, item.text))
-        if progress is not None:
-            progress(min(start + batch_size, len(items)), len(items))
+    for item in items:
+        if item.text is None:
+            raise TrainError(f'utterance {item.id} has no transcript')
+        ids = llm.tokenize(target_text(item.text))
+        if not ids:
+            continue
+        audio = load_audio(item.audio)
+        n_frames = n_feature_frames(len(audio), encoder.policy.window_for(len(audio)))
+        examples.append(Example(item.id, encoder.cache_key(audio), n_frames, ids, item.text))
     return examples
+
+
+def encode_examples(items: Sequence[Item], examples: Sequence[Example], encoder: WhisperEncoder,
+                    progress: Callable[[int, int], None] | None = None, batch_size: int = 8,
+                    stop: threading.Event | None = None) -> None:
+    """Put the features of ``items`` into the encoder's cache (already cached ones are skipped).
+
+    Runs in the caller's thread or in a background thread while training starts on what is
+    already cached (CTranslate2 releases the GIL while it encodes).
+    """
+    by_id = {ex.id: ex for ex in examples}
+    todo = [item for item in items if item.id in by_id and not encoder.cache.path(by_id[item.id].key).is_file()]
+    done = len(items) - len(todo)
+    for start in range(0, len(todo), batch_size):
+        if stop is not None and stop.is_set():
+            return
+        chunk = todo[start: start + batch_size]
+        encoder.features_batch([load_audio(item.audio) for item in chunk], batch_size=batch_size)
+        if progress is not None:
+            progress(done + start + len(chunk), len(items))
+
+
+def prepare_examples(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM,
+                     progress: Callable[[int, int], None] | None = None,
+                     batch_size: int = 8) -> list[Example]:
+    """Index and encode every item into the cache; returns the examples."""
+    examples = index_examples(items, encoder, llm)
+    encode_examples(items, examples, encoder, progress, batch_size)
+    return examples
+
+
+def cached(examples: Sequence[Example], encoder: WhisperEncoder) -> list[Example]:
+    """The examples whose features are already on disk."""
+    return [ex for ex in examples if encoder.cache.path(ex.key).is_file()]
 
 
 def build_vocab(examples: Sequence[Example], extra_ids: Sequence[int] = ()) -> torch.Tensor:
@@ -265,13 +293,13 @@ def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
 
 
 def greedy_wer(projector: Projector, examples: Sequence[Example], encoder: WhisperEncoder, llm: LLM) -> float:
-    """Projector-alone WER (CTC greedy reading) on cached examples."""
+    """Projector-alone WER (CTC greedy reading) on the examples whose features are cached."""
     refs, hyps = [], []
-    for ex in examples:
+    for ex in cached(examples, encoder):
         feats = encoder.cache.get(ex.key)
         hyps.append(llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True))
         refs.append(ex.text)
-    return wer(refs, hyps)
+    return wer(refs, hyps) if refs else math.inf
 
 
 def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEncoder, llm: LLM,
@@ -289,7 +317,7 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
     rng = random.Random(config.seed)
     examples = list(examples)
     if val_examples is None:
-        rng.shuffle(examples)
+        # The first items (a seeded shuffle already) are encoded first, so validation can start early.
         n_val = min(config.val_items, len(examples) // 5)
         val_examples, examples = examples[:n_val], examples[n_val:]
     vocab_index = {int(t): i for i, t in enumerate(projector.vocab_ids.tolist())}
@@ -311,7 +339,15 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
     running = None
     projector.train()
     while step < config.max_steps and stopped_by == 'max_steps':
-        for batch in length_batches(examples, config.batch_size, rng):
+        # Features may still be arriving from a background encoder: each epoch uses what is cached.
+        available = cached(examples, encoder)
+        if not available:
+            if time.perf_counter() - start > config.max_time_s:
+                stopped_by = 'time_budget'
+                break
+            time.sleep(1.0)
+            continue
+        for batch in length_batches(available, config.batch_size, rng):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f'cancelled at step {step}')
             elapsed = time.perf_counter() - start
@@ -397,4 +433,4 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
 
 
 __all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples',
-           'build_vocab', 'train', 'new_projector', 'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text']
+           'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector', 'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text']

@@ -1,0 +1,92 @@
+"""Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) in one command.
+
+    make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large]
+
+Each benchmark measures its two contenders side by side in one process and reports ratios, so
+the numbers stay meaningful on a noisy shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / 'docs' / 'benchmarks'
+PY = sys.executable
+
+
+def run_encoder(data: Path) -> None:
+    subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_encoder.py'), '--data', str(data / 'ljspeech'),
+                    '--json-out', str(OUT / 'encoder.json')], check=True)
+
+
+def run_train_cost(shapes: list[str]) -> None:
+    """One process per LLM so each peak RSS is its own."""
+    results = []
+    for shape in shapes:
+        cmd = [PY, '-m', 'tinyalign_ros.cli', 'bench-train', '--json']
+        batch = ['--batch-size', '8', '--repeats', '3'] if shape == 'embedded' else ['--batch-size', '4', '--repeats', '2']
+        if shape != 'embedded':
+            cmd += ['--llm', shape]
+        out = subprocess.run(cmd + batch, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out))
+        print(json.dumps(results[-1]), flush=True)
+    (OUT / 'train_cost.json').write_text(json.dumps(results, indent=2) + '\n')
+
+
+def plot() -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    enc = OUT / 'encoder.json'
+    if enc.is_file():
+        data = json.loads(enc.read_text())
+        rows = data['lengths']
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        xs = [r['audio_s'] for r in rows]
+        ax.plot(xs, [r['fitted_s'] * 1000 for r in rows], 'o-', label='fitted window')
+        ax.plot(xs, [r['full30_s'] * 1000 for r in rows], 's-', label='30 s window')
+        ax.set_xlabel('utterance length (s)')
+        ax.set_ylabel('encode time (ms, median)')
+        ax.set_title('Whisper tiny.en encoder: fitted vs 30 s window')
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / 'encoder.png', dpi=120)
+        plt.close(fig)
+    cost = OUT / 'train_cost.json'
+    if cost.is_file():
+        rows = json.loads(cost.read_text())
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        labels = [f'{r["llm"]}\n{r["llm_params"] / 1e6:.0f}M' for r in rows]
+        ax.bar(labels, [r['ratio'] for r in rows])
+        ax.axhline(50, color='red', linestyle='--', label='50x target')
+        ax.set_ylabel('CE-through-LLM / CTC time per sample')
+        ax.set_title('Training cost ratio (same projector, features, batch)')
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / 'train_cost.png', dpi=120)
+        plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data', type=Path, default=ROOT.parent / 'shared' / 'data')
+    parser.add_argument('--skip-large', action='store_true', help='only the embedded LLM in the cost benchmark')
+    parser.add_argument('--plots-only', action='store_true')
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.plots_only:
+        run_encoder(args.data)
+        run_train_cost(['embedded'] if args.skip_large else ['embedded', '0.5b', '1b'])
+    plot()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
