@@ -60,13 +60,13 @@ def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any
             value = value.half()
         tensors[name] = value
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+    old = None
     try:
         save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tinyalign_ros-adapter'})
         with open(tmp / METADATA, 'w', encoding='utf-8') as f:
             json.dump(meta, f, indent=2, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
-        old = None
         if path.exists():
             old = path.with_name(f'.{path.name}.old-{uuid.uuid4().hex[:6]}')
             os.replace(path, old)
@@ -75,6 +75,8 @@ def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists() and not path.exists():
+            os.replace(old, path)  # the new one never arrived: put the previous adapter back
         raise
     return path
 
@@ -89,8 +91,10 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise AdapterError(f'{path} is not an adapter (needs {WEIGHTS} and {METADATA})')
     try:
         meta = json.loads(meta_file.read_text(encoding='utf-8'))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise AdapterError(f'damaged adapter metadata {meta_file}: {exc}') from exc
+    if not isinstance(meta, dict):
+        raise AdapterError(f'damaged adapter metadata {meta_file}: expected a JSON object')
     if meta.get('format_version') != FORMAT_VERSION or 'projector' not in meta:
         raise AdapterError(f'{meta_file} has an unknown format (format_version={meta.get("format_version")})')
     return meta
@@ -130,7 +134,10 @@ def load_adapter(path: str | Path, encoder_identity: dict[str, Any] | None = Non
         raise AdapterError(f'damaged adapter weights {path / WEIGHTS}: {exc}') from exc
     projector.vocab_ids = tensors.get('vocab_ids', projector.vocab_ids).long()
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    missing, unexpected = projector.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = projector.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise AdapterError(f'adapter {path} does not match its projector config: {exc}') from exc
     if missing or unexpected:
         raise AdapterError(f'adapter {path} does not match its projector config '
                            f'(missing {missing[:3]}, unexpected {unexpected[:3]})')

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from .adapter import save_adapter
 from .data import Item, load_dataset
 from .encoder import WhisperEncoder
@@ -88,9 +90,16 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     stop = threading.Event()
     t_feats: dict[str, float] = {}
 
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(threads - 1)  # leave a core to the encoder while it runs
+
     def encode_all() -> None:
-        encode_examples(train_items, examples, encoder, _bar('encoding', len(train_items), progress), stop=stop)
-        t_feats['done'] = time.perf_counter() - start - t_synth
+        try:
+            encode_examples(train_items, examples, encoder, _bar('encoding', len(train_items), progress), stop=stop)
+            t_feats['done'] = time.perf_counter() - start - t_synth
+        finally:
+            torch.set_num_threads(threads)
 
     encoder_thread = threading.Thread(target=encode_all, name='encode', daemon=True)
     encoder_thread.start()

@@ -129,7 +129,11 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         node = data
         *parents, leaf = dotted.split('.')
         for part in parents:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f'cannot override {dotted}: {part} is not a section')
         node[leaf] = value
     return from_dict(AssistantConfig, data)
 

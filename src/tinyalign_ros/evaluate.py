@@ -88,11 +88,14 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
                 row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True)
                 hyps['nearest'].append(row['nearest'])
             if 'repeat' in readings or 'nll' in readings:
-                audio_inputs = llm.build_inputs(projector.project(feats), prompt)
+                embeds = projector.project(feats)
+                # A projector that hears nothing scores an empty repeat, and no audio NLL.
+                audio_inputs = llm.build_inputs(embeds, prompt) if embeds.shape[0] else None
                 if 'repeat' in readings:
-                    row['repeat'] = llm.generate(audio_inputs, repeat_generation(target)).text.strip()
+                    row['repeat'] = llm.generate(audio_inputs, repeat_generation(target)).text.strip() \
+                        if audio_inputs is not None else ''
                     hyps['repeat'].append(row['repeat'])
-                if 'nll' in readings:
+                if 'nll' in readings and audio_inputs is not None:
                     nll_audio.append(llm.nll(audio_inputs, target))
         if 'repeat_text' in readings or 'nll' in readings:
             text_inputs = llm.build_text_inputs(item.text or '', prompt)

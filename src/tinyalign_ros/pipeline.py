@@ -17,11 +17,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .adapter import AdapterError, load_adapter, read_metadata
+from .adapter import load_adapter, read_metadata
 from .audio import SAMPLE_RATE, validate
 from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
-from .llm import LLM, GenerationConfig, PromptConfig
+from .llm import LLM, GenerationConfig, GenerationResult, PromptConfig
 from .projector import Projector, ProjectorConfig, build_projector
 
 log = logging.getLogger(__name__)
@@ -154,13 +154,18 @@ class Pipeline:
             t_encoded = time.perf_counter()
             embeds = projector.project(features)
             n_audio = int(embeds.shape[0])
-            inputs = self.llm.build_inputs(embeds, prompt)
+            inputs = self.llm.build_inputs(embeds, prompt) if n_audio else None
         else:
             transcript = self.encoder.transcribe(audio)
             t_encoded = time.perf_counter()
-            inputs = self.llm.build_text_inputs(transcript, prompt)
+            inputs = self.llm.build_text_inputs(transcript, prompt) if transcript.strip() else None
         t_projected = time.perf_counter()
-        result = self.llm.generate(inputs, generation, on_token=on_token)
+        if inputs is None:
+            # Nothing was heard (a cough, a door): no words to answer, and no LLM call to pay for.
+            result = GenerationResult(text='', token_ids=[], n_tokens=0, first_token_s=0.0, total_s=0.0,
+                                      stopped_by='eos', truncated=False)
+        else:
+            result = self.llm.generate(inputs, generation, on_token=on_token)
         end = time.perf_counter()
         latency = {
             'encode': (t_encoded - start) * 1000.0,

@@ -108,6 +108,8 @@ def reduce_frames(x: torch.Tensor, lengths: torch.Tensor, config: ProjectorConfi
             valid = x[i, : max(int(lengths[i]), 1)].transpose(0, 1).unsqueeze(0)
             out[i] = F.adaptive_avg_pool1d(valid, config.n_slots)[0].transpose(0, 1)
         return out
+    # Zero everything past each utterance's length, whatever the caller padded with.
+    x = x.masked_fill(torch.arange(n_frames)[None, :, None] >= lengths[:, None, None], 0.0)
     k = config.reduce_factor
     pad = (-n_frames) % k
     if pad:

@@ -158,6 +158,8 @@ def encode_examples(items: Sequence[Item], examples: Sequence[Example], encoder:
     by_id = {ex.id: ex for ex in examples}
     todo = [item for item in items if item.id in by_id and not encoder.cache.path(by_id[item.id].key).is_file()]
     done = len(items) - len(todo)
+    if not todo and progress is not None:
+        progress(done, len(items))
     for start in range(0, len(todo), batch_size):
         if stop is not None and stop.is_set():
             return
@@ -342,10 +344,12 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
         # Features may still be arriving from a background encoder: each epoch uses what is cached.
         available = cached(examples, encoder)
         if not available:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f'cancelled at step {step}')
             if time.perf_counter() - start > config.max_time_s:
                 stopped_by = 'time_budget'
                 break
-            time.sleep(1.0)
+            (cancel or threading.Event()).wait(1.0)
             continue
         for batch in length_batches(available, config.batch_size, rng):
             if cancel is not None and cancel.is_set():

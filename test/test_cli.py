@@ -1,0 +1,207 @@
+"""Tests for the `tinyalign` command on the tiny models: JSON output of respond and evaluate,
+cascade mode, one-line errors with exit status 2, and corpus synthesis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from tinyalign_ros.adapter import save_adapter
+from tinyalign_ros.cli import build_parser, main
+from tinyalign_ros.data import Item, load_dataset, write_manifest
+from tinyalign_ros.encoder import WhisperEncoder
+from tinyalign_ros.llm import LLM
+from tinyalign_ros.projector import ProjectorConfig, build_projector
+from tinyalign_ros.synth import synthesize
+
+TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.')
+LATENCY_KEYS = {'encode', 'project', 'first_token', 'total'}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp('corpus')
+    (folder / 'wavs').mkdir()
+    items = []
+    for i, text in enumerate(TEXTS):
+        wav = folder / 'wavs' / f'utt{i}.wav'
+        sf.write(str(wav), synthesize(text, rate=180), 16000, subtype='PCM_16')
+        items.append(Item(f'utt{i}', wav, text))
+    return write_manifest(items, folder / 'manifest.jsonl')
+
+
+@pytest.fixture(scope='module')
+def wav(corpus: Path) -> Path:
+    return corpus.parent / 'wavs' / 'utt0.wav'
+
+
+@pytest.fixture(scope='module')
+def adapter(tiny_whisper_path: Path, tiny_llm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random adapter made for the tiny model pair (never blank, so it always injects audio)."""
+    encoder, llm = WhisperEncoder(tiny_whisper_path, cpu_threads=1), LLM(tiny_llm_path)
+    torch.manual_seed(0)
+    projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
+                                                n_layers=1, n_heads=4, ff_dim=64, dropout=0.0))
+    projector.bind_llm(llm.embedding_matrix)
+    projector.blank.bias.data.fill_(-50.0)
+    path = tmp_path_factory.mktemp('adapters') / 'tiny-pair'
+    return save_adapter(path, projector, {'encoder': encoder.identity, 'llm': llm.identity})
+
+
+@pytest.fixture
+def models(tiny_whisper_path: Path, tiny_llm_path: Path, adapter: Path) -> list[str]:
+    return ['--whisper', str(tiny_whisper_path), '--llm', str(tiny_llm_path), '--adapter', str(adapter)]
+
+
+def run(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ------------------------------------------------------------------ respond
+
+
+def test_respond_json(capsys: pytest.CaptureFixture, wav: Path, models: list[str]) -> None:
+    code, out, _ = run(capsys, ['respond', str(wav), '--json', '--max-new-tokens', '4', *models])
+    assert code == 0
+    data = json.loads(out)
+    assert {'text', 'mode', 'audio_s', 'latency_ms'} <= set(data)
+    assert data['mode'] == 'aligned'
+    assert isinstance(data['text'], str)
+    assert data['audio_s'] == pytest.approx(sf.info(str(wav)).frames / 16000, abs=1e-3)
+    assert set(data['latency_ms']) == LATENCY_KEYS
+    assert all(v >= 0 for v in data['latency_ms'].values())
+    assert data['latency_ms']['total'] >= data['latency_ms']['encode']
+    assert data['adapter'] == 'tiny-pair'
+    assert 'transcript' not in data
+
+
+def test_respond_cascade_json(capsys: pytest.CaptureFixture, wav: Path, models: list[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The tiny random Whisper transcribes nothing; stand in a transcript so the LLM gets a question
+    # (what an empty transcript should do is covered in test_pipeline).
+    monkeypatch.setattr(WhisperEncoder, 'transcribe', lambda self, audio, **_: 'turn left')
+    code, out, _ = run(capsys, ['respond', str(wav), '--json', '--cascade', '--max-new-tokens', '4', *models])
+    assert code == 0
+    data = json.loads(out)
+    assert data['mode'] == 'cascade'
+    assert data['transcript'] == 'turn left'
+    assert set(data['latency_ms']) == LATENCY_KEYS
+
+
+def test_respond_streams_text_without_json(capsys: pytest.CaptureFixture, wav: Path, models: list[str]) -> None:
+    code, out, err = run(capsys, ['respond', str(wav), '--max-new-tokens', '4', *models])
+    assert code == 0
+    assert '[aligned]' in err and 'total' in err
+    code, json_out, _ = run(capsys, ['respond', str(wav), '--json', '--max-new-tokens', '4', *models])
+    assert out == json.loads(json_out)['text'] + '\n'  # the streamed pieces are the answer, then a newline
+
+
+def test_missing_audio_exits_2_with_one_line(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                             models: list[str]) -> None:
+    code, out, err = run(capsys, ['respond', str(tmp_path / 'nothing.wav'), '--json', *models])
+    assert code == 2
+    assert out == ''
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith('tinyalign respond: error:') and 'nothing.wav' in lines[0]
+
+
+def test_bad_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture, tmp_path: Path, wav: Path,
+                                           models: list[str]) -> None:
+    config = tmp_path / 'engine.yaml'
+    config.write_text('generation:\n  max_tokens: 5\n')
+    code, _, err = run(capsys, ['respond', str(wav), '--config', str(config), *models])
+    assert code == 2
+    assert 'generation.max_tokens' in err and len(err.strip().splitlines()) == 1
+
+
+def test_adapter_for_other_models_exits_2(capsys: pytest.CaptureFixture, tmp_path: Path, wav: Path,
+                                          tiny_whisper_path: Path, tiny_llm_path: Path, adapter: Path) -> None:
+    meta = json.loads((adapter / 'adapter.json').read_text())
+    meta['llm'] = {**meta['llm'], 'name': 'SmolLM2-135M-Instruct', 'sha256': '0' * 64}
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'adapter.safetensors').write_bytes((adapter / 'adapter.safetensors').read_bytes())
+    (other / 'adapter.json').write_text(json.dumps(meta))
+    code, _, err = run(capsys, ['respond', str(wav), '--whisper', str(tiny_whisper_path), '--llm', str(tiny_llm_path),
+                                '--adapter', str(other)])
+    assert code == 2 and 'SmolLM2-135M-Instruct' in err
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def test_evaluate_json(capsys: pytest.CaptureFixture, corpus: Path, models: list[str]) -> None:
+    code, out, _ = run(capsys, ['evaluate', '--data', str(corpus), '--json', *models])
+    assert code == 0
+    data = json.loads(out)
+    assert {'n', 'wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade', 'nll_audio', 'nll_text'} <= set(data)
+    assert data['n'] == 3
+    assert all(data[k] >= 0 for k in ('wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade'))
+    assert data['nll_audio'] > 0 and data['nll_text'] > 0
+    assert data['adapter'] == 'tiny-pair'
+    assert 'details' not in data
+
+
+def test_evaluate_subset_ids_and_details(capsys: pytest.CaptureFixture, corpus: Path, models: list[str]) -> None:
+    code, out, _ = run(capsys, ['evaluate', '--data', str(corpus), '--json', '--ids', 'utt2', 'utt0',
+                                '--readings', 'nearest', '--details', *models])
+    assert code == 0
+    data = json.loads(out)
+    assert data['n'] == 2
+    assert data['wer_nearest'] is not None and data['wer_cascade'] is None and data['nll_text'] is None
+    assert [row['id'] for row in data['details']] == ['utt2', 'utt0']
+
+
+def test_evaluate_bad_data_exits_2(capsys: pytest.CaptureFixture, tmp_path: Path, models: list[str],
+                                   corpus: Path) -> None:
+    code, _, err = run(capsys, ['evaluate', '--data', str(tmp_path / 'none.jsonl'), '--json', *models])
+    assert code == 2 and err.startswith('tinyalign evaluate: error:')
+    code, _, err = run(capsys, ['evaluate', '--data', str(corpus), '--json', '--ids', 'nope', *models])
+    assert code == 2 and 'nope' in err
+
+
+# ------------------------------------------------------------------ synth and parser
+
+
+def test_synth_writes_a_manifest(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    text = tmp_path / 'sentences.txt'
+    text.write_text('Turn left.\n\nBring me the cup.\nStop here now.\n', encoding='utf-8')
+    out_dir = tmp_path / 'corpus'
+    code, out, _ = run(capsys, ['synth', '--text', str(text), '--out', str(out_dir), '--voices', 'en-us',
+                                '--rates', '170', '--workers', '1', '--json'])
+    assert code == 0
+    summary = json.loads(out)
+    manifest = Path(summary['manifest'])
+    assert manifest == out_dir / 'manifest.jsonl' and manifest.is_file()
+    assert summary['voices'] == ['en-us'] and summary['rates'] == [170]
+    items = load_dataset(manifest)
+    assert sorted(item.text for item in items) == ['Bring me the cup.', 'Stop here now.', 'Turn left.']
+    for item in items:
+        info = sf.info(str(item.audio))
+        assert info.samplerate == 16000 and info.frames > 1600
+
+
+def test_parser_requires_a_command_and_knows_its_subcommands(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    parser = build_parser()
+    args = parser.parse_args(['respond', 'a.wav', '--cascade'])
+    assert args.cascade and args.command == 'respond'
+    assert parser.parse_args(['demo']).command == 'demo'

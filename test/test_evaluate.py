@@ -1,0 +1,175 @@
+"""Tests for evaluation: every reading on a 3-utterance synthetic manifest with the tiny models,
+the plumbing from decoded ids to WER, and the refusals of unusable datasets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tinyalign_ros.data import Item, load_dataset, write_manifest
+from tinyalign_ros.encoder import WhisperEncoder
+from tinyalign_ros.evaluate import READINGS, REPEAT_PROMPT, Evaluation, evaluate, repeat_generation
+from tinyalign_ros.llm import LLM
+from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
+from tinyalign_ros.synth import synthesize
+
+TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.')
+METRICS = {'wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade', 'nll_audio', 'nll_text'}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory) -> WhisperEncoder:
+    return WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path_factory.mktemp('features'))
+
+
+@pytest.fixture(scope='module')
+def llm(tiny_llm_path: Path) -> LLM:
+    return LLM(tiny_llm_path)
+
+
+@pytest.fixture(scope='module')
+def items(tmp_path_factory: pytest.TempPathFactory) -> list[Item]:
+    folder = tmp_path_factory.mktemp('corpus')
+    (folder / 'wavs').mkdir()
+    made = []
+    for i, text in enumerate(TEXTS):
+        wav = folder / 'wavs' / f'utt{i}.wav'
+        sf.write(str(wav), synthesize(text, rate=180), 16000, subtype='PCM_16')
+        made.append(Item(f'utt{i}', wav, text))
+    return load_dataset(write_manifest(made, folder / 'manifest.jsonl'))
+
+
+@pytest.fixture(scope='module')
+def projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
+    """Random and bound to the whole vocabulary; never blank, so every utterance injects tokens."""
+    torch.manual_seed(0)
+    projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
+                                                n_layers=1, n_heads=4, ff_dim=64, dropout=0.0))
+    projector.bind_llm(llm.embedding_matrix)
+    projector.blank.bias.data.fill_(-50.0)
+    return projector.eval()
+
+
+def test_all_readings_on_a_small_manifest(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                          projector: Projector) -> None:
+    calls: list[tuple[int, int]] = []
+    result = evaluate(items, encoder, llm, projector, progress=lambda done, total: calls.append((done, total)))
+    assert isinstance(result, Evaluation)
+    assert result.n == 3
+    assert set(result.metrics) == METRICS
+    for name in ('wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade'):
+        assert isinstance(result.metrics[name], float) and result.metrics[name] >= 0, name
+    for name in ('nll_audio', 'nll_text'):
+        assert math.isfinite(result.metrics[name]) and result.metrics[name] > 0, name
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert [row['id'] for row in result.details] == ['utt0', 'utt1', 'utt2']
+    assert [row['ref'] for row in result.details] == list(TEXTS)
+    for row in result.details:
+        assert {'nearest', 'repeat', 'repeat_text', 'cascade'} <= set(row)
+        assert all(isinstance(row[k], str) for k in ('nearest', 'repeat', 'repeat_text', 'cascade'))
+    assert result.seconds > 0
+    data = result.to_dict()
+    assert {'n', 'seconds'} | METRICS == set(data)
+    assert 'details' in result.to_dict(with_details=True)
+
+
+def test_nll_readings_match_the_llm_scores(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                           projector: Projector) -> None:
+    result = evaluate(items[:1], encoder, llm, projector, readings=('nll',))
+    item = items[0]
+    target = llm.tokenize(item.text)
+    text_inputs = llm.build_text_inputs(item.text, REPEAT_PROMPT)
+    assert result.metrics['nll_text'] == pytest.approx(llm.nll(text_inputs, target), abs=1e-4)
+    feats = encoder.features(np.asarray(sf.read(str(item.audio), dtype='float32')[0]))
+    audio_inputs = llm.build_inputs(projector.project(feats), REPEAT_PROMPT)
+    assert result.metrics['nll_audio'] == pytest.approx(llm.nll(audio_inputs, target), abs=1e-4)
+
+
+def test_a_subset_of_readings_leaves_the_others_none(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                                     projector: Projector) -> None:
+    result = evaluate(items, encoder, llm, projector, readings=('nearest',))
+    assert set(result.metrics) == METRICS
+    assert result.metrics['wer_nearest'] is not None
+    assert all(result.metrics[k] is None for k in METRICS - {'wer_nearest'})
+    assert all(set(row) == {'id', 'ref', 'nearest'} for row in result.details)
+
+
+def test_without_a_projector_only_text_and_cascade_readings_are_scored(items: list[Item], encoder: WhisperEncoder,
+                                                                       llm: LLM) -> None:
+    result = evaluate(items, encoder, llm, None, readings=('nearest', 'repeat', 'repeat_text', 'nll'))
+    assert result.metrics['wer_nearest'] is None and result.metrics['wer_repeat'] is None
+    assert result.metrics['nll_audio'] is None
+    assert result.metrics['wer_repeat_text'] is not None and result.metrics['nll_text'] is not None
+
+
+def test_forced_decoding_gives_zero_wer(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                        projector: Projector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_ids forced to the true ids of each item: the reading must score exactly 0.0; with one
+    word dropped from one item, exactly 1 / (number of reference words)."""
+    truth = iter([llm.tokenize(item.text) for item in items])
+    monkeypatch.setattr(projector, 'decode_ids', lambda feats: next(truth))
+    result = evaluate(items, encoder, llm, projector, readings=('nearest',))
+    assert result.metrics['wer_nearest'] == 0.0
+    assert [row['nearest'] for row in result.details] == list(TEXTS)
+
+    n_words = sum(len(text.split()) for text in TEXTS)
+    hyps = [TEXTS[0], 'Bring me the cup.', TEXTS[2]]
+    truth = iter([llm.tokenize(text) for text in hyps])
+    monkeypatch.setattr(projector, 'decode_ids', lambda feats: next(truth))
+    result = evaluate(items, encoder, llm, projector, readings=('nearest',))
+    assert result.metrics['wer_nearest'] == pytest.approx(round(1 / n_words, 4))
+
+
+def test_supplied_features_are_used_instead_of_encoding(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                                        projector: Projector) -> None:
+    cached = {item.id: encoder.features(np.asarray(sf.read(str(item.audio), dtype='float32')[0])) for item in items}
+    asked: list[str] = []
+    before = encoder.encode_calls
+    result = evaluate(items, encoder, llm, projector, readings=('nearest', 'nll'),
+                      features=lambda item: asked.append(item.id) or cached[item.id])
+    assert encoder.encode_calls == before
+    assert asked == ['utt0', 'utt1', 'utt2']
+    again = evaluate(items, encoder, llm, projector, readings=('nearest', 'nll'))
+    assert again.metrics == result.metrics
+
+
+def test_an_utterance_the_projector_hears_nothing_in_is_scored_not_fatal(
+        items: list[Item], encoder: WhisperEncoder, llm: LLM) -> None:
+    """A projector that decodes every frame as blank emits no embedding; the evaluation must still
+    finish and count every reference word as deleted, not stop at the first such utterance."""
+    projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
+                                                n_layers=1, n_heads=4, ff_dim=64, dropout=0.0, blank_bias=1e4))
+    projector.bind_llm(llm.embedding_matrix)
+    result = evaluate(items, encoder, llm, projector.eval(), readings=('nearest', 'repeat', 'nll'))
+    assert result.metrics['wer_nearest'] == 1.0
+    assert result.metrics['wer_repeat'] is not None
+
+
+def test_repeat_generation_leaves_room_for_the_sentence() -> None:
+    config = repeat_generation([1, 2, 3])
+    assert config.max_new_tokens == 15 and not config.do_sample and config.stop == ('\n',)
+
+
+def test_refusals(items: list[Item], encoder: WhisperEncoder, llm: LLM, projector: Projector) -> None:
+    with pytest.raises(ValueError, match='empty'):
+        evaluate([], encoder, llm, projector)
+    unlabeled = [items[0], Item('x', items[1].audio, None)]
+    with pytest.raises(ValueError, match='transcript'):
+        evaluate(unlabeled, encoder, llm, projector, readings=('nearest',))
+    with pytest.raises(ValueError, match='bleu'):
+        evaluate(items, encoder, llm, projector, readings=('nearest', 'bleu'))
+    assert set(READINGS) == {'nearest', 'repeat', 'repeat_text', 'cascade', 'nll'}

@@ -1,0 +1,372 @@
+"""Tests for projector training on a handful of synthesized utterances with the tiny models:
+feature caching, the training-only vocabulary, that CTC training learns, determinism, cancelling,
+the time budget, the other two objectives and the settings' validation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from tinyalign_ros.adapter import load_adapter
+from tinyalign_ros.data import Item
+from tinyalign_ros.encoder import WhisperEncoder
+from tinyalign_ros.llm import LLM
+from tinyalign_ros.projector import Projector, ProjectorConfig
+from tinyalign_ros.synth import synthesize
+from tinyalign_ros.train import (
+    Cancelled,
+    Example,
+    Progress,
+    TrainConfig,
+    TrainError,
+    build_vocab,
+    cached,
+    ctc_loss,
+    encode_examples,
+    index_examples,
+    load_batch,
+    new_projector,
+    prepare_examples,
+    summarize,
+    target_text,
+    train,
+)
+
+TRAIN_TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.', 'Please move forward.')
+HELDOUT_TEXT = 'Xylophones quietly juggle zebras.'
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory) -> WhisperEncoder:
+    return WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path_factory.mktemp('features'))
+
+
+@pytest.fixture(scope='module')
+def llm(tiny_llm_path: Path) -> LLM:
+    return LLM(tiny_llm_path)
+
+
+@pytest.fixture(scope='module')
+def items(tmp_path_factory: pytest.TempPathFactory) -> list[Item]:
+    folder = tmp_path_factory.mktemp('corpus')
+    made = []
+    for i, text in enumerate(TRAIN_TEXTS + (HELDOUT_TEXT,)):
+        wav = folder / f'utt{i}.wav'
+        sf.write(str(wav), synthesize(text, rate=200), 16000, subtype='PCM_16')
+        made.append(Item(f'utt{i}', wav, text))
+    return made
+
+
+@pytest.fixture(scope='module')
+def all_examples(items: list[Item], encoder: WhisperEncoder, llm: LLM) -> list[Example]:
+    return prepare_examples(items, encoder, llm, batch_size=8)
+
+
+@pytest.fixture(scope='module')
+def examples(all_examples: list[Example]) -> list[Example]:
+    return all_examples[: len(TRAIN_TEXTS)]
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(objective='ctc', lr=3e-3, warmup_steps=1, max_steps=30, batch_size=4, val_items=0,
+                eval_every=1000, time_mask=0, feature_dropout=0.0, seed=0)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def fresh(encoder: WhisperEncoder, llm: LLM, examples: list[Example], seed: int = 0, **changes) -> Projector:
+    settings = dict(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32, n_layers=1, n_heads=4,
+                    ff_dim=64, dropout=0.0)
+    settings.update(changes)
+    torch.manual_seed(seed)
+    return new_projector(encoder, llm, build_vocab(examples), ProjectorConfig(**settings))
+
+
+def batch_loss(projector: Projector, examples: list[Example], encoder: WhisperEncoder) -> float:
+    index = {int(t): i for i, t in enumerate(projector.vocab_ids.tolist())}
+    x, lengths = load_batch(examples, encoder)
+    projector.eval()
+    with torch.no_grad():
+        return float(ctc_loss(projector, x, lengths, examples, index))
+
+
+def weights(projector: Projector) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in projector.named_parameters()}
+
+
+def changed(before: dict[str, torch.Tensor], projector: Projector) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in projector.named_parameters())
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_prepare_examples_caches_features_once(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                               all_examples: list[Example]) -> None:
+    assert [ex.id for ex in all_examples] == [item.id for item in items]
+    for ex, item in zip(all_examples, items):
+        cached_feats = encoder.cache.get(ex.key)
+        assert cached_feats is not None and cached_feats.shape == (ex.n_frames, encoder.d_model)
+        assert ex.target_ids == llm.tokenize(target_text(item.text)) and ex.text == item.text
+    calls = encoder.encode_calls
+    again = prepare_examples(items, encoder, llm, batch_size=2)
+    assert encoder.encode_calls == calls  # everything came from the cache
+    assert [(ex.key, ex.n_frames, ex.target_ids) for ex in again] == \
+        [(ex.key, ex.n_frames, ex.target_ids) for ex in all_examples]
+
+
+def test_index_then_encode(tiny_whisper_path: Path, items: list[Item], llm: LLM, tmp_path: Path) -> None:
+    """Indexing encodes nothing; encoding fills the cache with arrays of the indexed length, in
+    batches, and a second pass skips what is cached."""
+    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
+    indexed = index_examples(items, encoder, llm)
+    assert encoder.encode_calls == 0
+    assert cached(indexed, encoder) == []
+    progress: list[tuple[int, int]] = []
+    encode_examples(items[:3], indexed, encoder, progress=lambda d, t: progress.append((d, t)), batch_size=2)
+    assert progress == [(2, 3), (3, 3)]
+    assert [ex.id for ex in cached(indexed, encoder)] == [item.id for item in items[:3]]
+    for ex in cached(indexed, encoder):
+        assert encoder.cache.get(ex.key).shape == (ex.n_frames, encoder.d_model)
+    calls = encoder.encode_calls
+    assert calls >= 2
+    encode_examples(items, indexed, encoder, batch_size=8)
+    assert encoder.encode_calls == calls + 1  # only the two missing items, in one batch
+    assert len(cached(indexed, encoder)) == len(items)
+
+
+def test_encode_progress_reaches_the_total_when_everything_is_cached(
+        items: list[Item], encoder: WhisperEncoder, all_examples: list[Example]) -> None:
+    """A progress bar fed by encode_examples must end at n/n even when nothing needed encoding
+    (a re-run over a cached corpus), or it never completes."""
+    progress: list[tuple[int, int]] = []
+    encode_examples(items, all_examples, encoder, progress=lambda d, t: progress.append((d, t)))
+    assert progress and progress[-1] == (len(items), len(items))
+
+
+def test_encode_examples_stops_when_asked(tiny_whisper_path: Path, items: list[Item], llm: LLM,
+                                         tmp_path: Path) -> None:
+    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
+    indexed = index_examples(items, encoder, llm)
+    stop = threading.Event()
+    stop.set()
+    encode_examples(items, indexed, encoder, stop=stop)
+    assert encoder.encode_calls == 0 and cached(indexed, encoder) == []
+
+
+def test_target_text_is_normalized_with_a_leading_space() -> None:
+    assert target_text('Turn LEFT, now!') == ' turn left now'
+
+
+def test_prepare_examples_needs_a_cache_and_transcripts(tiny_whisper_path: Path, items: list[Item], llm: LLM,
+                                                        encoder: WhisperEncoder) -> None:
+    with pytest.raises(TrainError, match='cache'):
+        prepare_examples(items, WhisperEncoder(tiny_whisper_path, cpu_threads=1), llm)
+    with pytest.raises(TrainError, match='nolabel'):
+        prepare_examples([Item('nolabel', items[0].audio, None)], encoder, llm)
+
+
+def test_build_vocab_holds_only_training_ids(examples: list[Example], all_examples: list[Example]) -> None:
+    vocab = build_vocab(examples)
+    train_ids = {i for ex in examples for i in ex.target_ids}
+    assert vocab.tolist() == sorted(train_ids)
+    heldout_only = set(all_examples[-1].target_ids) - train_ids
+    assert heldout_only, 'the held-out sentence should need tokens the training ones do not'
+    assert not heldout_only & set(vocab.tolist())
+    assert set(build_vocab(examples, extra_ids=[0, 1]).tolist()) == train_ids | {0, 1}
+
+
+# ------------------------------------------------------------------ ctc training
+
+
+def test_ctc_training_reduces_the_loss(encoder: WhisperEncoder, llm: LLM, examples: list[Example]) -> None:
+    projector = fresh(encoder, llm, examples)
+    before = batch_loss(projector, examples, encoder)
+    reports: list[Progress] = []
+    result = train(projector, examples, encoder, llm, config(), progress=reports.append)
+    after = batch_loss(projector, examples, encoder)
+    assert after < 0.7 * before, (before, after)
+    assert result.steps == 30 and result.stopped_by == 'max_steps'
+    assert result.projector is projector and not projector.training
+    assert result.n_train == len(examples) and result.n_val == 0 and result.best_val_wer is None
+    assert result.vocab_size == len(build_vocab(examples))
+    training = [p for p in reports if p.phase == 'training']
+    assert [p.step for p in training] == [1, 10, 20, 30]
+    assert training[-1].loss < training[0].loss
+    assert all(p.max_steps == 30 and p.eta_s is not None and p.eta_s >= 0 for p in training)
+    summary = summarize(result, config())
+    assert summary['steps'] == 30 and summary['objective'] == 'ctc' and summary['config']['lr'] == 3e-3
+
+
+def test_training_is_deterministic_with_a_seed(encoder: WhisperEncoder, llm: LLM, examples: list[Example]) -> None:
+    settings = config(max_steps=8, time_mask=2, feature_dropout=0.1)  # augmentation draws random numbers too
+    first = train(fresh(encoder, llm, examples), examples, encoder, llm, settings).projector
+    second = train(fresh(encoder, llm, examples), examples, encoder, llm, settings).projector
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+    third = train(fresh(encoder, llm, examples), examples, encoder, llm, config(max_steps=8, seed=1, time_mask=2,
+                                                                               feature_dropout=0.1)).projector
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), third.state_dict().values()))
+
+
+def test_validation_history_and_checkpoint(encoder: WhisperEncoder, llm: LLM, examples: list[Example],
+                                           tmp_path: Path) -> None:
+    projector = fresh(encoder, llm, examples)
+    checkpoint = tmp_path / 'ckpt'
+    result = train(projector, examples, encoder, llm, config(max_steps=20, eval_every=10),
+                   val_examples=examples[:2], checkpoint_dir=checkpoint, checkpoint_meta={'llm': llm.identity})
+    assert [h['step'] for h in result.history] == [10, 20]
+    assert all({'step', 'seconds', 'train_loss', 'val_wer'} <= set(h) for h in result.history)
+    assert result.best_val_wer == min(h['val_wer'] for h in result.history)
+    assert result.n_val == 2
+    loaded, meta = load_adapter(checkpoint, llm_identity=llm.identity, embedding_matrix=llm.embedding_matrix)
+    assert meta['val_wer'] == pytest.approx(result.best_val_wer)
+    assert meta['step'] in (10, 20)
+
+
+# ------------------------------------------------------------------ stopping
+
+
+def test_a_preset_cancel_flag_stops_before_any_step(encoder: WhisperEncoder, llm: LLM,
+                                                    examples: list[Example]) -> None:
+    projector = fresh(encoder, llm, examples)
+    before = weights(projector)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled, match='step 0'):
+        train(projector, examples, encoder, llm, config(), cancel=cancel)
+    assert not changed(before, projector)
+
+
+def test_cancel_from_another_thread_is_prompt(encoder: WhisperEncoder, llm: LLM, examples: list[Example]) -> None:
+    cancel = threading.Event()
+    steps: list[int] = []
+    timer = threading.Timer(0.3, cancel.set)
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(Cancelled):
+            train(fresh(encoder, llm, examples), examples, encoder, llm,
+                  config(max_steps=1_000_000, max_time_s=60.0), progress=lambda p: steps.append(p.step),
+                  cancel=cancel)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - start < 3.0
+    assert steps  # it was training when cancelled
+
+
+def test_cancel_during_training_raises_at_the_next_step(encoder: WhisperEncoder, llm: LLM,
+                                                        examples: list[Example]) -> None:
+    cancel = threading.Event()
+    with pytest.raises(Cancelled, match='step 1$'):
+        train(fresh(encoder, llm, examples), examples, encoder, llm, config(batch_size=2),
+              progress=lambda p: cancel.set(), cancel=cancel)
+
+
+def test_time_budget_stops_training(encoder: WhisperEncoder, llm: LLM, examples: list[Example]) -> None:
+    start = time.perf_counter()
+    result = train(fresh(encoder, llm, examples), examples, encoder, llm,
+                   config(max_steps=1_000_000, max_time_s=0.5))
+    assert result.stopped_by == 'time_budget'
+    assert 0 < result.steps < 1_000_000
+    assert 0.5 <= result.seconds < 4.0
+    assert time.perf_counter() - start < 5.0
+
+
+def test_training_waits_for_features_still_being_encoded(tiny_whisper_path: Path, items: list[Item], llm: LLM,
+                                                         examples: list[Example], tmp_path: Path) -> None:
+    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
+    indexed = index_examples(items[: len(TRAIN_TEXTS)], encoder, llm)
+    projector = fresh(encoder, llm, examples)
+    background = threading.Timer(0.2, encode_examples, args=(items, indexed, encoder))
+    background.start()
+    try:
+        result = train(projector, indexed, encoder, llm, config(max_steps=5, max_time_s=20.0))
+    finally:
+        background.join()
+    assert result.steps == 5 and result.stopped_by == 'max_steps'
+
+
+def test_cancel_while_waiting_for_features_is_prompt(tiny_whisper_path: Path, items: list[Item], llm: LLM,
+                                                     examples: list[Example], tmp_path: Path) -> None:
+    """Nothing is cached yet (the encoder is still starting, or was stopped): a cancel must still
+    end training at once, not after the time budget."""
+    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
+    indexed = index_examples(items[: len(TRAIN_TEXTS)], encoder, llm)
+    cancel = threading.Event()
+    cancel.set()
+    start = time.perf_counter()
+    with pytest.raises(Cancelled):
+        train(fresh(encoder, llm, examples), indexed, encoder, llm, config(max_time_s=3.0), cancel=cancel)
+    assert time.perf_counter() - start < 1.5
+
+
+# ------------------------------------------------------------------ other objectives
+
+
+def test_slots_objective_runs_one_step(encoder: WhisperEncoder, llm: LLM, examples: list[Example]) -> None:
+    projector = fresh(encoder, llm, examples, reduction='adaptive', n_slots=8)
+    before = weights(projector)
+    losses: list[float] = []
+    result = train(projector, examples, encoder, llm, config(objective='slots', max_steps=1),
+                   progress=lambda p: losses.append(p.loss))
+    assert result.steps == 1 and result.stopped_by == 'max_steps'
+    assert len(losses) == 1 and losses[0] > 0 and torch.isfinite(torch.tensor(losses[0]))
+    assert changed(before, projector)
+
+
+def test_ce_objective_runs_one_step_through_the_frozen_llm(encoder: WhisperEncoder, llm: LLM,
+                                                           examples: list[Example]) -> None:
+    projector = fresh(encoder, llm, examples)
+    before = weights(projector)
+    llm_before = {k: v.clone() for k, v in llm.model.state_dict().items()}
+    losses: list[float] = []
+    result = train(projector, examples, encoder, llm, config(objective='ce', max_steps=1, batch_size=2),
+                   progress=lambda p: losses.append(p.loss))
+    assert result.steps == 1
+    assert len(losses) == 1 and 0 < losses[0] < 50
+    assert changed(before, projector)
+    for name, value in llm.model.state_dict().items():
+        assert torch.equal(value, llm_before[name]), f'the frozen LLM changed: {name}'
+
+
+# ------------------------------------------------------------------ settings
+
+
+@pytest.mark.parametrize('changes,match', [
+    ({'objective': 'mse'}, 'objective'),
+    ({'batch_size': 0}, 'batch_size'),
+    ({'max_steps': 0}, 'max_steps'),
+    ({'lr': 0.0}, 'lr'),
+])
+def test_train_config_validation(changes: dict, match: str) -> None:
+    with pytest.raises(TrainError, match=match):
+        TrainConfig(**changes)
+
+
+def test_train_config_from_dict() -> None:
+    assert TrainConfig.from_dict({'objective': 'slots', 'lr': 0.01}) == TrainConfig(objective='slots', lr=0.01)
+    with pytest.raises(TrainError, match='learning_rate'):
+        TrainConfig.from_dict({'learning_rate': 0.01})
+
+
+def test_train_refuses_no_examples_and_a_vocabulary_without_the_targets(
+        encoder: WhisperEncoder, llm: LLM, examples: list[Example], all_examples: list[Example]) -> None:
+    with pytest.raises(TrainError, match='no training examples'):
+        train(fresh(encoder, llm, examples), [], encoder, llm, config())
+    with pytest.raises(TrainError, match='outside the projector vocabulary'):
+        train(fresh(encoder, llm, examples), all_examples, encoder, llm, config(max_steps=1))
