@@ -29,7 +29,8 @@ def run_train_cost(shapes: list[str]) -> None:
     results = []
     for shape in shapes:
         cmd = [PY, '-m', 'tinyalign_ros.cli', 'bench-train', '--json']
-        batch = ['--batch-size', '8', '--repeats', '3'] if shape == 'embedded' else ['--batch-size', '4', '--repeats', '2']
+        small = shape == 'embedded'
+        batch = ['--batch-size', '8' if small else '4', '--repeats', '3' if small else '2']
         if shape != 'embedded':
             cmd += ['--llm', shape]
         out = subprocess.run(cmd + batch, check=True, capture_output=True, text=True).stdout

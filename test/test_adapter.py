@@ -245,7 +245,7 @@ def test_saving_over_an_adapter_replaces_it_without_leftovers(llm: LLM, tmp_path
 
 
 def test_a_failure_while_writing_keeps_the_previous_adapter(llm: LLM, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / 'adp'
     save_adapter(path, projector_for(llm, seed=1), meta_for(llm, version=1))
 

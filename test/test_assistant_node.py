@@ -313,7 +313,7 @@ def test_operator_switch_hot_swaps_the_adapter(ros: list[Any], tmp_path: Path) -
     listing = wait_future(list_client.call_async(ListAdapters.Request()), 10, 'list_adapters', spinner)
     assert listing.success and listing.operators == ['alice'] and listing.active_adapter_id == 'alice-v2'
     assert [(a.adapter_id, a.active, a.loaded) for a in listing.adapters] == [('alice-v1', False, False),
-                                                                            ('alice-v2', True, True)]
+                                                                              ('alice-v2', True, True)]
     assert listing.adapters[0].metrics[0].name == 'wer_nearest'
 
     activate = probe.node.create_client(ActivateAdapter, 'activate_adapter')

@@ -186,4 +186,3 @@ def test_to_dict_round_trips() -> None:
     assert data['mode'] == 'cascade' and data['generation']['stop'] == ('\n',)
     data['generation']['stop'] = list(data['generation']['stop'])
     assert from_dict(AssistantConfig, data) == config
-

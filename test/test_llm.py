@@ -71,7 +71,7 @@ def audio_like(llm: LLM, n: int = 5, seed: int = 0) -> torch.Tensor:
     ('both', f'<|im_start|>user\n{INSTRUCTION}\n', f'\n{AFTER}<|im_end|>\n<|im_start|>assistant\n'),
 ])
 def test_instruction_sits_on_the_right_side_of_the_audio(tiny: LLM, placement: str, before_tail: str,
-                                                          after_text: str) -> None:
+                                                         after_text: str) -> None:
     prompt = PromptConfig(instruction=INSTRUCTION, placement=placement, after_instruction=AFTER)
     before_ids, after_ids = tiny.prompt_parts(prompt)
     before = decode(tiny, before_ids)
@@ -450,7 +450,7 @@ def test_non_gguf_file_is_refused_before_converting(tmp_path: Path, monkeypatch:
 
 
 def test_truncated_gguf_fails_with_the_childs_error(tiny_gguf: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('TINYALIGN_CACHE', str(tmp_path / 'cache'))
     bad = tmp_path / 'truncated.gguf'
     bad.write_bytes(tiny_gguf.read_bytes()[:4096])

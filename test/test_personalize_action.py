@@ -21,7 +21,7 @@ from ros_env import FakeJob, FakePipeline, FakeStore, Spinner, wait_for, wait_fu
 
 import rclpy  # noqa: E402
 from action_msgs.msg import GoalStatus  # noqa: E402
-from rclpy.action import ActionClient, ActionServer, CancelResponse  # noqa: E402
+from rclpy.action import ActionClient, ActionServer  # noqa: E402
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402

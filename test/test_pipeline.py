@@ -147,7 +147,7 @@ def test_cascade_feeds_the_transcript_to_the_llm(pipeline: Pipeline, speech: np.
 
 
 def test_cascade_when_whisper_hears_no_words(pipeline: Pipeline, speech: np.ndarray,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Whisper returns '' for a cough or a door slam (the tiny random Whisper always does): the
     robot has nothing to answer, which is a normal outcome, not a crash."""
     monkeypatch.setattr(pipeline.encoder, 'transcribe', lambda audio, **_: '')

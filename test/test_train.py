@@ -159,7 +159,7 @@ def test_encode_progress_reaches_the_total_when_everything_is_cached(
 
 
 def test_encode_examples_stops_when_asked(tiny_whisper_path: Path, items: list[Item], llm: LLM,
-                                         tmp_path: Path) -> None:
+                                          tmp_path: Path) -> None:
     encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
     indexed = index_examples(items, encoder, llm)
     stop = threading.Event()
@@ -219,7 +219,7 @@ def test_training_is_deterministic_with_a_seed(encoder: WhisperEncoder, llm: LLM
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
     third = train(fresh(encoder, llm, examples), examples, encoder, llm, config(max_steps=8, seed=1, time_mask=2,
-                                                                               feature_dropout=0.1)).projector
+                                                                                feature_dropout=0.1)).projector
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), third.state_dict().values()))
 
 

@@ -21,7 +21,7 @@ from .encoder import WhisperEncoder
 from .llm import LLM
 from .projector import ProjectorConfig, build_projector
 from .synth import synthesize
-from .train import Example, TrainConfig, ce_loss, ctc_loss, target_text
+from .train import Example, ce_loss, ctc_loss, target_text
 
 # Random-weight stand-ins for the sizes users run on robots (dimensions of public 0.5B/1B models).
 SHAPES: dict[str, dict[str, Any]] = {
@@ -130,7 +130,6 @@ def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, bat
         'threads': torch.get_num_threads(),
         'peak_rss_mb': round(peak_rss_mb(), 1),
     }
-    del llm
     gc.collect()
     return result
 

@@ -215,8 +215,7 @@ class Projector(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            x = torch.as_tensor(np.asarray(features, dtype=np.float32)) if isinstance(features, np.ndarray) else features
-            x = x.float()
+            x = torch.as_tensor(np.asarray(features, dtype=np.float32)).float()
             if x.dim() == 2:
                 x = x.unsqueeze(0)
             out = self(x)

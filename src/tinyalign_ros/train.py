@@ -266,7 +266,8 @@ def ce_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch:
     for i, ex in enumerate(batch):
         audio = out.embeds[i, : int(out.lengths[i])]
         target = torch.tensor(ex.target_ids, dtype=torch.long)
-        seq = torch.cat([emb[torch.tensor(before, dtype=torch.long)], audio, emb[torch.tensor(after, dtype=torch.long)], emb[target]])
+        seq = torch.cat([emb[torch.tensor(before, dtype=torch.long)], audio,
+                         emb[torch.tensor(after, dtype=torch.long)], emb[target]])
         label = torch.full((seq.shape[0],), -100, dtype=torch.long)
         label[-len(ex.target_ids):] = target
         rows.append(seq)
@@ -437,4 +438,5 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
 
 
 __all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples',
-           'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector', 'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text']
+           'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector',
+           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text']

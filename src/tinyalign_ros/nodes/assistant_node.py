@@ -58,7 +58,7 @@ from tinyalign_ros.nodes.job_interface import (MODES, PHASE_RECORDING, SOURCE_FO
                                                PersonalizeResult, Progress, TrainingOptions, load_backend,
                                                validate_operator_id)
 from tinyalign_ros.nodes.ros_audio import (FLAVOURS, MESSAGE_NAMES, AudioDecoder, AudioFormat,
-                                           AudioMessageError, finite_or, info_class, message_class,
+                                           finite_or, info_class, message_class,
                                            resolve_flavour)
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 

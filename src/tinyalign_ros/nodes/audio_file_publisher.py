@@ -65,7 +65,7 @@ class AudioFilePublisher(Node):
         self.declare_parameter('channels', 1, _descriptor('Channels to publish (mono is duplicated).',
                                                           int_range=(1, 32)))
         self.declare_parameter('sample_rate', SAMPLE_RATE, _descriptor('Sample rate to publish [Hz].',
-                                                                      int_range=(1000, 384000)))
+                                                                       int_range=(1000, 384000)))
         self.declare_parameter('chunk_ms', 100.0, _descriptor('Audio per message [ms].', float_range=(5.0, 2000.0)))
         self.declare_parameter('rate', 1.0, _descriptor('Playback speed; 1.0 = real time.', float_range=(0.1, 100.0)))
         self.declare_parameter('gap_s', 1.0, _descriptor('Silence after each file [s].', float_range=(0.0, 30.0)))

@@ -176,7 +176,6 @@ class Executor:
     def spin_once_until_future_complete(self, future, timeout_sec=None):
         self.spin_once(timeout_sec)
 
-
     def _raise_pending(self):
         """A callback's exception surfaces in the spinning thread, as with rclpy."""
         with self._lock:

@@ -1,0 +1,18 @@
+"""flake8 (from PyPI) over the project with the settings of test_flake8.py.
+
+test_flake8.py runs ament_flake8 and only exists on ROS machines; this test gives the same
+pyflakes/pycodestyle checks everywhere, so style and unused-name errors fail `make test` here too.
+"""
+
+from pathlib import Path
+
+from flake8.api import legacy as flake8
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flake8_clean() -> None:
+    style = flake8.get_style_guide(max_line_length=120, extend_ignore=['W503', 'W504'])
+    paths = [str(ROOT / name) for name in ('src', 'test', 'launch', 'benchmarks')]
+    report = style.check_files(paths)
+    assert report.total_errors == 0, f'{report.total_errors} flake8 errors (run .venv/bin/flake8 --max-line-length 120)'
