@@ -5,9 +5,12 @@ set -euo pipefail
 VENV="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
+PYTHON="${PYTHON:-python3}"
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+# Debian's python3 ships venv/ensurepip separately.
+[ -x "$VENV/bin/python" ] || "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] installing ${need_apt[*]} with apt-get"
   SUDO=''
@@ -16,7 +19,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-PYTHON="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
