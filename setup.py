@@ -11,7 +11,7 @@ setup(
     version='0.1.0',
     package_dir={'': 'src'},
     packages=find_packages('src'),
-    package_data={PACKAGE: ['assets/*.json', 'assets/*.safetensors', 'assets/*.yaml']},
+    package_data={PACKAGE: ['assets/base_adapter/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from .adapter import save_adapter
+from .adapter import load_adapter, save_adapter
 from .data import Item, load_dataset
 from .encoder import WhisperEncoder
 from .evaluate import evaluate
@@ -73,8 +73,12 @@ def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int 
 def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: LLM,
           recipe: AlignRecipe | None = None, train_config: TrainConfig | None = None,
           projector_config: ProjectorConfig | None = None, real_data: Path | None = None,
-          log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
-    """Run the whole recipe and write the adapter to ``out``; returns its metadata."""
+          log: Callable[[str], None] = print, progress: bool = True, init: Path | None = None) -> dict[str, Any]:
+    """Run the whole recipe and write the adapter to ``out``; returns its metadata.
+
+    ``init`` continues from an existing adapter (its projector config wins over
+    ``projector_config``); its token vocabulary is extended with the corpus' tokens.
+    """
     recipe = recipe or AlignRecipe()
     train_config = train_config or TrainConfig()
     start = time.perf_counter()
@@ -105,7 +109,13 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     encoder_thread.start()
 
     vocab = build_vocab(examples)
-    projector = new_projector(encoder, llm, vocab, projector_config)
+    if init is not None:
+        projector, init_meta = load_adapter(init, encoder.identity, llm.identity)
+        vocab = build_vocab(examples, projector.vocab_ids.tolist())
+        projector.bind_llm(llm.embedding_matrix, vocab)
+        log(f'continuing from adapter {init_meta.get("adapter_id", init)}')
+    else:
+        projector = new_projector(encoder, llm, vocab, projector_config)
     log(f'projector {projector.config.type}: {projector.n_parameters() / 1e6:.2f} M parameters, '
         f'token head over {len(vocab)} training tokens')
     meta_base = {'encoder': encoder.identity, 'llm': llm.identity}
@@ -129,6 +139,7 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     meta = {
         **meta_base,
         'adapter_id': out.name,
+        'initialized_from': str(init) if init is not None else None,
         'training': summarize(result, train_config),
         'data': {'corpus': 'espeak-ng synthesis of ljspeech_sentences.txt', 'n_train_utterances': len(examples),
                  'voices': list(DEFAULT_VOICES), 'heldout_voices': list(HELDOUT_VOICES), 'recipe': asdict(recipe)},
