@@ -67,6 +67,10 @@ def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any
             json.dump(meta, f, indent=2, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
+        # mkdtemp makes a private folder; adapters are shared with the nodes, not secrets.
+        os.chmod(tmp, 0o755)
+        for name in (WEIGHTS, METADATA):
+            os.chmod(tmp / name, 0o644)
         if path.exists():
             old = path.with_name(f'.{path.name}.old-{uuid.uuid4().hex[:6]}')
             os.replace(path, old)
