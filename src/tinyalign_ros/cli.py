@@ -136,7 +136,8 @@ def cmd_align(args: argparse.Namespace) -> int:
                                        n_layers=args.layers, n_heads=args.heads, ff_dim=args.ff_dim)
     log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
     meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
-                 real_data=Path(args.real) if args.real else None, log=log, progress=not args.json)
+                 real_data=Path(args.real) if args.real else None, log=log, progress=not args.json,
+                 init=args.init)
     summary = {'adapter': str(args.out), 'metrics': meta['metrics'], 'seconds': meta['seconds'],
                'recipe': dataclasses.asdict(recipe), 'train': meta['training']['config']}
     if args.json:
@@ -177,7 +178,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     pipeline = Pipeline.from_config(_config(args))
     print(f'adapter: {pipeline.adapter_id}', flush=True)
-    clips: list[tuple[str, Any, str]] = [(f'spoken question (espeak-ng): "{q}"', synthesize(q), q) for q in DEMO_QUESTIONS]
+    clips: list[tuple[str, Any, str]] = [(f'spoken question (espeak-ng): "{q}"', synthesize(q), q)
+                                         for q in DEMO_QUESTIONS]
     lj = Path(args.data) / 'ljspeech'
     items = []
     if (lj / 'metadata.csv').is_file():
@@ -197,6 +199,148 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for row in result.details:
             print(f'  {row["id"]}  nearest: {row["nearest"]!r}')
         print(f'  wer_nearest {result.metrics["wer_nearest"]}   wer_cascade {result.metrics["wer_cascade"]}')
+    return 0
+
+
+# -- personalize ---------------------------------------------------------------------------------
+ROSBAG_SUFFIXES = ('.db3', '.mcap')
+
+
+def _is_rosbag(path: Path) -> bool:
+    """A rosbag2 folder (metadata.yaml or storage files) or one of its storage files."""
+    if path.is_file():
+        return path.suffix in ROSBAG_SUFFIXES
+    return path.is_dir() and ((path / 'metadata.yaml').is_file()
+                              or any(p.suffix in ROSBAG_SUFFIXES for p in path.iterdir()))
+
+
+def _metric_block(metrics: dict[str, float]) -> dict[str, float | None]:
+    keys = ('wer_nearest', 'wer_repeat', 'nll_audio', 'wer_canary')
+    return {k: metrics.get(k) for k in keys}
+
+
+def cmd_personalize(args: argparse.Namespace) -> int:
+    """Learn one operator's voice from a folder or a rosbag; keep the adapter only if it is better."""
+    import math
+    import resource
+    import threading
+    import time
+
+    import psutil
+
+    from .nodes.job_interface import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
+                                      TrainingOptions)
+    from .personalize import PersonalizationJob, PersonalizeConfig
+    from .pipeline import Pipeline
+    from .store import AdapterStore
+
+    born = psutil.Process().create_time()  # the wall clock a user sees starts with the process
+
+    def age() -> float:
+        return time.time() - born
+
+    store = AdapterStore(args.store, keep=args.keep)
+    data = Path(args.data)
+    if not data.exists():
+        raise ValueError(f'--data {data} does not exist (a dataset folder, manifest or rosbag2)')
+    source = SOURCE_ROSBAG if _is_rosbag(data) else SOURCE_FOLDER
+    pipeline = Pipeline.from_config(_config(args))
+    total = None
+    if args.max_total_seconds:
+        total = max(1.0, args.max_total_seconds - age())  # start-up and model loading count too
+    config = PersonalizeConfig(n_general=args.n_general, n_canary=args.n_canary, lr=args.lr,
+                               max_total_s=total, repeat_items=args.repeat_items,
+                               work_dir=Path(args.work_dir) if args.work_dir else None)
+    job = PersonalizationJob(pipeline, store, config, log_fn=lambda _msg: None)
+    holdout_ids = list(args.holdout_ids or [])
+    request = PersonalizeRequest(
+        operator_id=args.operator, source=source, path=str(data), topics=list(args.topics or []),
+        limits=Limits(max_train_s=args.max_seconds, max_steps=args.max_steps),
+        options=TrainingOptions(holdout=args.holdout, holdout_ids=holdout_ids, objective=args.objective,
+                                method=args.method, pseudo_label=args.pseudo_label, gate_margin=args.gate_margin,
+                                seed=args.seed))
+    shown: list[tuple[str, int, str]] = []
+
+    def show(progress: Progress) -> None:
+        """Phase changes and every 50th training step on stderr (the job also repeats reports)."""
+        key = (progress.phase, progress.step, progress.message)
+        if args.json or (shown and key == shown[-1]):
+            return
+        if not shown or progress.phase != shown[-1][0] or (progress.step and progress.step % 50 == 0):
+            loss = '' if math.isnan(progress.loss) else f' loss {progress.loss:.3f}'
+            print(f'[{progress.progress:4.0%}] {progress.phase}{loss} {progress.message}', file=sys.stderr,
+                  flush=True)
+        shown.append(key)
+
+    cancel = threading.Event()
+    box: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: box.setdefault('result', job.run(request, show, cancel)),
+                              name='personalize', daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(timeout=0.2)
+    except KeyboardInterrupt:  # Ctrl-C cancels cleanly: the previous adapter stays active
+        print('cancelling...', file=sys.stderr, flush=True)
+        cancel.set()
+        worker.join()
+    result = box['result']
+    active = store.active(args.operator)
+    details = job.last_run
+    out = {
+        'operator': args.operator, 'success': result.success, 'accepted': result.accepted,
+        'message': result.message, 'n_train': result.n_train, 'n_holdout': result.n_holdout,
+        'holdout_ids': details.get('holdout_ids', []),
+        'before': _metric_block(result.metrics_before), 'after': _metric_block(result.metrics_after),
+        'cascade': {'wer': result.metrics_before.get('wer_cascade')}, 'mode': result.mode,
+        'adapter': result.adapter_path or None, 'adapter_id': result.adapter_id or None,
+        'active_adapter': active.adapter_id if active else None, 'plot': details.get('plot'),
+        'objective': args.objective or job.config.objective,
+        'method': args.method or job.config.method, 'steps': details.get('steps'),
+        'stopped_by': details.get('stopped_by'), 'durations': result.durations,
+        'seconds': round(age(), 1),
+        'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+    }
+    if args.json:
+        _print_json(out)
+    else:
+        print(result.message)
+        for key in ('before', 'after'):
+            print(f'{key:>7}: ' + ', '.join(f'{k} {v}' for k, v in out[key].items()))
+        print(f'cascade wer {out["cascade"]["wer"]}; mode {out["mode"]}; {out["seconds"]} s; '
+              f'peak RSS {out["peak_rss_mb"]} MB')
+    return 0 if result.success else 1
+
+
+# -- adapters ------------------------------------------------------------------------------------
+def cmd_adapters(args: argparse.Namespace) -> int:
+    """List, activate or roll back an operator's stored adapter versions."""
+    from .store import AdapterStore
+
+    store = AdapterStore(args.store)
+    try:
+        if args.action == 'activate':
+            if not args.adapter_id:
+                raise ValueError('activate needs --adapter-id (see `tinyalign adapters list`)')
+            store.activate(args.operator, args.adapter_id)
+        elif args.action == 'rollback':
+            store.rollback(args.operator)
+    except KeyError as exc:
+        raise ValueError(exc.args[0] if exc.args else str(exc)) from exc
+    active = store.active(args.operator)
+    versions = store.versions(args.operator)
+    out = {'operator': args.operator, 'action': args.action, 'active': active.adapter_id if active else None,
+           'mode': store.mode(args.operator), 'mode_numbers': store.mode_numbers(args.operator),
+           'versions': [{'adapter_id': v.adapter_id, 'created': v.created, 'active': v.active, 'path': v.path,
+                         'metrics': v.metrics} for v in versions]}
+    if args.json:
+        _print_json(out)
+    else:
+        for v in versions:
+            mark = '*' if v.active else ' '
+            wer = v.metrics.get('wer_nearest')
+            print(f'{mark} {v.adapter_id}  {v.created}  wer_nearest {wer if wer is not None else "-"}')
+        print(f'active: {out["active"] or "base adapter"}; mode {out["mode"]}')
     return 0
 
 
@@ -249,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--work-dir', type=Path, default=Path('runs/align'), help='corpus and feature cache')
     p.add_argument('--out', type=Path, default=Path('runs/align/base_adapter'))
     p.add_argument('--real', type=Path, help='also score real recordings (LJ-Speech folder) at the end')
+    p.add_argument('--init', type=Path, help='continue training from this adapter')
     p.add_argument('--minutes', type=float, default=45.0, help='training time budget')
     p.add_argument('--max-steps', type=int, default=20000)
     p.add_argument('--max-utterances', type=int, help='train on the first N synthesized utterances')
@@ -274,6 +419,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int)
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_bench_train)
+
+    p = sub.add_parser('personalize', help="learn one operator's voice; keep the adapter only if it is better")
+    p.add_argument('--operator', required=True, help='operator id (letters, digits, _ and -)')
+    p.add_argument('--data', type=Path, required=True,
+                   help='manifest.jsonl, LJ-Speech-style folder, or rosbag2 (sqlite3/mcap)')
+    group = p.add_mutually_exclusive_group()
+    group.add_argument('--holdout', type=int, help='held-out utterances (default: a quarter, 1 to 8)')
+    group.add_argument('--holdout-ids', nargs='+', help='ids of the held-out utterances')
+    p.add_argument('--topics', nargs='+', help='rosbag: audio topic [transcript topic]')
+    p.add_argument('--store', type=Path, help='adapter store (default: $XDG_DATA_HOME/tinyalign_ros/operators)')
+    p.add_argument('--work-dir', type=Path, help='caches and run records (default: <store>/.work)')
+    p.add_argument('--keep', type=int, default=5, help='versions kept per operator')
+    p.add_argument('--max-seconds', type=float, help='training budget in seconds (default 60)')
+    p.add_argument('--max-total-seconds', type=float, default=110.0,
+                   help='wall-clock budget of the whole command, model loading included; training gets what '
+                        'is left after preparing and scoring (default 110; 0 = none)')
+    p.add_argument('--max-steps', type=int, help='training step budget')
+    p.add_argument('--objective', choices=['ctc', 'ce'], default='', help='ctc (default) or the conventional ce')
+    p.add_argument('--method', choices=['projector', 'lora'], default='', help='train all weights or LoRA')
+    p.add_argument('--pseudo-label', action='store_true', help='label untranscribed speech with the cascade ASR')
+    p.add_argument('--gate-margin', type=float, help='relative improvement required (default 0.05)')
+    p.add_argument('--lr', type=float, default=3e-3)
+    p.add_argument('--n-general', type=int, default=32, help='general utterances mixed in')
+    p.add_argument('--n-canary', type=int, default=12, help='general canary utterances scored')
+    p.add_argument('--repeat-items', type=int, default=8, help='held-out utterances scored with LLM repeat')
+    p.add_argument('--seed', type=int)
+    p.add_argument('--json', action='store_true')
+    _model_args(p)
+    p.set_defaults(func=cmd_personalize)
+
+    p = sub.add_parser('adapters', help="list, activate or roll back an operator's adapters")
+    p.add_argument('action', choices=['list', 'activate', 'rollback'])
+    p.add_argument('--operator', required=True)
+    p.add_argument('--adapter-id', help='the version to activate')
+    p.add_argument('--store', type=Path, help='adapter store (default: $XDG_DATA_HOME/tinyalign_ros/operators)')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_adapters)
 
     p = sub.add_parser('demo', help='the main job: answers real speech in both modes')
     p.add_argument('--data', type=Path, default=DEFAULT_DATA, help='folder holding ljspeech/')

@@ -24,7 +24,6 @@ publishes ``response`` (tinyalign_msgs/AssistantResponse), ``response/text`` (st
 from __future__ import annotations
 
 import math
-import os
 import queue
 import re
 import threading
@@ -256,8 +255,10 @@ def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
 
 
 def default_store_dir() -> Path:
-    base = os.environ.get('XDG_DATA_HOME') or str(Path.home() / '.local' / 'share')
-    return Path(base) / 'tinyalign_ros' / 'adapters'
+    """The engine's default adapter store, so the CLI and the node share operators' adapters."""
+    from tinyalign_ros.store import default_store_root
+
+    return default_store_root()
 
 
 def load_prompts(path: str) -> list[str]:

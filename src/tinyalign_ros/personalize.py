@@ -1,0 +1,1017 @@
+"""On-device personalization: learn one operator's voice from a few minutes of speech, safely.
+
+One run (:meth:`PersonalizationJob.run`) goes through these phases, each reported through the
+progress callback and each checking the cancel flag:
+
+1. ``recording``: collect the operator's utterances (enrollment answers, a dataset folder, or a
+   rosbag2 with an audio topic and a transcript topic) and save them to the store's recordings
+   folder *first*, so a cancelled, failed or killed run never loses speech. Unlabeled speech is
+   labeled by the cascade ASR only when asked (``pseudo_label``), and marked lower-trust.
+2. ``encoding``: cache Whisper features for the operator's speech, a small general set and a
+   general canary set (both synthesized once with espeak-ng from sentences written below).
+3. ``evaluating``: score the starting adapter (the operator's active one, else the pipeline's base
+   adapter) on the operator's held-out utterances (split by utterance, deterministically) and on
+   the canary; transcribe the held-out utterances with the cascade for the per-operator mode.
+4. ``training``: fine-tune a copy of the starting projector with the LLM-free CTC objective (or the
+   conventional ``ce`` one for comparison), the whole projector or LoRA adapters on its linear
+   layers, on the operator's utterances mixed with general ones (so other speech is not forgotten),
+   within a wall-clock and a step budget.
+5. ``evaluating`` again, then the **quality gate**: the new adapter is kept only when the chosen
+   metric improves by a relative margin and the canary does not get worse by more than a
+   tolerance; otherwise the previous adapter stays active and the result says why, with numbers.
+6. ``saving``: the adapter is written atomically into the store and only then made active; the
+   operator's mode ('aligned', or 'cascade' while Whisper's own transcription is better on their
+   held-out speech) is recorded with the numbers that decided it; a PNG of the training curve and
+   the before/after metrics is written next to the adapter.
+
+The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.nodes.job_interface`
+(the backend factory is :func:`ros_backend`) and the CLI calls it directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .adapter import load_adapter
+from .audio import SAMPLE_RATE, AudioError, load_audio, validate
+from .data import Item, load_dataset, split
+from .encoder import FeatureCache, WhisperEncoder
+from .evaluate import evaluate
+from .metrics import wer
+from .nodes.job_interface import (PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING, PHASE_TRAINING,
+                                  SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG, Backend, BackendContext, Limits,
+                                  PersonalizeRequest, PersonalizeResult, Progress, TrainingOptions)
+from .projector import Projector
+from .store import AdapterStore, Recording, write_json_atomic
+from .synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
+from .train import Cancelled, Example, TrainConfig, TrainResult, encode_examples, index_examples, summarize, train
+from .train import Progress as TrainProgress
+
+log = logging.getLogger(__name__)
+
+METHODS = ('projector', 'lora')
+OBJECTIVES = ('ctc', 'ce')
+GATE_METRICS = ('wer_nearest', 'wer_repeat', 'nll_audio')
+TRUST_HUMAN = 'human'
+TRUST_PSEUDO = 'pseudo'
+PLOT_NAME = 'personalization.png'
+
+# General utterances mixed into every personalization run, so the adapter keeps understanding
+# speech that is not the operator's: the things people say to a robot assistant. Written for this
+# project; spoken by the training voices of the base corpus (synth.DEFAULT_VOICES).
+GENERAL_SENTENCES: tuple[str, ...] = (
+    'Please move forward one meter.',
+    'Turn left and stop at the door.',
+    'Turn right at the end of the hallway.',
+    'Go back to the charging station.',
+    'Stop right there.',
+    'Follow me to the kitchen.',
+    'Wait here until I come back.',
+    'Bring me the red cup from the table.',
+    'Pick up the blue box on the shelf.',
+    'Put the bottle next to the sink.',
+    'Open the gripper slowly.',
+    'Close the gripper and lift the object.',
+    'How much battery do you have left?',
+    'What time is it now?',
+    'What is the weather like outside?',
+    'Where did you leave the toolbox?',
+    'Can you find my keys?',
+    'Is the front door locked?',
+    'How far is it to the garage?',
+    'What can you see in front of you?',
+    'Tell me a short joke.',
+    'Set a timer for ten minutes.',
+    'Remind me to call my sister at six.',
+    'Play some quiet music in the living room.',
+    'Turn off the lights in the bedroom.',
+    'Turn on the fan in the office.',
+    'Say hello to our guests.',
+    'Introduce yourself to the visitors.',
+    'Go to the second floor and check the windows.',
+    'Drive slowly, the floor is wet.',
+    'Raise your arm a little higher.',
+    'Lower the tray to the table.',
+    'Rotate ninety degrees to the left.',
+    'Take a picture of the plant.',
+    'Scan the room for obstacles.',
+    'Clean the floor under the table.',
+    'Water the plants on the balcony.',
+    'Check whether the oven is still on.',
+    'How many people are in the room?',
+    'Who rang the doorbell?',
+    'Read me the first message.',
+    'Send a message to the workshop team.',
+    'What is on my calendar for tomorrow?',
+    'Cancel the meeting at three.',
+    'Add milk and bread to the shopping list.',
+    'How do I get to the train station?',
+    'What is the capital of France?',
+    'How many legs does a spider have?',
+    'Why is the sky blue?',
+    'Spell the word robot.',
+    'Count from one to ten.',
+    'Repeat what I just said.',
+    'Speak a little louder, please.',
+    'Speak more slowly.',
+    'Thank you, that is all for now.',
+    'Good morning, how are you today?',
+    'Good night, see you tomorrow.',
+    'Go to sleep until I call you.',
+    'Wake up and start the patrol.',
+    'Return to the dock when you are done.',
+    'Carry this package to the front desk.',
+    'Deliver the letters to room twelve.',
+    'Keep an eye on the children.',
+    'Let me know when the laundry is finished.',
+    'Measure the temperature in the greenhouse.',
+    'Is there anyone in the meeting room?',
+    'Move out of the way, please.',
+    'Back up a few steps.',
+    'Look at me when I talk to you.',
+    'Follow the yellow line on the floor.',
+    'Avoid the stairs on the left.',
+    'Charge your battery before the evening.',
+    'Show me the map of the building.',
+    'Which room are you in right now?',
+    'Find a free parking spot near the entrance.',
+    'Hand me the screwdriver, please.',
+    'Hold the ladder while I climb.',
+    'Put everything back where it was.',
+    'Ask the visitor to wait in the lobby.',
+    'Open the window in the kitchen a little.',
+)
+
+# The canary: other sentences, other (never trained) voices, scored before and after every run.
+# It watches for forgetting; the operator's held-out speech cannot, being the operator's.
+CANARY_SENTENCES: tuple[str, ...] = (
+    'Please bring the green notebook to my desk.',
+    'How long will it take to charge fully?',
+    'Turn around and go back to the lab.',
+    'What did the engineer say this morning?',
+    'Switch off the heater in the hall.',
+    'Where is the nearest fire exit?',
+    'Pick up the spoon that fell on the floor.',
+    'Tell the guests that dinner is ready.',
+    'Slow down when you pass the corner.',
+    'Is the printer in the library working?',
+    'Open the curtains in the dining room.',
+    'How many boxes are left in the storage room?',
+)
+
+
+class PersonalizeError(ValueError):
+    """A personalization request that cannot be run as given (no speech, bad ids, no labels)."""
+
+
+@dataclass
+class PersonalizeConfig:
+    """Defaults of a run; a request's options and limits override the matching fields."""
+
+    objective: str = 'ctc'
+    method: str = 'projector'  # 'projector' (all weights) or 'lora' (peft LoRA on its linear layers)
+    lora_rank: int = 8
+    holdout: int | None = None  # None: a quarter of the utterances, 1 to 8
+    max_train_s: float = 60.0
+    max_total_s: float | None = None  # whole run; training gets what is left after the rest
+    max_steps: int = 5000
+    lr: float = 3e-3  # measured on the real reader: 1e-3 barely moves the held-out WER in a minute
+    batch_size: int = 8
+    warmup_steps: int = 10
+    train_negatives: int = 1500  # other vocabulary rows scored during training (0 = all of them)
+    time_mask: int = 2
+    feature_dropout: float = 0.1
+    operator_repeat: int = 2  # operator utterances appear this many times per epoch, general ones once
+    n_general: int = 32
+    n_canary: int = 12
+    gate_metric: str = 'wer_nearest'
+    gate_margin: float = 0.05  # relative improvement the new adapter must show
+    canary_tolerance: float = 0.03  # absolute WER the canary may lose
+    repeat_items: int = 8  # held-out utterances the LLM is asked to repeat (generation is the slow part)
+    pseudo_label: bool = False
+    seed: int = 0
+    work_dir: Path | None = None  # caches (features, synthesized sets, cascade transcripts, run plots)
+    max_utterance_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise PersonalizeError(f'objective must be one of {OBJECTIVES}, got {self.objective!r}')
+        if self.method not in METHODS:
+            raise PersonalizeError(f'method must be one of {METHODS}, got {self.method!r}')
+        if self.gate_metric not in GATE_METRICS:
+            raise PersonalizeError(f'gate_metric must be one of {GATE_METRICS}, got {self.gate_metric!r}')
+        if not 0.0 <= self.gate_margin < 1.0:
+            raise PersonalizeError(f'gate_margin is a relative improvement in [0, 1), got {self.gate_margin}')
+        if self.canary_tolerance < 0:
+            raise PersonalizeError(f'canary_tolerance must be >= 0, got {self.canary_tolerance}')
+        for name in ('max_steps', 'batch_size', 'operator_repeat', 'lora_rank'):
+            if int(getattr(self, name)) < 1:
+                raise PersonalizeError(f'{name} must be >= 1, got {getattr(self, name)}')
+        for name in ('n_general', 'n_canary', 'repeat_items', 'warmup_steps', 'train_negatives'):
+            if int(getattr(self, name)) < 0:
+                raise PersonalizeError(f'{name} must be >= 0, got {getattr(self, name)}')
+        if not self.max_train_s > 0 or (self.max_total_s is not None and not self.max_total_s > 0):
+            raise PersonalizeError('max_train_s and max_total_s must be positive seconds')
+        if self.holdout is not None and self.holdout < 1:
+            raise PersonalizeError(f'holdout must be >= 1 utterance, got {self.holdout}')
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PersonalizeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PersonalizeError(f'unknown personalization settings: {unknown}')
+        return cls(**data)
+
+
+@dataclass
+class Models:
+    """The loaded models a job needs when there is no Pipeline (any object with these works)."""
+
+    encoder: WhisperEncoder
+    llm: Any
+    projector: Projector | None = None
+    adapter_id: str | None = None
+
+
+# -- reading the operator's speech --------------------------------------------------------------
+def recordings_from_folder(path: str | Path, max_utterance_s: float = 30.0) -> list[Recording]:
+    """A manifest or LJ-Speech-style folder (:func:`tinyalign_ros.data.load_dataset`)."""
+    out = []
+    for item in load_dataset(path):
+        out.append(Recording(load_audio(item.audio, max_seconds=max_utterance_s), item.text or None, item.id,
+                             {'source': SOURCE_FOLDER, 'origin': str(item.audio)}))
+    return out
+
+
+def _speech_span(samples: np.ndarray, max_utterance_s: float) -> np.ndarray | None:
+    """The part of ``samples`` from the first detected speech to the last (Silero VAD), or None."""
+    from .segmenter import Segmenter, SegmenterConfig
+
+    segmenter = Segmenter(SegmenterConfig(max_utterance_s=max_utterance_s, max_buffer_s=max(60.0, max_utterance_s * 2)))
+    found = segmenter.feed(samples) + segmenter.flush()
+    if not found:
+        return None
+    start, end = int(found[0].start_s * SAMPLE_RATE), int(found[-1].end_s * SAMPLE_RATE)
+    span = samples[start:end]
+    return span if 0 < span.size <= max_utterance_s * SAMPLE_RATE else None
+
+
+def _bag_texts(path: str | Path, topic: str) -> list[tuple[int, str]]:
+    """(timestamp ns, text) of the std_msgs/String messages on ``topic`` ('' = the only String topic)."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    bag = Path(path).expanduser()
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    with Reader(bag if bag.is_dir() else bag.parent) as reader:
+        strings = [c for c in reader.connections if c.msgtype == 'std_msgs/msg/String']
+        chosen = [c for c in strings if c.topic == topic] if topic else strings
+        if topic and not chosen:
+            found = ', '.join(sorted({c.topic for c in strings})) or 'none'
+            raise PersonalizeError(f'rosbag {bag} has no std_msgs/String topic {topic!r} (String topics: {found})')
+        if not chosen:
+            return []  # unlabeled speech (and an empty list would make rosbags read every topic)
+        if len({c.topic for c in chosen}) > 1:
+            raise PersonalizeError(f'rosbag {bag} has several String topics ({sorted({c.topic for c in chosen})}); '
+                                   'name the transcript topic (topics = [audio topic, transcript topic])')
+        texts = [(t, str(store.deserialize_cdr(raw, c.msgtype).data))
+                 for c, t, raw in reader.messages(connections=chosen)]
+    return sorted(texts)
+
+
+def recordings_from_bag(path: str | Path, topics: Sequence[str] = (), max_utterance_s: float = 30.0) -> list[Recording]:
+    """Utterances of a rosbag2 (sqlite3 or mcap) holding audio_common_msgs audio.
+
+    ``topics`` = [audio topic, transcript topic] (either may be '' to pick the only one). With
+    transcripts, each String message labels the audio recorded after it until the next one (the
+    enrollment convention: the prompt is published, then read aloud); the speech inside each span is
+    found with the VAD. Without transcripts the stream is cut into utterances by the VAD and they
+    come back unlabeled (text None).
+    """
+    from .nodes.ros_audio import read_bag_audio
+    from .segmenter import Segmenter, SegmenterConfig
+
+    audio_topic = topics[0] if len(topics) > 0 else ''
+    text_topic = topics[1] if len(topics) > 1 else ''
+    bag_audio = read_bag_audio(str(path), audio_topic, max_message_s=max_utterance_s)
+    texts = _bag_texts(path, text_topic)
+    meta = {'source': SOURCE_ROSBAG, 'origin': str(path), 'topic': bag_audio.topic}
+    out: list[Recording] = []
+    if texts:
+        bounds = [t for t, _text in texts] + [math.inf]
+        for i, (start, text) in enumerate(texts):
+            chunks = [c for t, c in bag_audio.chunks if start <= t < bounds[i + 1]]
+            if not chunks:
+                continue
+            span = _speech_span(np.concatenate(chunks), max_utterance_s)
+            if span is not None and text.strip():
+                out.append(Recording(span, text.strip(), '', {**meta, 'stamp_ns': int(start)}))
+        return out
+    segmenter = Segmenter(SegmenterConfig(max_utterance_s=min(max_utterance_s, 20.0)))
+    for utterance in segmenter.feed(bag_audio.samples) + segmenter.flush():
+        out.append(Recording(utterance.audio, None, '', {**meta, 'start_s': round(utterance.start_s, 3)}))
+    return out
+
+
+# -- evaluation helpers -------------------------------------------------------------------------
+@dataclass
+class Scores:
+    """Everything measured for one adapter in one run."""
+
+    heldout: dict[str, Any]
+    canary: float | None
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def metrics(self, cascade: float | None) -> dict[str, float]:
+        out = {k: self.heldout.get(k) for k in ('wer_nearest', 'wer_repeat', 'nll_audio')}
+        out['wer_canary'] = self.canary
+        out['wer_cascade'] = cascade
+        return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def gate(before: dict[str, float], after: dict[str, float], config: PersonalizeConfig) -> tuple[bool, str]:
+    """Keep the new adapter? Only for a real, margin-sized improvement that costs the canary little."""
+    name = config.gate_metric
+    b, a = before.get(name), after.get(name)
+    if a is None or b is None:
+        return False, f'{name} could not be measured (before {b}, after {a})'
+    change = (a - b) / b if b > 0 else 0.0
+    summary = f'{name} {b:.3f} -> {a:.3f} ({change:+.0%})'
+    if b <= 0:
+        return False, f'{summary}: already perfect, nothing to gain'
+    if not a <= b * (1 - config.gate_margin) or not a < b:
+        return False, f'{summary}: needs at least -{config.gate_margin:.0%}'
+    cb, ca = before.get('wer_canary'), after.get('wer_canary')
+    if cb is not None and ca is not None:
+        if ca > cb + config.canary_tolerance:
+            return False, (f'{summary}, but the general canary got worse: wer {cb:.3f} -> {ca:.3f} '
+                           f'(tolerance +{config.canary_tolerance:.3f})')
+        summary += f', canary {cb:.3f} -> {ca:.3f}'
+    return True, summary
+
+
+def decide_mode(aligned_wer: float | None, cascade_wer: float | None) -> str:
+    """'cascade' while the aligned path hears the operator worse than Whisper's transcription does."""
+    if aligned_wer is None or cascade_wer is None:
+        return 'aligned'
+    return 'cascade' if aligned_wer > cascade_wer else 'aligned'
+
+
+# -- LoRA on the projector ----------------------------------------------------------------------
+def add_lora(projector: Projector, rank: int) -> None:
+    """Wrap the projector's linear layers in peft LoRA adapters; everything else is frozen.
+
+    Attention projections inside ``nn.MultiheadAttention`` are left out: the module uses their
+    weights directly, so a wrapper there would never run.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    names = [n for n, m in projector.named_modules() if isinstance(m, torch.nn.Linear) and 'self_attn' not in n]
+    if not names:
+        raise PersonalizeError(f'projector {projector.config.type} has no linear layers for LoRA')
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=names, lora_dropout=0.0),
+                            projector)
+
+
+def merge_lora(projector: Projector) -> Projector:
+    """Fold the LoRA updates into the base weights and remove the wrappers, so the adapter is a
+    plain projector (loaders never need peft)."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(projector.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition('.')
+            parent = projector.get_submodule(parent_name) if parent_name else projector
+            setattr(parent, child, module.get_base_layer())
+    for parameter in projector.parameters():
+        parameter.requires_grad_(True)
+    return projector
+
+
+# -- progress -----------------------------------------------------------------------------------
+PHASE_SPANS = {'recording': (0.0, 0.1), 'encoding': (0.1, 0.3), 'before': (0.3, 0.4), 'training': (0.4, 0.85),
+               'after': (0.85, 0.95), 'saving': (0.95, 1.0)}
+PHASE_NAMES = {'recording': PHASE_RECORDING, 'encoding': PHASE_ENCODING, 'before': PHASE_EVALUATING,
+               'training': PHASE_TRAINING, 'after': PHASE_EVALUATING, 'saving': PHASE_SAVING}
+
+
+class _Reporter:
+    """Turns the run's steps into Progress reports, and repeats the last one twice a second from a
+    heartbeat thread, so a listener hears from the job even while one long call (an LLM
+    generation, an encoder batch) runs."""
+
+    def __init__(self, on_progress: Callable[[Progress], None], start_at: float = 0.0, period_s: float = 0.5) -> None:
+        self._on_progress = on_progress
+        self._start_at = start_at
+        self._period = period_s
+        self._lock = threading.Lock()
+        self._last: Progress | None = None
+        self._sent_at = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name='personalize-progress', daemon=True)
+        self.phase = 'recording'
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+
+    def __call__(self, phase: str, within: float = 0.0, step: int = 0, loss: float | None = None,
+                 eta_s: float | None = None, message: str = '') -> None:
+        self.phase = phase
+        low, high = PHASE_SPANS[phase]
+        fraction = low + (high - low) * min(max(within, 0.0), 1.0)
+        report = Progress(PHASE_NAMES[phase], progress=self._start_at + (1 - self._start_at) * fraction, step=step,
+                          loss=math.nan if loss is None else float(loss),
+                          eta_s=-1.0 if eta_s is None else max(0.0, float(eta_s)), message=message)
+        self._send(report)
+
+    def _send(self, report: Progress) -> None:
+        with self._lock:
+            self._last, self._sent_at = report, time.monotonic()
+        try:
+            self._on_progress(report)
+        except Exception:  # noqa: BLE001 - a broken listener must not break the run
+            log.exception('progress callback failed')
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._period):
+            with self._lock:
+                last, since = self._last, time.monotonic() - self._sent_at
+            if last is not None and since >= self._period:
+                eta = last.eta_s - since if last.eta_s >= 0 else -1.0
+                self._send(replace(last, eta_s=max(0.0, eta) if eta >= 0 else -1.0))
+
+
+# -- the job ------------------------------------------------------------------------------------
+class PersonalizationJob:
+    """Trains one operator's adapter; implements the node's ``PersonalizeJob`` Protocol.
+
+    ``models`` is a :class:`~tinyalign_ros.pipeline.Pipeline` (shared with the assistant, so the
+    models are loaded once) or anything with ``encoder``, ``llm``, ``projector`` and
+    ``adapter_id``. The job never changes the pipeline: it trains a copy, and the caller decides
+    when to answer with the new adapter (the node swaps it in after an accepted run).
+    """
+
+    def __init__(self, models: Any, store: AdapterStore, config: PersonalizeConfig | None = None,
+                 log_fn: Callable[[str], None] | None = None) -> None:
+        self.models = models
+        self.store = store
+        self.config = config or PersonalizeConfig()
+        self.work_dir = Path(self.config.work_dir) if self.config.work_dir else store.root / '.work'
+        self._log = log_fn or log.info
+        self._lock = threading.Lock()  # one run at a time: they share caches and the store's pointer
+        self.last_run: dict[str, Any] = {}  # details of the last completed run (plot, cascade WER, steps)
+
+    def run(self, request: PersonalizeRequest, on_progress: Callable[[Progress], None],
+            cancel: threading.Event) -> PersonalizeResult:
+        """Run one personalization; never raises for a failed or cancelled run (see the result)."""
+        if not self._lock.acquire(blocking=False):
+            return PersonalizeResult(success=False, message='another personalization is already running')
+        self.last_run = {}
+        reporter = _Reporter(on_progress, start_at=0.3 if request.source == SOURCE_RECORD else 0.0)
+        try:
+            run = _Run(self, request, reporter, cancel)
+        except PersonalizeError as exc:  # the request's options do not make a valid configuration
+            self._lock.release()
+            return PersonalizeResult(success=False, message=f'bad request: {exc}')
+        reporter.start()
+        try:
+            return run.execute()
+        except Cancelled:
+            return run.failure(f'cancelled during {reporter.phase}')
+        except Exception as exc:  # noqa: BLE001 - the result carries the reason; the caller keeps running
+            if not isinstance(exc, (PersonalizeError, OSError)):
+                log.exception('personalization failed')
+            return run.failure(f'failed during {reporter.phase}: {type(exc).__name__}: {exc}')
+        finally:
+            reporter.stop()
+            self._lock.release()
+
+
+class _Run:
+    """The state of one run, phase by phase (kept off the job so runs never share it)."""
+
+    def __init__(self, job: PersonalizationJob, request: PersonalizeRequest, report: _Reporter,
+                 cancel: threading.Event) -> None:
+        self.job, self.request, self.report, self.cancel = job, request, report, cancel
+        self.store = job.store
+        self.config = self._effective_config(job.config, request.options, request.limits)
+        self.operator = request.operator_id
+        self.started = time.monotonic()
+        self.deadline = self.started + self.config.max_total_s if self.config.max_total_s else math.inf
+        self.durations: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
+        self.session = f'{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:4]}'
+        self.n_train = self.n_holdout = 0
+        self.items: list[Item] = []
+        self.start_id = ''
+
+    @staticmethod
+    def _effective_config(config: PersonalizeConfig, options: TrainingOptions, limits: Limits) -> PersonalizeConfig:
+        changes: dict[str, Any] = {}
+        if options.holdout:
+            changes['holdout'] = options.holdout
+        if options.objective:
+            changes['objective'] = options.objective
+        if options.method:
+            changes['method'] = options.method
+        if options.pseudo_label:
+            changes['pseudo_label'] = True
+        if options.gate_margin is not None:
+            changes['gate_margin'] = options.gate_margin
+        if options.seed is not None:
+            changes['seed'] = options.seed
+        if limits.max_train_s:
+            changes['max_train_s'] = float(limits.max_train_s)
+        if limits.max_steps:
+            changes['max_steps'] = int(limits.max_steps)
+        return replace(config, **changes)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(f'cancelled during {self.report.phase}')
+
+    def timed(self, name: str, since: float) -> None:
+        """Account a phase's seconds and the process's peak memory so far; free what it left."""
+        self.durations[name] = round(self.durations.get(name, 0.0) + time.monotonic() - since, 2)
+        self.peak_rss_mb[name] = peak_rss_mb()
+        release_memory()
+
+    def failure(self, reason: str) -> PersonalizeResult:
+        self.durations['total'] = round(time.monotonic() - self.started, 2)
+        try:
+            active = self.store.active(self.operator)
+            kept = f'adapter {active.adapter_id}' if active else 'base adapter'
+            mode = self.store.mode(self.operator)
+        except Exception:  # noqa: BLE001 - the report must not fail on top of the failure
+            kept, mode = 'previous adapter', 'aligned'
+        where = self.store.recordings_dir(self.operator)
+        saved = f'; {len(self.items)} recordings kept in {where}' if self.items else ''
+        return PersonalizeResult(success=False, accepted=False, message=f'{reason}; the {kept} stays active{saved}',
+                                 mode=mode, durations=dict(self.durations), n_train=self.n_train,
+                                 n_holdout=self.n_holdout)
+
+    # -- the phases -------------------------------------------------------------------------------
+    def execute(self) -> PersonalizeResult:
+        cfg = self.config
+        models = self.job.models
+        encoder = self._feature_encoder(models.encoder)
+        llm = models.llm
+
+        t = time.monotonic()
+        self.report('recording', message='saving the recordings')
+        items, pseudo_ids = self._collect(encoder)
+        self.timed('recording', t)
+
+        train_items, holdout = self._split(items, pseudo_ids)
+        self.n_train, self.n_holdout = len(train_items), len(holdout)
+
+        t = time.monotonic()
+        general, canary = self._general_sets()
+        examples = self._encode(train_items + holdout + general + canary, encoder, llm)
+        self.timed('encoding', t)
+        keys = {ex.id: ex.key for ex in examples}
+        train_ids, general_ids = {item.id for item in train_items}, {item.id for item in general}
+        train_examples = [ex for ex in examples if ex.id in train_ids]
+        mix = train_examples * cfg.operator_repeat + [ex for ex in examples if ex.id in general_ids]
+        if not train_examples:
+            raise PersonalizeError('no training utterance has a usable transcript')
+
+        start, start_meta = self._starting_projector(encoder, llm)
+        t = time.monotonic()
+        before = self._score(start, holdout, canary, encoder, llm, keys, 'before')
+        eval_cost = time.monotonic() - t  # scoring the new adapter will cost about the same
+        cascade = self._cascade(holdout, encoder, keys)
+        self.timed('evaluating_before', t)
+
+        t = time.monotonic()
+        trained, result, curve = self._train(start, mix, encoder, llm, eval_cost)
+        self.timed('train', t)
+
+        t = time.monotonic()
+        after = self._score(trained, holdout, canary, encoder, llm, keys, 'after')
+        self.timed('evaluating_after', t)
+
+        t = time.monotonic()
+        self.report('saving', message='quality gate')
+        self.check()
+        metrics_before, metrics_after = before.metrics(cascade), after.metrics(cascade)
+        accepted, why = gate(metrics_before, metrics_after, cfg)
+        chosen = metrics_after if accepted else metrics_before
+        mode_metric = 'wer_nearest'
+        mode = decide_mode(chosen.get(mode_metric), cascade)
+        mode_numbers = {'aligned_metric': mode_metric, 'aligned': chosen.get(mode_metric), 'cascade': cascade,
+                        'n_holdout': len(holdout)}
+        meta = self._metadata(start_meta, result, metrics_before, metrics_after, accepted, why, mode, mode_numbers,
+                              train_items, holdout, pseudo_ids, general, canary, before, after)
+        version = None
+        if accepted:
+            version = self.store.add(self.operator, trained, meta, activate=False, mode=mode, mode_numbers=mode_numbers)
+            if self.cancel.is_set():  # the adapter is complete but the operator did not wait for it
+                self.store.remove(self.operator, version.adapter_id)
+                raise Cancelled('cancelled while saving')
+            version = self.store.activate(self.operator, version.adapter_id)
+        else:
+            self.store.set_mode(self.operator, mode, mode_numbers, adapter_id=self.start_id)
+        # Every completed run leaves a record, accepted or not (a rejected adapter is not kept).
+        run_dir = self.job.work_dir / 'runs' / f'{self.operator}-{self.session}'
+        write_json_atomic(run_dir / 'run.json', {**meta, 'accepted': accepted,
+                                                 'adapter_id': version.adapter_id if version else None})
+        plot = self._plot(Path(version.path) if version else run_dir, curve, metrics_before, metrics_after,
+                          accepted, why)
+        self.timed('saving', t)
+        self.durations['total'] = round(time.monotonic() - self.started, 2)
+        verdict = 'accepted' if accepted else 'rejected (previous adapter kept)'
+        mode_text = (f'mode {mode}: aligned {mode_metric} {_fmt(mode_numbers["aligned"])} vs cascade '
+                     f'{_fmt(cascade)}')
+        self.job._log(f'personalization of {self.operator}: {verdict}: {why}; {mode_text}')
+        self.job.last_run = {'plot': str(plot) if plot else None, 'cascade_wer': cascade, 'mode_numbers': mode_numbers,
+                             'steps': result.steps, 'stopped_by': result.stopped_by, 'gate': why,
+                             'train_seconds': round(result.seconds, 1), 'session': self.session,
+                             'holdout_ids': [item.id for item in holdout], 'run_dir': str(run_dir),
+                             'peak_rss_mb': dict(self.peak_rss_mb)}
+        return PersonalizeResult(
+            success=True, accepted=accepted, message=f'{verdict}: {why}; {mode_text}',
+            adapter_id=version.adapter_id if version else '', adapter_path=version.path if version else '',
+            mode=mode, metrics_before=metrics_before, metrics_after=metrics_after, durations=dict(self.durations),
+            n_train=len(train_items), n_holdout=len(holdout))
+
+    # -- 1: recordings ----------------------------------------------------------------------------
+    def _collect(self, encoder: WhisperEncoder) -> tuple[list[Item], set[str]]:
+        request, cfg = self.request, self.config
+        if request.source == SOURCE_RECORD:
+            recordings = []
+            for n, (audio, text) in enumerate(request.utterances):
+                try:
+                    samples = validate(np.asarray(audio, np.float32), max_seconds=cfg.max_utterance_s)
+                except AudioError as exc:  # one bad answer (empty, too long) must not cost the others
+                    self.job._log(f'enrollment answer {n + 1} skipped: {exc}')
+                    continue
+                recordings.append(Recording(samples, (text or '').strip() or None, '', {'source': SOURCE_RECORD}))
+        elif request.source == SOURCE_FOLDER:
+            recordings = recordings_from_folder(request.path, cfg.max_utterance_s)
+        else:
+            recordings = recordings_from_bag(request.path, request.topics, cfg.max_utterance_s)
+        if request.limits.max_utterances:
+            recordings = recordings[: request.limits.max_utterances]
+        if not recordings:
+            raise PersonalizeError(f'no operator speech found ({request.source} {request.path})'.replace(' )', ')'))
+        for rec in recordings:
+            rec.meta.setdefault('trust', TRUST_HUMAN if rec.text else TRUST_PSEUDO)
+        self.check()
+        # Saved before anything else can fail: speech is the one thing a re-run cannot recreate.
+        items = self.store.save_recordings(self.operator, recordings, self.session)
+        self.items = items
+        self.report('recording', 0.5, message=f'{len(items)} recordings saved')
+        unlabeled = [i for i, item in enumerate(items) if not item.text]
+        if unlabeled and not cfg.pseudo_label:
+            raise PersonalizeError(
+                f'{len(unlabeled)} of {len(items)} utterances have no transcript; provide transcripts or '
+                'enable pseudo-labels (they are saved and can be labeled later)')
+        pseudo_ids: set[str] = {item.id for item in items if item.meta.get('trust') == TRUST_PSEUDO}
+        if unlabeled:
+            labeled = list(recordings)
+            for n, i in enumerate(unlabeled):
+                self.check()
+                text = self._transcribe(load_audio(items[i].audio), encoder)
+                labeled[i] = replace(recordings[i], text=text or None, id=items[i].meta.get('source_id', ''),
+                                     meta={**recordings[i].meta, 'trust': TRUST_PSEUDO})
+                self.report('recording', 0.5 + 0.5 * (n + 1) / len(unlabeled),
+                            message=f'pseudo-labeling {n + 1}/{len(unlabeled)} with the cascade ASR')
+            items = self.store.save_recordings(self.operator, labeled, self.session)
+            self.items = items
+        unique: dict[str, Item] = {}
+        for item in items:  # the same recording given twice is one utterance
+            if item.text:
+                unique.setdefault(item.id, item)
+        items = list(unique.values())
+        if len(items) < 2:
+            raise PersonalizeError(f'need at least 2 transcribed utterances (one to train, one to check), '
+                                   f'got {len(items)}')
+        return items, {item.id for item in items if item.id in pseudo_ids or item.meta.get('trust') == TRUST_PSEUDO}
+
+    def _split(self, items: list[Item], pseudo_ids: set[str]) -> tuple[list[Item], list[Item]]:
+        """Deterministic by utterance: named ids, or a seeded count drawn preferably from
+        human-labeled utterances (pseudo-labels would grade the cascade, not the operator)."""
+        options, cfg = self.request.options, self.config
+        if options.holdout_ids:
+            by_source = {item.meta.get('source_id', item.id): item.id for item in items}
+            ids = [by_source.get(i, i) for i in options.holdout_ids]
+            return split(items, ids, cfg.seed)
+        count = cfg.holdout or max(1, min(8, round(len(items) / 4)))
+        trusted = [item for item in items if item.id not in pseudo_ids]
+        pool = trusted if len(trusted) > count else items
+        _rest, held = split(pool, count, cfg.seed)
+        held_ids = {item.id for item in held}
+        if len(held_ids) >= len(items):
+            raise PersonalizeError(f'holdout of {count} leaves nothing to train on ({len(items)} utterances)')
+        return [i for i in items if i.id not in held_ids], [i for i in items if i.id in held_ids]
+
+    # -- 2: features ------------------------------------------------------------------------------
+    def _feature_encoder(self, encoder: WhisperEncoder) -> WhisperEncoder:
+        """The shared encoder, with a feature cache (a shallow copy shares the loaded model)."""
+        if encoder.cache is not None:
+            return encoder
+        view = copy.copy(encoder)
+        view.cache = FeatureCache(self.job.work_dir / 'features')
+        return view
+
+    def _general_sets(self) -> tuple[list[Item], list[Item]]:
+        """The general mix and the canary, synthesized once into the work folder and reused."""
+        cfg = self.config
+        general: list[Item] = []
+        canary: list[Item] = []
+        if cfg.n_general:
+            self.report('encoding', 0.0, message='general speech (synthesized once, then cached)')
+            manifest = synthesize_corpus(list(GENERAL_SENTENCES), self.job.work_dir / 'general', list(DEFAULT_VOICES),
+                                         rates=[140, 165, 190], n=cfg.n_general, seed=cfg.seed, progress=False)
+            general = load_dataset(manifest)
+        self.check()
+        if cfg.n_canary:
+            manifest = synthesize_corpus(list(CANARY_SENTENCES), self.job.work_dir / 'canary', list(HELDOUT_VOICES),
+                                         rates=[150, 175], n=cfg.n_canary, seed=cfg.seed + 1, progress=False)
+            canary = load_dataset(manifest)
+        self.check()
+        return general, canary
+
+    def _encode(self, items: list[Item], encoder: WhisperEncoder, llm: Any) -> list[Example]:
+        """Features of every utterance into the cache (cached ones are skipped); their examples."""
+        examples = index_examples(items, encoder, llm)
+        self.check()
+
+        def progress(done: int, total: int) -> None:
+            self.report('encoding', done / max(total, 1), message=f'{done}/{total} utterances encoded')
+
+        encode_examples(items, examples, encoder, progress, batch_size=4, stop=self.cancel)
+        self.check()
+        return examples
+
+    # -- 3: scores --------------------------------------------------------------------------------
+    def _starting_projector(self, encoder: WhisperEncoder, llm: Any) -> tuple[Projector, dict[str, Any]]:
+        """The operator's active adapter, else the pipeline's current (base) one; always a copy."""
+        active = self.store.active(self.operator)
+        if active is not None:
+            try:
+                projector, meta = load_adapter(active.path, encoder.identity, llm.identity, llm.embedding_matrix)
+                self.start_id = active.adapter_id
+                return projector, meta
+            except Exception as exc:  # noqa: BLE001 - a damaged personal adapter: start from the base one
+                self.job._log(f'active adapter {active.adapter_id} of {self.operator} cannot be loaded ({exc}); '
+                              'starting from the base adapter')
+        base = getattr(self.job.models, 'projector', None)
+        if base is None:
+            from .pipeline import untrained_projector
+
+            base = untrained_projector(encoder, llm)
+        self.start_id = ''
+        return copy.deepcopy(base).eval(), {'adapter_id': getattr(self.job.models, 'adapter_id', None) or 'base'}
+
+    def _score(self, projector: Projector, holdout: list[Item], canary: list[Item], encoder: WhisperEncoder,
+               llm: Any, keys: dict[str, str], when: str) -> Scores:
+        cfg = self.config
+        repeat = holdout[: cfg.repeat_items]
+        total = len(holdout) + len(repeat) + len(canary)
+        done = [0]
+
+        def features(item: Item) -> np.ndarray:
+            feats = encoder.cache.get(keys[item.id]) if item.id in keys else None
+            return feats if feats is not None else encoder.features(load_audio(item.audio))
+
+        def progress(_i: int, _n: int) -> None:
+            done[0] += 1
+            self.report(when, done[0] / max(total, 1), message=f'scoring {when}: {done[0]}/{total}')
+            self.check()
+
+        self.report(when, 0.0, message=f'scoring {when}')
+        projector.eval()
+        heldout = evaluate(holdout, encoder, llm, projector, ('nearest', 'nll'), progress=progress, features=features)
+        metrics = dict(heldout.metrics)
+        details = heldout.details
+        if repeat:
+            repeated = evaluate(repeat, encoder, llm, projector, ('repeat',), progress=progress, features=features)
+            metrics['wer_repeat'] = repeated.metrics['wer_repeat']
+            metrics['n_repeat'] = len(repeat)
+            for row, extra in zip(details, repeated.details):
+                row['repeat'] = extra.get('repeat')
+        canary_wer = None
+        if canary:
+            scored = evaluate(canary, encoder, llm, projector, ('nearest',), progress=progress, features=features)
+            canary_wer = scored.metrics['wer_nearest']
+        return Scores(metrics, canary_wer, details)
+
+    def _cascade_cache(self) -> Path:
+        return self.job.work_dir / 'cascade_transcripts.json'
+
+    def _transcribe(self, audio: np.ndarray, encoder: WhisperEncoder) -> str:
+        """Whisper's transcription, cached by audio+model key (it is the slow part of the cascade)."""
+        path = self._cascade_cache()
+        try:
+            cache = json.loads(path.read_text(encoding='utf-8')) if path.is_file() else {}
+        except (OSError, ValueError):
+            cache = {}
+        key = encoder.cache_key(audio)
+        if key not in cache:
+            cache[key] = encoder.transcribe(audio)
+            write_json_atomic(path, cache)
+        return str(cache[key])
+
+    def _cascade(self, holdout: list[Item], encoder: WhisperEncoder, keys: dict[str, str]) -> float | None:
+        hyps = []
+        for i, item in enumerate(holdout):
+            self.check()
+            hyps.append(self._transcribe(load_audio(item.audio), encoder))
+            self.report('before', 1.0, message=f'cascade transcription {i + 1}/{len(holdout)}')
+        return round(wer([item.text or '' for item in holdout], hyps), 4) if holdout else None
+
+    # -- 4: training ------------------------------------------------------------------------------
+    def _train(self, start: Projector, mix: list[Example], encoder: WhisperEncoder, llm: Any,
+               eval_cost_s: float) -> tuple[Projector, TrainResult, list[tuple[int, float, float]]]:
+        cfg = self.config
+        projector = copy.deepcopy(start)
+        own = {i for ex in mix for i in ex.target_ids}
+        # The adapter keeps its vocabulary plus the new words (the head has no per-token weights, so
+        # extending it is free). Training scores frames against a smaller set: the training words and
+        # a fixed random sample of the others as negatives. The head is most of a step's cost, so
+        # this about doubles the steps a short budget buys.
+        vocab = sorted(set(projector.vocab_ids.tolist()) | own)
+        others = sorted(set(vocab) - own)
+        random.Random(cfg.seed).shuffle(others)
+        train_vocab = sorted(own | set(others[: cfg.train_negatives])) if cfg.train_negatives else vocab
+        projector.bind_llm(llm.embedding_matrix, torch.tensor(train_vocab, dtype=torch.long))
+        if cfg.method == 'lora':
+            add_lora(projector, cfg.lora_rank)
+        # The whole run has a wall-clock budget: keep back what scoring the new adapter will take.
+        left = self.deadline - time.monotonic() - eval_cost_s - 3.0
+        budget = min(cfg.max_train_s, max(5.0, left))  # a few seconds even when the rest overran
+        train_config = TrainConfig(objective=cfg.objective, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+                                   max_steps=cfg.max_steps, max_time_s=budget, batch_size=cfg.batch_size,
+                                   val_items=0, eval_every=10 ** 9, time_mask=cfg.time_mask,
+                                   feature_dropout=cfg.feature_dropout, seed=cfg.seed)
+        curve: list[tuple[int, float, float]] = []
+        t0 = time.monotonic()
+
+        def progress(p: TrainProgress) -> None:
+            elapsed = time.monotonic() - t0
+            if p.loss is not None:
+                curve.append((p.step, elapsed, float(p.loss)))
+            eta = (p.eta_s or 0.0) + eval_cost_s
+            self.report('training', max(elapsed / budget, p.step / p.max_steps), p.step, p.loss, eta,
+                        f'step {p.step}, {len(mix)} utterances in the mix')
+
+        self.report('training', 0.0, message=f'training ({cfg.objective}, {cfg.method}) for up to {budget:.0f} s')
+        result = train(projector, mix, encoder, llm, train_config, val_examples=[], progress=progress,
+                       cancel=self.cancel)
+        if cfg.method == 'lora':
+            merge_lora(projector)
+        projector.bind_llm(llm.embedding_matrix, torch.tensor(vocab, dtype=torch.long))
+        projector.eval()
+        result.projector = projector
+        self._train_config = train_config
+        return projector, result, curve
+
+    # -- 6: records -------------------------------------------------------------------------------
+    def _metadata(self, start_meta: dict[str, Any], result: TrainResult, before: dict[str, float],
+                  after: dict[str, float], accepted: bool, why: str, mode: str, mode_numbers: dict[str, Any],
+                  train_items: list[Item], holdout: list[Item], pseudo_ids: set[str], general: list[Item],
+                  canary: list[Item], scores_before: Scores, scores_after: Scores) -> dict[str, Any]:
+        encoder, llm = self.job.models.encoder, self.job.models.llm
+        n_pseudo = sum(1 for item in train_items + holdout if item.id in pseudo_ids)
+        return {
+            'encoder': encoder.identity, 'llm': llm.identity,
+            'parent': start_meta.get('adapter_id') or self.start_id or 'base',
+            'training': {**summarize(result, self._train_config), 'method': self.config.method,
+                         'lora_rank': self.config.lora_rank if self.config.method == 'lora' else 0},
+            'data': {
+                'source': self.request.source, 'path': self.request.path, 'session': self.session,
+                'train_ids': [item.id for item in train_items], 'holdout_ids': [item.id for item in holdout],
+                'n_general': len(general), 'n_canary': len(canary), 'operator_repeat': self.config.operator_repeat,
+                'trust': TRUST_PSEUDO if n_pseudo == len(train_items) + len(holdout) else
+                ('mixed' if n_pseudo else TRUST_HUMAN),
+                'pseudo_labeled_ids': sorted(pseudo_ids),
+            },
+            'personalization': {
+                'operator_id': self.operator, 'before': before, 'after': after,
+                'gate': {'accepted': accepted, 'reason': why, 'metric': self.config.gate_metric,
+                         'margin': self.config.gate_margin, 'canary_tolerance': self.config.canary_tolerance},
+                'mode': mode, 'mode_numbers': mode_numbers, 'durations': dict(self.durations),
+                'heldout_details': scores_after.details, 'heldout_details_before': scores_before.details,
+            },
+            'metrics': {'operator_heldout': after},
+        }
+
+    def _plot(self, folder: Path, curve: list[tuple[int, float, float]], before: dict[str, float],
+              after: dict[str, float], accepted: bool, why: str) -> Path | None:
+        """Training curve and before/after bars, written next to the adapter (best effort)."""
+        try:
+            return plot_run(folder / PLOT_NAME, curve, before, after,
+                            f'{self.operator}: {"accepted" if accepted else "rejected"} - {why}')
+        except Exception as exc:  # noqa: BLE001 - a missing plot never fails a run
+            self.job._log(f'could not write the personalization plot: {exc}')
+            return None
+
+
+def plot_run(path: Path, curve: Sequence[tuple[int, float, float]], before: dict[str, float],
+             after: dict[str, float], title: str) -> Path:
+    """Write a PNG: training loss by step, and before/after metrics side by side."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        if curve:
+            left.plot([c[0] for c in curve], [c[2] for c in curve], color='tab:blue')
+        left.set_xlabel('step')
+        left.set_ylabel('training loss (smoothed)')
+        left.set_title('training curve')
+        names = [k for k in ('wer_nearest', 'wer_repeat', 'wer_canary', 'wer_cascade', 'nll_audio')
+                 if k in before or k in after]
+        x = np.arange(len(names))
+        right.bar(x - 0.2, [before.get(k, 0.0) for k in names], 0.4, label='before')
+        right.bar(x + 0.2, [after.get(k, 0.0) for k in names], 0.4, label='after')
+        right.set_xticks(x, names, rotation=20)
+        right.set_title('held-out metrics (lower is better)')
+        right.legend()
+        fig.suptitle(title[:120], fontsize=9)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.{path.name}.tmp.png')
+        fig.savefig(tmp, dpi=80)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the OS between phases.
+
+    Training and LLM scoring allocate and free many differently sized tensors; glibc keeps the
+    freed pages in its arenas, so without a trim the phases' peaks stack up in the process's
+    resident size (a robot has other processes to feed).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def _fmt(value: float | None) -> str:
+    return 'n/a' if value is None else f'{value:.3f}'
+
+
+# -- the node's backend -------------------------------------------------------------------------
+def ros_backend(context: BackendContext) -> Backend:
+    """The factory the assistant node loads (``personalize.backend`` =
+    ``'tinyalign_ros.personalize:ros_backend'``): the job shares the node's loaded pipeline."""
+    pipeline = context.pipeline
+    store = AdapterStore(context.store_dir)
+    config = PersonalizeConfig(work_dir=Path(context.work_dir))
+    # The projector loaded now is the base adapter: later the node swaps in operators' adapters, and
+    # an operator without one of their own must start from the base, not from someone else's.
+    models = Models(pipeline.encoder, pipeline.llm, getattr(pipeline, 'projector', None),
+                    getattr(pipeline, 'adapter_id', None))
+    return Backend(job=PersonalizationJob(models, store, config, log_fn=context.log), store=store)
+
+
+def config_dict(config: PersonalizeConfig) -> dict[str, Any]:
+    out = asdict(config)
+    out['work_dir'] = str(config.work_dir) if config.work_dir else None
+    return out
+
+
+__all__ = ['PersonalizationJob', 'PersonalizeConfig', 'PersonalizeError', 'Models', 'ros_backend', 'gate',
+           'decide_mode', 'recordings_from_bag', 'recordings_from_folder', 'add_lora', 'merge_lora', 'plot_run',
+           'GENERAL_SENTENCES', 'CANARY_SENTENCES', 'METHODS', 'config_dict']
