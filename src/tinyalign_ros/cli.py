@@ -199,7 +199,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for row in result.details:
             print(f'  {row["id"]}  nearest: {row["nearest"]!r}')
         print(f'  wer_nearest {result.metrics["wer_nearest"]}   wer_cascade {result.metrics["wer_cascade"]}')
+        _demo_personalize(pipeline, lj)
     return 0
+
+
+DEMO_HOLDOUT = tuple(f'LJ001-{i:04d}' for i in range(25, 33))
+
+
+def _demo_personalize(pipeline: Any, lj: Path) -> None:
+    """Personalize to the real reader (24 recordings, 8 held out) in a throw-away store."""
+    import tempfile
+    import threading
+
+    from .nodes.job_interface import SOURCE_FOLDER, PersonalizeRequest, TrainingOptions
+    from .personalize import PersonalizationJob, PersonalizeConfig
+    from .store import AdapterStore
+
+    print('\n== personalizing to the real reader: 24 recordings, LJ001-0025..0032 held out', flush=True)
+    with tempfile.TemporaryDirectory(prefix='tinyalign-demo-') as tmp:
+        store = AdapterStore(Path(tmp) / 'store')
+        job = PersonalizationJob(pipeline, store, PersonalizeConfig(work_dir=Path(tmp) / 'work'),
+                                 log_fn=lambda _msg: None)
+        request = PersonalizeRequest(operator_id='demo_reader', source=SOURCE_FOLDER, path=str(lj),
+                                     options=TrainingOptions(holdout_ids=list(DEMO_HOLDOUT)))
+        phases: list[str] = []
+
+        def show(progress: Any) -> None:
+            if not phases or phases[-1] != progress.phase:
+                phases.append(progress.phase)
+                print(f'  {progress.phase}...', flush=True)
+
+        result = job.run(request, show, threading.Event())
+        if not result.success:
+            print(f'  personalization failed: {result.message}')
+            return
+        for key in ('wer_nearest', 'wer_repeat', 'nll_audio'):
+            before, after = result.metrics_before.get(key), result.metrics_after.get(key)
+            print(f'  {key:12} before {before}  after {after}')
+        print(f'  accepted: {result.accepted} ({result.message}); answers this operator in {result.mode} mode')
 
 
 # -- personalize ---------------------------------------------------------------------------------
