@@ -99,11 +99,8 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         torch.set_num_threads(threads - 1)  # leave a core to the encoder while it runs
 
     def encode_all() -> None:
-        try:
-            encode_examples(train_items, examples, encoder, _bar('encoding', len(train_items), progress), stop=stop)
-            t_feats['done'] = time.perf_counter() - start - t_synth
-        finally:
-            torch.set_num_threads(threads)
+        encode_examples(train_items, examples, encoder, _bar('encoding', len(train_items), progress), stop=stop)
+        t_feats['done'] = time.perf_counter() - start - t_synth
 
     encoder_thread = threading.Thread(target=encode_all, name='encode', daemon=True)
     encoder_thread.start()
@@ -119,12 +116,22 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     log(f'projector {projector.config.type}: {projector.n_parameters() / 1e6:.2f} M parameters, '
         f'token head over {len(vocab)} training tokens')
     meta_base = {'encoder': encoder.identity, 'llm': llm.identity}
+    train_log = _train_log(log)
+
+    def on_progress(p: Progress) -> None:
+        # torch's thread count is per calling thread, so the core is handed back from here (the
+        # training thread) once the encoder is done.
+        if not encoder_thread.is_alive() and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        train_log(p)
+
     try:
-        result = train(projector, examples, encoder, llm, train_config, progress=_train_log(log),
+        result = train(projector, examples, encoder, llm, train_config, progress=on_progress,
                        checkpoint_dir=out.with_name(out.name + '.checkpoint'), checkpoint_meta=meta_base)
     finally:
         stop.set()
         encoder_thread.join()
+        torch.set_num_threads(threads)
     log(f'trained {result.steps} steps in {result.seconds:.0f} s ({result.stopped_by}); '
         f'best validation WER {result.best_val_wer}')
 
