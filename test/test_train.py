@@ -33,6 +33,7 @@ from tinyalign_ros.train import (
     load_batch,
     new_projector,
     prepare_examples,
+    sample_head_rows,
     summarize,
     target_text,
     train,
@@ -212,6 +213,40 @@ def test_ctc_training_reduces_the_loss(encoder: WhisperEncoder, llm: LLM, exampl
     assert summary['steps'] == 30 and summary['objective'] == 'ctc' and summary['config']['lr'] == 3e-3
 
 
+def test_sampled_head_keeps_every_target_row_and_draws_fresh_negatives() -> None:
+    targets = torch.tensor([7, 3, 7, 90])
+    gen = torch.Generator().manual_seed(0)
+    first = sample_head_rows(targets, 1000, 50, gen)
+    second = sample_head_rows(targets, 1000, 50, gen)
+    for rows in (first, second):
+        assert rows is not None and set(targets.tolist()) <= set(rows.tolist())
+        assert torch.equal(rows, torch.unique(rows)) and 50 <= rows.numel() <= 53 and int(rows.max()) < 1000
+    assert not torch.equal(first, second)  # a new draw each step
+    assert sample_head_rows(targets, 1000, 0, gen) is None  # 0 = the whole head
+    assert sample_head_rows(targets, 40, 50, gen) is None  # asking for more rows than exist = the whole head
+
+
+def test_sampled_ctc_loss_scores_the_same_targets_and_trains(encoder: WhisperEncoder, llm: LLM,
+                                                             examples: list[Example]) -> None:
+    projector = fresh(encoder, llm, examples)
+    projector.bind_llm(llm.embedding_matrix, torch.arange(llm.embedding_matrix.shape[0]))  # every row
+    index = {int(t): i for i, t in enumerate(projector.vocab_ids.tolist())}
+    x, lengths = load_batch(examples, encoder)
+    projector.eval()
+    n_vocab = int(projector.vocab_ids.numel())
+    with torch.no_grad():
+        full = float(ctc_loss(projector, x, lengths, examples, index))
+        everything = float(ctc_loss(projector, x, lengths, examples, index, negatives=n_vocab))
+        sampled = float(ctc_loss(projector, x, lengths, examples, index, negatives=2,
+                                 generator=torch.Generator().manual_seed(0)))
+    assert everything == pytest.approx(full)
+    # Fewer rows in the softmax: each frame's normaliser is smaller, so the loss can only drop.
+    assert sampled < full
+    before = batch_loss(projector, examples, encoder)
+    train(projector, examples, encoder, llm, config(negatives=2))
+    assert batch_loss(projector, examples, encoder) < 0.8 * before  # scored over the whole head
+
+
 def test_training_is_deterministic_with_a_seed(encoder: WhisperEncoder, llm: LLM, examples: list[Example]) -> None:
     settings = config(max_steps=8, time_mask=2, feature_dropout=0.1)  # augmentation draws random numbers too
     first = train(fresh(encoder, llm, examples), examples, encoder, llm, settings).projector
@@ -348,6 +383,7 @@ def test_ce_objective_runs_one_step_through_the_frozen_llm(encoder: WhisperEncod
 
 
 @pytest.mark.parametrize('changes,match', [
+    (dict(negatives=-1), 'negatives'),
     ({'objective': 'mse'}, 'objective'),
     ({'batch_size': 0}, 'batch_size'),
     ({'max_steps': 0}, 'max_steps'),

@@ -177,7 +177,10 @@ class Projector(nn.Module):
         """Return (hidden [B, T', d], reduced lengths [B]); implemented by each design."""
         raise NotImplementedError
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> ProjectorOutput:
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+                head_rows: torch.Tensor | None = None) -> ProjectorOutput:
+        """Project a padded batch. ``head_rows`` (positions in the bound vocabulary) scores only those
+        rows: training samples negatives this way, since the head is a large part of a step's cost."""
         if features.dim() != 3 or features.shape[-1] != self.config.encoder_dim:
             raise ProjectorConfigError(
                 f'expected features [batch, frames, {self.config.encoder_dim}], got {tuple(features.shape)}'
@@ -190,7 +193,8 @@ class Projector(nn.Module):
         logits = None
         if self.is_bound:
             scale = self.logit_scale.exp().clamp(max=100.0)
-            token_scores = scale * F.normalize(direction, dim=-1) @ self.token_table.T
+            table = self.token_table if head_rows is None else self.token_table[head_rows]
+            token_scores = scale * F.normalize(direction, dim=-1) @ table.T
             logits = torch.cat([self.blank(hidden), token_scores], dim=-1)
         return ProjectorOutput(embeds=embeds, lengths=out_lengths, logits=logits, hidden=hidden)
 

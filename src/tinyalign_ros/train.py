@@ -70,12 +70,15 @@ class TrainConfig:
     feature_dropout: float = 0.1
     min_lr_ratio: float = 0.05
     lora_rank: int = 0  # ce only: LoRA rank on the LLM's q/v projections (0 = frozen LLM)
+    negatives: int = 2048  # ctc only: vocabulary rows sampled per step besides the batch's own (0 = all)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise TrainError(f'objective must be one of {OBJECTIVES}, got {self.objective!r}')
         if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
             raise TrainError('batch_size, max_steps and lr must be positive')
+        if self.negatives < 0:
+            raise TrainError(f'negatives must be >= 0, got {self.negatives}')
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -229,11 +232,29 @@ def augment_features(x: torch.Tensor, lengths: torch.Tensor, config: TrainConfig
 
 
 # -- objectives ---------------------------------------------------------------------------------
+def sample_head_rows(target_rows: torch.Tensor, n_vocab: int, negatives: int,
+                     generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Vocabulary positions a CTC step scores: the batch's own tokens plus ``negatives`` others drawn
+    uniformly (a fresh draw each step, so every row is contrasted often). ``None`` = the whole head.
+
+    The head has no per-token weights, so sampling changes only which rows the softmax normalises
+    over; inference still scores the whole vocabulary.
+    """
+    if negatives <= 0 or negatives + target_rows.numel() >= n_vocab:
+        return None
+    drawn = torch.randperm(n_vocab, generator=generator)[:negatives]
+    return torch.unique(torch.cat([target_rows, drawn]))  # sorted, which searchsorted needs
+
+
 def ctc_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch: Sequence[Example],
-             vocab_index: dict[int, int]) -> torch.Tensor:
-    out = projector(x, lengths)
+             vocab_index: dict[int, int], negatives: int = 0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """CTC over the token head; with ``negatives`` > 0 the softmax covers a sampled sub-vocabulary."""
+    target_rows = torch.tensor([vocab_index[i] for ex in batch for i in ex.target_ids], dtype=torch.long)
+    rows = sample_head_rows(target_rows, int(projector.vocab_ids.numel()), negatives, generator)
+    out = projector(x, lengths, head_rows=rows)
     log_probs = out.logits.log_softmax(dim=-1).transpose(0, 1)  # [T', B, 1+V]
-    targets = torch.tensor([vocab_index[i] + 1 for ex in batch for i in ex.target_ids], dtype=torch.long)
+    targets = (target_rows if rows is None else torch.searchsorted(rows, target_rows)) + 1
     target_lengths = torch.tensor([len(ex.target_ids) for ex in batch], dtype=torch.long)
     return F.ctc_loss(log_probs, targets, out.lengths, target_lengths, blank=0, zero_infinity=True)
 
@@ -280,7 +301,7 @@ def ce_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch:
         inputs[i, : r.shape[0]] = r
         label_t[i, : r.shape[0]] = lab
         mask[i, : r.shape[0]] = 1
-    logits = llm.model(inputs_embeds=inputs, attention_mask=mask).logits
+    logits = llm.require_model()(inputs_embeds=inputs, attention_mask=mask).logits
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), label_t[:, 1:].reshape(-1), ignore_index=-100)
 
 
@@ -318,6 +339,7 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
         raise TrainError('no training examples')
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
+    head_gen = torch.Generator().manual_seed(config.seed)
     examples = list(examples)
     if val_examples is None:
         # The first items (a seeded shuffle already) are encoded first, so validation can start early.
@@ -364,7 +386,7 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
             for group in optim.param_groups:
                 group['lr'] = lr_at(step, config, elapsed)
             if config.objective == 'ctc':
-                loss = ctc_loss(projector, x, lengths, batch, vocab_index)
+                loss = ctc_loss(projector, x, lengths, batch, vocab_index, config.negatives, head_gen)
             elif config.objective == 'slots':
                 loss = slots_loss(projector, x, lengths, batch, llm.embedding_matrix, pad_id)
             else:
@@ -439,4 +461,4 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
 
 __all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples',
            'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector',
-           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text']
+           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows']
