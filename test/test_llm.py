@@ -167,6 +167,35 @@ def test_model_is_frozen_and_embedding_matrix_is_not_a_copy(tiny: LLM) -> None:
     assert torch.equal(tiny.embed_text('the robot'), weight[tiny.tokenize('the robot')])
 
 
+def test_embeddings_only_loads_the_same_table_and_refuses_to_generate(tiny: LLM, tiny_llm_path: Path) -> None:
+    light = LLM(tiny_llm_path, embeddings_only=True)
+    assert light.model is None
+    assert torch.equal(light.embedding_matrix, tiny.embedding_matrix)
+    assert light.identity == tiny.identity and light.eos_token_ids == tiny.eos_token_ids
+    assert light.tokenize('the robot') == tiny.tokenize('the robot')
+    assert torch.equal(light.embed_text('the robot'), tiny.embed_text('the robot'))
+    embeds = light.embed_text('the robot').unsqueeze(0)
+    with pytest.raises(LLMError, match='embeddings only'):
+        light.generate(embeds, GenerationConfig(max_new_tokens=2))
+    with pytest.raises(LLMError, match='embeddings only'):
+        light.nll(embeds, light.tokenize('robot'))
+
+
+def test_embeddings_only_without_safetensors_falls_back_to_the_model(tiny: LLM, tiny_llm_path: Path,
+                                                                     tmp_path: Path) -> None:
+    folder = tmp_path / 'bin_weights'
+    shutil.copytree(tiny_llm_path, folder)
+    for weights in folder.glob('*.safetensors'):
+        state = {}
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+        weights.unlink()
+        torch.save(state, folder / 'pytorch_model.bin')
+    light = LLM(folder, embeddings_only=True)
+    assert light.model is None and torch.equal(light.embedding_matrix, tiny.embedding_matrix)
+
+
 # ------------------------------------------------------------------ generation
 
 

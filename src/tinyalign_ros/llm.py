@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -348,6 +349,25 @@ class TextStream:
 # The model
 
 
+EMBEDDING_KEYS = ('embed_tokens.weight', 'wte.weight', 'word_embeddings.weight')
+
+
+def _read_embedding_table(folder: Path) -> torch.Tensor | None:
+    """The input-embedding table read alone from a safetensors checkpoint, or None when the folder
+    has no safetensors file holding one under a known name (the caller then loads the model)."""
+    from safetensors import safe_open
+
+    for weights in sorted(folder.glob('*.safetensors')):
+        try:
+            with safe_open(str(weights), framework='pt') as f:
+                for key in f.keys():
+                    if key.endswith(EMBEDDING_KEYS):
+                        return f.get_tensor(key)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise LLMError(f'cannot read {weights}: {exc}') from exc
+    return None
+
+
 class LLM:
     """A frozen causal LM driven with input embeddings.
 
@@ -356,10 +376,14 @@ class LLM:
     ``torch.set_num_threads`` (process-wide); on a busy 2-core machine 1 thread decodes several
     times faster than 2, because torch's threads spin while competing with other processes.
     Weights are memory-mapped, so RSS grows by the model size on the first forward pass.
+
+    ``embeddings_only`` loads the tokenizer and the input-embedding table and nothing else: the
+    LLM-free training objectives need no more, and the transformer weights are most of the memory.
+    Generation and scoring then raise :class:`LLMError`.
     """
 
     def __init__(self, path_or_spec: str | Path | None = None, dtype: torch.dtype = torch.float32,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, embeddings_only: bool = False) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
@@ -380,16 +404,25 @@ class LLM:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         except (ValueError, OSError, TypeError) as exc:
             raise LLMError(f'cannot load the tokenizer in {self.path}: {exc}') from exc
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True)
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise LLMError(f'cannot load the model weights in {self.path}: {exc}') from exc
-        self.model.eval()
-        self.model.requires_grad_(False)
+        self.config = config
+        self.model: Any = None
+        self._embeddings = _read_embedding_table(self.path) if embeddings_only else None
+        if self._embeddings is None:
+            try:
+                self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise LLMError(f'cannot load the model weights in {self.path}: {exc}') from exc
+            self.model.eval()
+            self.model.requires_grad_(False)
+            if embeddings_only:  # no safetensors table to read alone: keep the rows, drop the rest
+                self._embeddings = self.model.get_input_embeddings().weight.detach().clone()
+                self.model = None
+        if self._embeddings is not None:
+            self._embeddings = self._embeddings.to(dtype)
         self.dtype = dtype
         self.hidden_size = int(self.embedding_matrix.shape[1])
         self.eos_token_ids = self._find_eos_ids()
-        accepts = inspect.signature(self.model.forward).parameters
+        accepts = inspect.signature(self.model.forward).parameters if self.model is not None else {}
         self._last_logits_only = {'logits_to_keep': 1} if 'logits_to_keep' in accepts else {}
         self._sha256: str | None = None
         self._parts_cache: dict[tuple, tuple[list[int], list[int]]] = {}
@@ -427,7 +460,16 @@ class LLM:
     @property
     def embedding_matrix(self) -> torch.Tensor:
         """The input embedding weight [vocab, hidden] itself (no copy): EmbedLink's target space."""
+        if self.model is None:
+            return self._embeddings
         return self.model.get_input_embeddings().weight
+
+    def require_model(self) -> Any:
+        """The transformers model; a clear error when only the embedding table was loaded."""
+        if self.model is None:
+            raise LLMError(f'{self.path} was loaded with embeddings only; generation and scoring need the '
+                           'whole model')
+        return self.model
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` without BOS/EOS; special-token strings in it stay single tokens."""
@@ -444,7 +486,7 @@ class LLM:
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
             raise LLMError(f'token ids must be in [0, {vocab}), got range [{int(ids.min())}, {int(ids.max())}]')
         with torch.no_grad():
-            return self.model.get_input_embeddings()(ids)
+            return self.embedding_matrix[ids]
 
     def embed_text(self, text: str) -> torch.Tensor:
         """Embeddings of ``text``'s tokens (no special tokens added), [n, hidden]."""
@@ -529,8 +571,9 @@ class LLM:
     def _find_eos_ids(self) -> set[int]:
         """Token ids that end the answer: the tokenizer's, the generation config's and ChatML's."""
         ids: set[int] = set()
-        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, 'eos_token_id', None),
-                       self.model.config.eos_token_id):
+        generation_config = getattr(self.model, 'generation_config', None)
+        for source in (self.tokenizer.eos_token_id, getattr(generation_config, 'eos_token_id', None),
+                       self.config.eos_token_id):
             if source is None:
                 continue
             ids.update([source] if isinstance(source, int) else source)
@@ -568,6 +611,7 @@ class LLM:
         piece; the pieces join to exactly ``result.text``.
         """
         config = config or GenerationConfig()
+        self.require_model()
         embeds = self._check_embeds(inputs_embeds, 'inputs_embeds', ndim=3)
         generator = None
         if config.do_sample and config.seed is not None:
@@ -609,6 +653,7 @@ class LLM:
 
         Only the target positions are scored; the prompt is context.
         """
+        self.require_model()
         embeds = self._check_embeds(inputs_embeds, 'inputs_embeds', ndim=3)
         target = torch.as_tensor(list(target_ids), dtype=torch.long)
         if target.numel() == 0:
