@@ -205,3 +205,18 @@ def test_parser_requires_a_command_and_knows_its_subcommands(capsys: pytest.Capt
     args = parser.parse_args(['respond', 'a.wav', '--cascade'])
     assert args.cascade and args.command == 'respond'
     assert parser.parse_args(['demo']).command == 'demo'
+
+
+# ------------------------------------------------------------------ bench-train
+
+def test_bench_train_json_reports_both_objectives(capsys: pytest.CaptureFixture, tiny_whisper_path: Path,
+                                                  tiny_llm_path: Path) -> None:
+    code, out, _ = run(capsys, ['bench-train', '--whisper', str(tiny_whisper_path), '--llm', str(tiny_llm_path),
+                                '--batch-size', '2', '--repeats', '1', '--negatives', '16', '--json'])
+    assert code == 0
+    data = json.loads(out)
+    assert {'objective', 'objective_per_sample_s', 'ce_per_sample_s', 'ratio', 'llm_params', 'peak_rss_mb'} <= set(data)
+    assert data['objective'] == 'ctc' and data['negatives'] == 16 and data['batch_size'] == 2
+    assert data['objective_per_sample_s'] > 0 and data['ce_per_sample_s'] > 0
+    assert data['ratio'] == pytest.approx(data['ce_per_sample_s'] / data['objective_per_sample_s'], rel=0.05)
+    assert data['llm_params'] > 0 and data['peak_rss_mb'] > 0

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .adapter import read_metadata
 from .encoder import WhisperEncoder
 from .llm import LLM
+from .pipeline import BASE_ADAPTER
 from .projector import ProjectorConfig, build_projector
 from .synth import synthesize
-from .train import Example, ce_loss, ctc_loss, target_text
+from .train import Example, TrainConfig, ce_loss, ctc_loss, target_text
 
 # Random-weight stand-ins for the sizes users run on robots (dimensions of public 0.5B/1B models).
 SHAPES: dict[str, dict[str, Any]] = {
@@ -76,18 +78,31 @@ def _examples(encoder: WhisperEncoder, llm: LLM) -> list[tuple[np.ndarray, Examp
     return out
 
 
+def shipped_projector_config() -> ProjectorConfig:
+    """The projector design of the shipped base adapter: the one whose training cost matters."""
+    return ProjectorConfig.from_dict(read_metadata(BASE_ADAPTER)['projector']['config'])
+
+
 def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, batch_size: int = 8,
-                repeats: int = 3, projector_config: ProjectorConfig | None = None) -> dict[str, Any]:
-    """Seconds per training sample of both objectives, measured alternately; returns the ratio."""
+                repeats: int = 3, projector_config: ProjectorConfig | None = None,
+                negatives: int | None = None) -> dict[str, Any]:
+    """Seconds per training sample of both objectives, measured alternately; returns the ratio.
+
+    The LLM-free side is the trainer's CTC step as configured by default (sampled head rows,
+    ``negatives``); the projector is the shipped adapter's design unless one is given.
+    """
     if shape is not None:
         llm = random_llm(shape, llm)
     torch.manual_seed(0)
-    config = projector_config or ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size)
+    negatives = TrainConfig().negatives if negatives is None else negatives
+    config = projector_config or shipped_projector_config()
+    config.encoder_dim = encoder.d_model
     config.llm_dim = llm.hidden_size
     projector = build_projector(config)
     data = _examples(encoder, llm)
     batch = [data[i % len(data)] for i in range(batch_size)]
-    vocab = sorted({t for _, ex in data for t in ex.target_ids} | set(range(0, 12000)))
+    n_rows = min(12000, int(llm.embedding_matrix.shape[0]))  # about the shipped head's size
+    vocab = sorted({t for _, ex in data for t in ex.target_ids} | set(range(n_rows)))
     projector.bind_llm(llm.model.get_input_embeddings().weight, torch.tensor(vocab))
     vocab_index = {t: i for i, t in enumerate(vocab)}
     lengths = torch.tensor([f.shape[0] for f, _ in batch])
@@ -96,11 +111,12 @@ def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, bat
         x[i, : f.shape[0]] = torch.from_numpy(f)
     examples = [ex for _, ex in batch]
     optim = torch.optim.AdamW(projector.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
 
     def step(objective: str) -> float:
         start = time.perf_counter()
         if objective == 'ctc':
-            loss = ctc_loss(projector, x, lengths, examples, vocab_index)
+            loss = ctc_loss(projector, x, lengths, examples, vocab_index, negatives, generator)
         else:
             loss = ce_loss(projector, x, lengths, examples, llm)
         optim.zero_grad(set_to_none=True)
@@ -124,6 +140,9 @@ def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, bat
         'llm': shape or llm.name,
         'llm_params': sum(p.numel() for p in llm.model.parameters()),
         'projector_params': projector.n_parameters(),
+        'projector': {'type': config.type, 'd_model': config.d_model, 'n_layers': config.n_layers},
+        'negatives': negatives,
+        'head_rows': len(vocab),
         'batch_size': batch_size,
         'repeats': repeats,
         'mean_frames': float(lengths.float().mean()),
