@@ -128,12 +128,16 @@ def cmd_align(args: argparse.Namespace) -> int:
 
     work = Path(args.work_dir)
     encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
-    llm = LLM(args.llm, threads=args.threads)
-    recipe = AlignRecipe(max_train_utterances=args.max_utterances, seed=args.seed)
-    train_config = TrainConfig(max_time_s=args.minutes * 60.0, max_steps=args.max_steps, batch_size=args.batch_size,
-                               lr=args.lr, seed=args.seed, eval_every=args.eval_every)
-    projector_config = ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=args.d_model,
-                                       n_layers=args.layers, n_heads=args.heads, ff_dim=args.ff_dim)
+    # The LLM-free objectives need only the tokenizer and the embedding table (most of the memory
+    # saved); the conventional one runs the whole LLM.
+    llm = LLM(args.llm, threads=args.threads, embeddings_only=args.objective != 'ce')
+    recipe = AlignRecipe(max_train_utterances=args.max_utterances, seed=args.seed, score_cascade=not args.no_cascade)
+    train_config = TrainConfig(objective=args.objective, max_time_s=args.minutes * 60.0, max_steps=args.max_steps,
+                               batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_every=args.eval_every,
+                               negatives=args.negatives)
+    projector_config = ProjectorConfig(type=args.projector, encoder_dim=encoder.d_model, llm_dim=llm.hidden_size,
+                                       d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+                                       ff_dim=args.ff_dim, reduction=args.reduction)
     log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
     meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
                  real_data=Path(args.real) if args.real else None, log=log, progress=not args.json,
@@ -154,7 +158,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     encoder = WhisperEncoder(args.whisper)
     shape = args.llm if args.llm in SHAPES else None
     llm = LLM(None if shape else args.llm, threads=args.threads)
-    result = bench_train(encoder, llm, shape=shape, batch_size=args.batch_size, repeats=args.repeats)
+    result = bench_train(encoder, llm, shape=shape, batch_size=args.batch_size, repeats=args.repeats,
+                         negatives=args.negatives)
     if args.json:
         _print_json(result)
     else:
@@ -431,12 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', type=Path, default=Path('runs/align/base_adapter'))
     p.add_argument('--real', type=Path, help='also score real recordings (LJ-Speech folder) at the end')
     p.add_argument('--init', type=Path, help='continue training from this adapter')
+    p.add_argument('--no-cascade', action='store_true', help='skip the Whisper-transcription reference scores')
     p.add_argument('--minutes', type=float, default=45.0, help='training time budget')
     p.add_argument('--max-steps', type=int, default=20000)
     p.add_argument('--max-utterances', type=int, help='train on the first N synthesized utterances')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--lr', type=float, default=1.5e-3)
     p.add_argument('--eval-every', type=int, default=250)
+    p.add_argument('--objective', choices=['ctc', 'slots', 'ce'], default='ctc')
+    p.add_argument('--negatives', type=int, default=2048, help='ctc: vocabulary rows sampled per step (0 = all)')
+    p.add_argument('--projector', choices=['bridgeformer', 'concat_mlp', 'linear'], default='bridgeformer')
+    p.add_argument('--reduction', choices=['stack', 'mean', 'adaptive'], default='stack')
     p.add_argument('--d-model', type=int, default=256)
     p.add_argument('--layers', type=int, default=3)
     p.add_argument('--heads', type=int, default=4)
@@ -453,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--whisper')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--negatives', type=int, help='head rows sampled per CTC step (default: the trainer\'s; 0 = all)')
     p.add_argument('--threads', type=int)
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_bench_train)
