@@ -109,7 +109,8 @@ def reduce_frames(x: torch.Tensor, lengths: torch.Tensor, config: ProjectorConfi
             out[i] = F.adaptive_avg_pool1d(valid, config.n_slots)[0].transpose(0, 1)
         return out
     # Zero everything past each utterance's length, whatever the caller padded with.
-    x = x.masked_fill(torch.arange(n_frames)[None, :, None] >= lengths[:, None, None], 0.0)
+    past_end = torch.arange(n_frames, device=x.device)[None, :, None] >= lengths.to(x.device)[:, None, None]
+    x = x.masked_fill(past_end, 0.0)
     k = config.reduce_factor
     pad = (-n_frames) % k
     if pad:
@@ -186,7 +187,7 @@ class Projector(nn.Module):
                 f'expected features [batch, frames, {self.config.encoder_dim}], got {tuple(features.shape)}'
             )
         if lengths is None:
-            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long)
+            lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         hidden, out_lengths = self.encode(features, lengths)
         direction = self.out(hidden)
         embeds = F.normalize(direction, dim=-1) * self.embed_norm
@@ -277,7 +278,7 @@ class BridgeFormer(Projector):
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out_lengths = reduce_lengths(lengths, self.config)
         x = self.inp(reduce_frames(features, lengths, self.config))
-        pad_mask = torch.arange(x.shape[1])[None, :] >= out_lengths[:, None]
+        pad_mask = torch.arange(x.shape[1], device=x.device)[None, :] >= out_lengths.to(x.device)[:, None]
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=pad_mask)
         return self.norm(x), out_lengths

@@ -254,7 +254,7 @@ def ctc_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch
     rows = sample_head_rows(target_rows, int(projector.vocab_ids.numel()), negatives, generator)
     out = projector(x, lengths, head_rows=rows)
     log_probs = out.logits.log_softmax(dim=-1).transpose(0, 1)  # [T', B, 1+V]
-    targets = (target_rows if rows is None else torch.searchsorted(rows, target_rows)) + 1
+    targets = ((target_rows if rows is None else torch.searchsorted(rows, target_rows)) + 1).to(log_probs.device)
     target_lengths = torch.tensor([len(ex.target_ids) for ex in batch], dtype=torch.long)
     return F.ctc_loss(log_probs, targets, out.lengths, target_lengths, blank=0, zero_infinity=True)
 
@@ -291,12 +291,13 @@ def ce_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch:
                          emb[torch.tensor(after, dtype=torch.long)], emb[target]])
         label = torch.full((seq.shape[0],), -100, dtype=torch.long)
         label[-len(ex.target_ids):] = target
+        label = label.to(emb.device)
         rows.append(seq)
         labels.append(label)
     width = max(r.shape[0] for r in rows)
-    inputs = torch.zeros(len(rows), width, emb.shape[1])
-    label_t = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    inputs = emb.new_zeros(len(rows), width, emb.shape[1])
+    label_t = torch.full((len(rows), width), -100, dtype=torch.long, device=emb.device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=emb.device)
     for i, (r, lab) in enumerate(zip(rows, labels)):
         inputs[i, : r.shape[0]] = r
         label_t[i, : r.shape[0]] = lab
