@@ -3,30 +3,39 @@
 Both objectives train the *same* projector on the *same* cached encoder features with the *same*
 batch, timed alternately in one process, so machine noise hits both alike; only the ratio is
 meant to be read. LLM shapes of about 0.5B and 1B parameters use random weights (timing only).
+
+The inputs (encoder features, target ids, prompt ids) can be saved to a file and timed elsewhere,
+e.g. on a GPU machine that has neither Whisper nor espeak-ng::
+
+    python -m tinyalign_ros.bench --save-inputs bench_inputs.npz          # here
+    python -m tinyalign_ros.bench --inputs bench_inputs.npz --shape 1b --device cuda   # there
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
+import json
 import resource
 import statistics
-import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from .adapter import read_metadata
-from .encoder import WhisperEncoder
-from .llm import LLM
 from .pipeline import BASE_ADAPTER
 from .projector import ProjectorConfig, build_projector
-from .synth import synthesize
-from .train import Example, TrainConfig, ce_loss, ctc_loss, target_text
+from .train import TRAIN_PROMPT, Example, TrainConfig, ce_loss, ctc_loss, target_text
 
-# Random-weight stand-ins for the sizes users run on robots (dimensions of public 0.5B/1B models).
+# Random-weight stand-ins: the embedded LLM's own shape (for machines without its weights) and the
+# sizes users run on robots (dimensions of public 0.5B/1B models).
 SHAPES: dict[str, dict[str, Any]] = {
+    '135m': dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                 num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
     '0.5b': dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     '1b': dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
@@ -50,32 +59,68 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def random_llm(shape: str, tokenizer_llm: LLM) -> LLM:
-    """An LLM object with random weights of a named shape, reusing a real tokenizer and template."""
+@dataclass
+class BenchInputs:
+    """What both objectives consume: features with their targets, and the prompt around the audio."""
+
+    features: list[np.ndarray]
+    target_ids: list[list[int]]
+    before: list[int]
+    after: list[int]
+
+    def save(self, path: str | Path) -> None:
+        arrays = {f'feat{i}': f for i, f in enumerate(self.features)}
+        arrays.update({f'ids{i}': np.asarray(t, dtype=np.int64) for i, t in enumerate(self.target_ids)})
+        np.savez_compressed(path, before=np.asarray(self.before, dtype=np.int64),
+                            after=np.asarray(self.after, dtype=np.int64), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BenchInputs:
+        with np.load(path) as data:
+            n = sum(1 for key in data.files if key.startswith('feat'))
+            return cls([data[f'feat{i}'] for i in range(n)], [data[f'ids{i}'].tolist() for i in range(n)],
+                       data['before'].tolist(), data['after'].tolist())
+
+
+@dataclass
+class FrozenLM:
+    """The part of :class:`tinyalign_ros.llm.LLM` that the CE objective uses, around any model."""
+
+    model: Any
+    before: list[int]
+    after: list[int]
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight
+
+    def prompt_parts(self, _prompt: Any) -> tuple[list[int], list[int]]:
+        return self.before, self.after
+
+    def require_model(self) -> Any:
+        return self.model
+
+
+def make_inputs(encoder: Any, llm: Any) -> BenchInputs:
+    """Synthesize the bench sentences, encode them and tokenize their transcripts (needs espeak-ng)."""
+    from .synth import synthesize
+
+    features, ids = [], []
+    for text in BENCH_SENTENCES:
+        features.append(encoder.features(synthesize(text, voice='en-us', rate=170)))
+        ids.append(llm.tokenize(target_text(text)))
+    before, after = llm.prompt_parts(TRAIN_PROMPT)
+    return BenchInputs(features, ids, list(before), list(after))
+
+
+def random_model(shape: str) -> Any:
+    """A Llama-architecture causal LM with random weights of a named shape (timing only)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if shape not in SHAPES:
         raise ValueError(f'unknown LLM shape {shape!r}; known: {sorted(SHAPES)}')
-    config = LlamaConfig(**SHAPES[shape])
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    clone = object.__new__(LLM)
-    clone.__dict__.update(tokenizer_llm.__dict__)
-    clone.model = model
-    clone.hidden_size = config.hidden_size
-    return clone
-
-
-def _examples(encoder: WhisperEncoder, llm: LLM) -> list[tuple[np.ndarray, Example]]:
-    out = []
-    for i, text in enumerate(BENCH_SENTENCES):
-        audio = synthesize(text, voice='en-us', rate=170)
-        feats = encoder.features(audio)
-        ids = [t % llm.model.config.vocab_size for t in llm.tokenize(target_text(text))]
-        out.append((feats, Example(f'bench{i}', f'bench{i}', feats.shape[0], ids, text)))
-    return out
+    return LlamaForCausalLM(LlamaConfig(**SHAPES[shape]))
 
 
 def shipped_projector_config() -> ProjectorConfig:
@@ -83,49 +128,60 @@ def shipped_projector_config() -> ProjectorConfig:
     return ProjectorConfig.from_dict(read_metadata(BASE_ADAPTER)['projector']['config'])
 
 
-def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, batch_size: int = 8,
-                repeats: int = 3, projector_config: ProjectorConfig | None = None,
-                negatives: int | None = None) -> dict[str, Any]:
+def time_objectives(model: Any, inputs: BenchInputs, name: str, batch_size: int = 8, repeats: int = 3,
+                    projector_config: ProjectorConfig | None = None, negatives: int | None = None,
+                    device: str = 'cpu', autocast: bool = False) -> dict[str, Any]:
     """Seconds per training sample of both objectives, measured alternately; returns the ratio.
 
     The LLM-free side is the trainer's CTC step as configured by default (sampled head rows,
     ``negatives``); the projector is the shipped adapter's design unless one is given.
+    ``autocast`` runs both sides under bfloat16 autocast (GPUs).
     """
-    if shape is not None:
-        llm = random_llm(shape, llm)
+    model = model.to(device).eval()
+    model.requires_grad_(False)
+    vocab_size = int(model.get_input_embeddings().weight.shape[0])
+    lm = FrozenLM(model, [t % vocab_size for t in inputs.before], [t % vocab_size for t in inputs.after])
     torch.manual_seed(0)
     negatives = TrainConfig().negatives if negatives is None else negatives
     config = projector_config or shipped_projector_config()
-    config.encoder_dim = encoder.d_model
-    config.llm_dim = llm.hidden_size
+    config.encoder_dim = int(inputs.features[0].shape[1])
+    config.llm_dim = int(lm.embedding_matrix.shape[1])
     projector = build_projector(config)
-    data = _examples(encoder, llm)
+    data = [(f, Example(f'bench{i}', f'bench{i}', f.shape[0], [t % vocab_size for t in ids], ''))
+            for i, (f, ids) in enumerate(zip(inputs.features, inputs.target_ids))]
     batch = [data[i % len(data)] for i in range(batch_size)]
-    n_rows = min(12000, int(llm.embedding_matrix.shape[0]))  # about the shipped head's size
+    n_rows = min(12000, vocab_size)  # about the shipped head's size
     vocab = sorted({t for _, ex in data for t in ex.target_ids} | set(range(n_rows)))
-    projector.bind_llm(llm.model.get_input_embeddings().weight, torch.tensor(vocab))
+    projector.bind_llm(lm.embedding_matrix, torch.tensor(vocab))
+    projector.to(device)
     vocab_index = {t: i for i, t in enumerate(vocab)}
     lengths = torch.tensor([f.shape[0] for f, _ in batch])
-    x = torch.zeros(batch_size, int(lengths.max()), encoder.d_model)
+    x = torch.zeros(batch_size, int(lengths.max()), config.encoder_dim)
     for i, (f, _) in enumerate(batch):
         x[i, : f.shape[0]] = torch.from_numpy(f)
+    x = x.to(device)
     examples = [ex for _, ex in batch]
     optim = torch.optim.AdamW(projector.parameters(), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
+    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
 
     def step(objective: str) -> float:
+        sync()
         start = time.perf_counter()
-        if objective == 'ctc':
-            loss = ctc_loss(projector, x, lengths, examples, vocab_index, negatives, generator)
-        else:
-            loss = ce_loss(projector, x, lengths, examples, llm)
+        with torch.autocast(device_type=device.split(':')[0], dtype=torch.bfloat16, enabled=autocast):
+            if objective == 'ctc':
+                loss = ctc_loss(projector, x, lengths, examples, vocab_index, negatives, generator)
+            else:
+                loss = ce_loss(projector, x, lengths, examples, lm)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
+        sync()
         return time.perf_counter() - start
 
-    step('ctc')  # warm-up: first calls allocate
-    step('ce')
+    for _ in range(2 if device != 'cpu' else 1):  # warm-up: first calls allocate (and compile kernels)
+        step('ctc')
+        step('ce')
     ctc_times, ce_times = [], []
     for _ in range(repeats):
         ctc_times.append(step('ctc'))
@@ -134,11 +190,11 @@ def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, bat
     ce_s = statistics.median(ce_times) / batch_size
     result = {
         'objective': 'ctc',
-        'objective_per_sample_s': round(ctc_s, 5),
-        'ce_per_sample_s': round(ce_s, 5),
+        'objective_per_sample_s': round(ctc_s, 6),
+        'ce_per_sample_s': round(ce_s, 6),
         'ratio': round(ce_s / ctc_s, 1),
-        'llm': shape or llm.name,
-        'llm_params': sum(p.numel() for p in llm.model.parameters()),
+        'llm': name,
+        'llm_params': sum(p.numel() for p in model.parameters()),
         'projector_params': projector.n_parameters(),
         'projector': {'type': config.type, 'd_model': config.d_model, 'n_layers': config.n_layers},
         'negatives': negatives,
@@ -146,12 +202,49 @@ def bench_train(encoder: WhisperEncoder, llm: LLM, shape: str | None = None, bat
         'batch_size': batch_size,
         'repeats': repeats,
         'mean_frames': float(lengths.float().mean()),
+        'device': device if device == 'cpu' else torch.cuda.get_device_name(device),
+        'autocast_bf16': autocast,
         'threads': torch.get_num_threads(),
         'peak_rss_mb': round(peak_rss_mb(), 1),
     }
+    if device.startswith('cuda'):
+        result['peak_gpu_mb'] = round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
     gc.collect()
     return result
 
 
-if __name__ == '__main__':  # pragma: no cover - convenience
-    print(bench_train(WhisperEncoder(), LLM(), sys.argv[1] if len(sys.argv) > 1 else None))
+def bench_train(encoder: Any, llm: Any, shape: str | None = None, batch_size: int = 8, repeats: int = 3,
+                projector_config: ProjectorConfig | None = None, negatives: int | None = None) -> dict[str, Any]:
+    """``tinyalign bench-train``: the embedded (or given) LLM, or a random-weight shape, on this CPU."""
+    inputs = make_inputs(encoder, llm)
+    model = random_model(shape) if shape is not None else llm.require_model()
+    return time_objectives(model, inputs, shape or llm.name, batch_size, repeats, projector_config, negatives)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description='training-cost ratio from saved inputs (any device)')
+    parser.add_argument('--save-inputs', type=Path, help='write the bench inputs here (needs Whisper, espeak-ng)')
+    parser.add_argument('--inputs', type=Path, help='time from these saved inputs')
+    parser.add_argument('--shape', nargs='+', default=['135m'], choices=sorted(SHAPES))
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--autocast', action='store_true', help='bfloat16 autocast on both sides')
+    args = parser.parse_args(argv)
+    if args.save_inputs:
+        from .encoder import WhisperEncoder
+        from .llm import LLM
+
+        make_inputs(WhisperEncoder(), LLM(embeddings_only=True)).save(args.save_inputs)
+        return 0
+    if not args.inputs:
+        parser.error('give --inputs (or --save-inputs)')
+    inputs = BenchInputs.load(args.inputs)
+    for shape in args.shape:
+        print(json.dumps(time_objectives(random_model(shape), inputs, shape, args.batch_size, args.repeats,
+                                         device=args.device, autocast=args.autocast)), flush=True)
+    return 0
+
+
+if __name__ == '__main__':  # pragma: no cover
+    raise SystemExit(main())

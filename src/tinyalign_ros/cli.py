@@ -157,7 +157,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
     encoder = WhisperEncoder(args.whisper)
     shape = args.llm if args.llm in SHAPES else None
-    llm = LLM(None if shape else args.llm, threads=args.threads)
+    # A random-weight shape only needs the embedded tokenizer; a real LLM is timed with its weights.
+    llm = LLM(None if shape else args.llm, threads=args.threads, embeddings_only=shape is not None)
     result = bench_train(encoder, llm, shape=shape, batch_size=args.batch_size, repeats=args.repeats,
                          negatives=args.negatives)
     if args.json:
