@@ -1,6 +1,11 @@
 """Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) in one command.
 
-    make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large]
+    make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large] [--only train_cost]
+
+The GPU table (docs/benchmarks/train_cost_gpu.json) comes from a GPU machine, where neither Whisper
+nor espeak-ng is needed: save the inputs here with `python -m tinyalign_ros.bench --save-inputs F`,
+then run `python -m tinyalign_ros.bench --inputs F --shape 135m 0.5b 1b --device cuda [--autocast]`
+there and collect its JSON lines into that file; this script only plots it.
 
 Each benchmark measures its two contenders side by side in one process and reports ratios, so
 the numbers stay meaningful on a noisy shared machine.
@@ -73,6 +78,20 @@ def plot() -> None:
         fig.tight_layout()
         fig.savefig(OUT / 'train_cost.png', dpi=120)
         plt.close(fig)
+    gpu = OUT / 'train_cost_gpu.json'
+    if gpu.is_file():
+        rows = json.loads(gpu.read_text())
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        labels = [f'{r["llm"]} b{r["batch_size"]}{" bf16" if r["autocast_bf16"] else ""}' for r in rows]
+        ax.bar(labels, [r['ratio'] for r in rows])
+        ax.axhline(50, color='red', linestyle='--', label='50x target')
+        ax.set_ylabel('CE / CTC time per sample')
+        ax.set_title(f'Training cost ratio on {rows[0]["device"]} (random-weight LLM shapes)')
+        ax.tick_params(axis='x', labelsize=7)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / 'train_cost_gpu.png', dpi=120)
+        plt.close(fig)
 
 
 def main() -> int:
@@ -80,11 +99,14 @@ def main() -> int:
     parser.add_argument('--data', type=Path, default=ROOT.parent / 'shared' / 'data')
     parser.add_argument('--skip-large', action='store_true', help='only the embedded LLM in the cost benchmark')
     parser.add_argument('--plots-only', action='store_true')
+    parser.add_argument('--only', choices=['encoder', 'train_cost'], help='run one benchmark')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.plots_only:
-        run_encoder(args.data)
-        run_train_cost(['embedded'] if args.skip_large else ['embedded', '0.5b', '1b'])
+        if args.only in (None, 'encoder'):
+            run_encoder(args.data)
+        if args.only in (None, 'train_cost'):
+            run_train_cost(['embedded'] if args.skip_large else ['embedded', '0.5b', '1b'])
     plot()
     return 0
 
