@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Tests for projector training on a handful of synthesized utterances with the tiny models:
 feature caching, the training-only vocabulary, that CTC training learns, determinism, cancelling,
 the time budget, the other two objectives and the settings' validation."""
@@ -6,7 +20,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +38,7 @@ from tinyalign_ros.train import (
     Progress,
     TrainConfig,
     TrainError,
+    bound_heap,
     build_vocab,
     cached,
     ctc_loss,
@@ -41,24 +55,6 @@ from tinyalign_ros.train import (
 
 TRAIN_TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.', 'Please move forward.')
 HELDOUT_TEXT = 'Xylophones quietly juggle zebras.'
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory) -> WhisperEncoder:
-    return WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path_factory.mktemp('features'))
-
-
-@pytest.fixture(scope='module')
-def llm(tiny_llm_path: Path) -> LLM:
-    return LLM(tiny_llm_path)
 
 
 @pytest.fixture(scope='module')
@@ -406,3 +402,31 @@ def test_train_refuses_no_examples_and_a_vocabulary_without_the_targets(
         train(fresh(encoder, llm, examples), [], encoder, llm, config())
     with pytest.raises(TrainError, match='outside the projector vocabulary'):
         train(fresh(encoder, llm, examples), all_examples, encoder, llm, config(max_steps=1))
+
+
+HEAP_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from tinyalign_ros.train import bound_heap
+if sys.argv[2] == 'bounded':
+    assert bound_heap(1 << 20)
+np.ones(1 << 18).sum()  # one 2 MB buffer freed: glibc's dynamic threshold rises past it
+blocks = [np.ones(1 << 18) for _ in range(200)]  # 200 x 2 MB, touched
+del blocks[::2]  # free every other one: holes inside the heap unless they were mmapped
+print(int(open('/proc/self/statm').read().split()[1]) * 4096 // 2 ** 20)
+"""
+
+
+def test_bound_heap_returns_freed_batches_to_the_os() -> None:
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+        pytest.skip('mallopt is a glibc interface')
+    src = str(Path(__file__).resolve().parents[1] / 'src')
+    rss = {mode: int(subprocess.run([sys.executable, '-c', HEAP_PROBE, src, mode], check=True, capture_output=True,
+                                    text=True).stdout) for mode in ('default', 'bounded')}
+    # 100 of the 200 blocks (200 MB) were freed; bounded, their pages go back to the OS.
+    assert rss['bounded'] < rss['default'] - 100, rss

@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The `tinyalign` command: the engine without ROS.
 
 Every sub-command prints a human summary by default and one JSON object with ``--json`` (for
@@ -124,8 +138,9 @@ def cmd_align(args: argparse.Namespace) -> int:
     from .encoder import WhisperEncoder
     from .llm import LLM
     from .projector import ProjectorConfig
-    from .train import TrainConfig
+    from .train import TrainConfig, bound_heap
 
+    bound_heap()  # a long run of differently sized batches: keep the heap from creeping up
     work = Path(args.work_dir)
     encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
     # The LLM-free objectives need only the tokenizer and the embedding table (most of the memory
@@ -276,7 +291,9 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     from .personalize import PersonalizationJob, PersonalizeConfig
     from .pipeline import Pipeline
     from .store import AdapterStore
+    from .train import bound_heap
 
+    bound_heap()
     born = psutil.Process().create_time()  # the wall clock a user sees starts with the process
 
     def age() -> float:
@@ -486,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'is left after preparing and scoring (default 110; 0 = none)')
     p.add_argument('--max-steps', type=int, help='training step budget')
     p.add_argument('--objective', choices=['ctc', 'ce'], default='', help='ctc (default) or the conventional ce')
-    p.add_argument('--method', choices=['projector', 'lora'], default='', help='train all weights or LoRA')
+    p.add_argument('--method', choices=['projector', 'lora'], default='', help='LoRA on the projector (default) or all its weights')
     p.add_argument('--pseudo-label', action='store_true', help='label untranscribed speech with the cascade ASR')
     p.add_argument('--gate-margin', type=float, help='relative improvement required (default 0.05)')
     p.add_argument('--lr', type=float, default=3e-3)

@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Training the projector: EmbedLink-style objectives that keep the LLM out of the loop, and the
 conventional next-token objective through the frozen LLM for comparison.
 
@@ -231,6 +245,26 @@ def augment_features(x: torch.Tensor, lengths: torch.Tensor, config: TrainConfig
     return x
 
 
+def bound_heap(mmap_threshold: int = 1 << 20) -> bool:
+    """Ask glibc to serve allocations above ``mmap_threshold`` with mmap, returned to the OS on free.
+
+    Training allocates batches of a different size every step; glibc's default raises its mmap
+    threshold after the first large free (up to 32 MB), so those buffers then come from the heap and
+    fragment it, and the process' resident memory creeps up over a long run. A fixed threshold
+    stops that. Returns False (and changes nothing) where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3  # from malloc.h
+    return bool(mallopt(m_mmap_threshold, int(mmap_threshold)))
+
+
 # -- objectives ---------------------------------------------------------------------------------
 def sample_head_rows(target_rows: torch.Tensor, n_vocab: int, negatives: int,
                      generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -462,4 +496,4 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
 
 __all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples',
            'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector',
-           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows']
+           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows', 'bound_heap']
