@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Shared pytest fixtures.
 
 Tiny random models (built from configs, tokenizer trained locally) keep the always-on tests fast;
@@ -8,9 +22,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'src'))
@@ -43,6 +59,32 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep caches written by tests out of the user's home unless CI shares one on purpose."""
     if 'TINYALIGN_CACHE' not in os.environ:
         os.environ['TINYALIGN_CACHE'] = str(tmp_path_factory.mktemp('tinyalign_cache'))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """On the shared 2-core test machines two torch threads spin against other processes and decode
+    about 8x slower than one; the setting is restored after each module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def llm(tiny_llm_path: Path):  # -> tinyalign_ros.llm.LLM (imported lazily, like the models)
+    """The tiny LLM, loaded once per module (a module may wrap it, e.g. with LoRA)."""
+    from tinyalign_ros.llm import LLM
+
+    return LLM(tiny_llm_path)
+
+
+@pytest.fixture(scope='module')
+def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory):  # -> WhisperEncoder
+    """The tiny Whisper encoder with a per-module feature cache."""
+    from tinyalign_ros.encoder import WhisperEncoder
+
+    return WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path_factory.mktemp('features'))
 
 
 @pytest.fixture(scope='session')

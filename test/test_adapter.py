@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Tests for the adapter format: round trip, identity checks, damaged folders, atomic replacement
 and the absence of pickle anywhere in loading."""
 
@@ -7,7 +21,6 @@ import json
 import os
 import pickle
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,19 +42,6 @@ from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
 
 ENCODER = {'name': 'whisper-tiny.en', 'sha256': 'e' * 64, 'd_model': 64}
 VOCAB = torch.tensor([3, 8, 40, 41, 42, 99, 250, 400])
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def llm(tiny_llm_path: Path) -> LLM:
-    return LLM(tiny_llm_path)
 
 
 def projector_for(llm: LLM, seed: int = 0, **changes) -> Projector:

@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Tests for tinyalign_ros.llm: prompt layout around injected embeddings, decoding, scoring, GGUF cache.
 
 The tiny random model checks mechanics exactly (which tokens sit where, that the KV cache gives the
@@ -14,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,16 +49,6 @@ from tinyalign_ros.llm import (
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = 'Repeat the words.'
 AFTER = 'Now answer.'
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread() -> Iterator[None]:
-    """On the shared 2-core test machines two torch threads spin against other processes and decode
-    about 8x slower than one; restore the setting so other test modules are unaffected."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

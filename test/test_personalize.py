@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The personalization job on the tiny models: the quality gate, cancel in every phase, failures
 that keep the operator's speech, rosbag and pseudo-labeled input, LoRA, progress, budgets, the
 node's backend factory and the CLI.
@@ -12,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +54,9 @@ RATES = (150, 175, 200)
 HOLDOUT = [f's{i}t1' for i in range(len(SENTENCES))]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def encoder(tiny_whisper_path: Path) -> WhisperEncoder:
     return WhisperEncoder(tiny_whisper_path, cpu_threads=1)
-
-
-@pytest.fixture(scope='module')
-def llm(tiny_llm_path: Path) -> LLM:
-    return LLM(tiny_llm_path)
 
 
 @pytest.fixture(scope='module')

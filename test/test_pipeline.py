@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Tests for the assistant pipeline on the tiny random models: both modes end to end, latency
 accounting, streaming, the thread-safe adapter swap and the refusals of bad input.
 
@@ -10,7 +24,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,24 +41,6 @@ from tinyalign_ros.synth import synthesize
 
 LATENCY_KEYS = {'encode', 'project', 'first_token', 'total'}
 GEN = GenerationConfig(max_new_tokens=6)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory) -> WhisperEncoder:
-    return WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path_factory.mktemp('features'))
-
-
-@pytest.fixture(scope='module')
-def llm(tiny_llm_path: Path) -> LLM:
-    return LLM(tiny_llm_path)
 
 
 @pytest.fixture(scope='module')

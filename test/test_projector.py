@@ -1,3 +1,17 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Tests for the projectors: shapes per design and reduction, masking of padded frames, output
 scaling to the LLM's embedding norm, the token head over a (sub-)vocabulary and the CTC collapse
 that turns frames into the embeddings the aligned path injects.
@@ -9,8 +23,6 @@ about mechanics, which must hold exactly whatever the weights are.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,19 +43,6 @@ from tinyalign_ros.projector import (
 
 ENC = 64  # the tiny Whisper's width
 LLM_DIM = 64  # the tiny LLM's hidden size
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def llm(tiny_llm_path: Path) -> LLM:
-    return LLM(tiny_llm_path)
 
 
 def small(type_: str = 'bridgeformer', **changes) -> ProjectorConfig:
