@@ -38,7 +38,6 @@ from tinyalign_ros.train import (
     Progress,
     TrainConfig,
     TrainError,
-    bound_heap,
     build_vocab,
     cached,
     ctc_loss,
