@@ -12,13 +12,20 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Speech synthesis with espeak-ng and sox.
+"""Speech synthesis with three offline engines (espeak-ng, flite, festival) and sox.
 
 Synthetic speech is how the project gets training data for the base adapter and speech for its
-always-on tests without committing any recording: espeak-ng speaks, sox converts to 16 kHz mono.
-A corpus mixes several espeak-ng voices (accent + speaker variant), speaking rates and pitches so
-the projector does not learn one monotone voice; a few voices are kept out of the default list
-(:data:`HELDOUT_VOICES`) to measure how well training generalizes to an unheard speaker.
+always-on tests without committing any recording: an engine speaks, sox converts to 16 kHz mono.
+One engine is one way of making speech: a projector trained on espeak-ng's formant voices alone
+learns espeak-ng. A voice is named ``ENGINE:NAME``; a bare name is an espeak-ng voice (accent +
+speaker variant, e.g. ``en-us+f3``). ``flite:slt``, ``flite:awb`` and ``flite:rms`` are statistical
+voices built from recordings of real speakers, ``flite:kal16`` a diphone voice; ``festival:NAME``
+runs festival's ``text2wave`` (kal_diphone, ked_diphone, cmu_us_slt_arctic_hts).
+
+A corpus mixes engines, voices, speaking rates and pitches, and can add the conditions of
+:mod:`tinyalign_ros.augment` (noise, rooms, tempo); a few voices and the whole festival engine are
+kept out of the training lists (:data:`HELDOUT_VOICES`, :data:`UNSEEN_ENGINE_VOICES`) to measure
+how well training generalizes to an unheard speaker and an unheard synthesizer.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import random
 import re
 import shutil
 import subprocess
+import tempfile
+from dataclasses import asdict
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -40,6 +49,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
+
+from .augment import AugmentConfig, augment
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +78,15 @@ HELDOUT_VOICES: tuple[str, ...] = (
     'en-gb-x-rp+m6',
     'en-029+m7',
 )
+# flite voices used for training (all five that Debian's flite has but the 8 kHz kal; kal16 is the same
+# diphone speaker at 16 kHz), and the voice family kept out of training entirely: festival's voices.
+FLITE_VOICES: tuple[str, ...] = ('flite:slt', 'flite:awb', 'flite:rms', 'flite:kal16')
+UNSEEN_ENGINE_VOICES: tuple[str, ...] = (
+    'festival:ked_diphone',
+    'festival:kal_diphone',
+    'festival:cmu_us_slt_arctic_hts',
+)
+ENGINES: tuple[str, ...] = ('espeak', 'flite', 'festival')
 DEFAULT_RATES: tuple[int, ...] = (140, 160, 180)
 DEFAULT_PITCHES: tuple[int, ...] = (40, 50, 60)
 RATE_RANGE = (80, 450)  # words per minute that espeak-ng accepts
@@ -77,12 +97,28 @@ class SynthError(RuntimeError):
     """espeak-ng or sox is missing or failed, or a voice does not exist."""
 
 
-def require_tools() -> None:
+_ENGINE_TOOLS = {'espeak': 'espeak-ng', 'flite': 'flite', 'festival': 'text2wave'}
+_ENGINE_PACKAGES = {'espeak-ng': 'espeak-ng', 'flite': 'flite', 'text2wave': 'festival', 'sox': 'sox'}
+
+
+def split_voice(voice: str) -> tuple[str, str]:
+    """``'flite:slt'`` -> ``('flite', 'slt')``; a bare name is an espeak-ng voice."""
+    engine, sep, name = voice.partition(':')
+    if not sep:
+        return 'espeak', voice
+    if engine not in ENGINES:
+        raise SynthError(f'unknown speech engine {engine!r} in voice {voice!r} (engines: {", ".join(ENGINES)})')
+    return engine, name
+
+
+def require_tools(engines: Sequence[str] = ('espeak',)) -> None:
     """Fail with an actionable message when the synthesis tools are not installed."""
-    missing = [tool for tool in ('espeak-ng', 'sox') if shutil.which(tool) is None]
+    tools = ['sox', *(_ENGINE_TOOLS[e] for e in engines)]
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
+        packages = ' '.join(dict.fromkeys(_ENGINE_PACKAGES[t] for t in missing))
         raise SynthError(
-            f'missing {", ".join(missing)}: install with `apt-get install espeak-ng sox` '
+            f'missing {", ".join(missing)}: install with `apt-get install {packages}` '
             '(`make setup` does it for you)'
         )
 
@@ -146,17 +182,64 @@ def _checked_voice(voice: str) -> str:
 
 
 def check_voice(voice: str) -> str:
-    """Return ``voice`` if espeak-ng really has it, else raise :class:`SynthError` naming it.
+    """Return ``voice`` if its engine really has it, else raise :class:`SynthError` naming it.
 
     espeak-ng falls back without a word when a voice is a near miss or a ``+variant`` is unknown
     or does not apply to that base, which would quietly make a "multi-speaker" corpus
     single-speaker; so the base must be listed, must speak, and a variant must exist and change
-    the audio. Results are cached per process.
+    the audio. flite and festival voices must be listed by the engine. Results are cached per process.
     """
-    require_tools()
     if not isinstance(voice, str) or not voice.strip() or voice != voice.strip():
-        raise SynthError(f'bad espeak-ng voice name {voice!r}')
-    return _checked_voice(voice)
+        raise SynthError(f'bad voice name {voice!r}')
+    engine, name = split_voice(voice)
+    require_tools((engine,))
+    if engine == 'flite':
+        if name not in _flite_voices():
+            raise SynthError(f'flite has no voice {name!r} (`flite -lv` lists: {" ".join(sorted(_flite_voices()))})')
+        return voice
+    if engine == 'festival':
+        if name not in _festival_voices():
+            raise SynthError(f'festival has no voice {name!r} (installed: {" ".join(sorted(_festival_voices()))})')
+        return voice
+    return _checked_voice(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _flite_voices() -> frozenset[str]:
+    listing = subprocess.run(['flite', '-lv'], capture_output=True, text=True, check=False)
+    return frozenset(listing.stdout.split(':', 1)[-1].split())
+
+
+@functools.lru_cache(maxsize=1)
+def _festival_voices() -> frozenset[str]:
+    roots = [Path('/usr/share/festival/voices'), Path('/usr/lib/festival/voices')]
+    return frozenset(d.name for root in roots if root.is_dir() for lang in root.iterdir() if lang.is_dir()
+                     for d in lang.iterdir() if d.is_dir())
+
+
+def _engine_wav(text: str, voice: str, rate: int, pitch: int) -> bytes:
+    """Run the voice's engine; returns WAV bytes at the engine's own rate."""
+    engine, name = split_voice(voice)
+    if engine == 'espeak':
+        done = _espeak(text, name, rate, pitch)
+        if done.returncode != 0 or not done.stdout:
+            raise SynthError(f'espeak-ng failed for voice {voice!r}: {done.stderr.decode(errors="replace").strip()}')
+        return done.stdout
+    # Speaking rate as a duration stretch (175 wpm = the engines' normal pace); pitch is left to the
+    # voice (the statistical voices have no pitch knob; augmentation shifts pitch for every engine).
+    stretch = 175.0 / max(int(rate), 1)
+    with tempfile.TemporaryDirectory(prefix='tinyalign-tts-') as tmp:
+        wav = Path(tmp) / 'out.wav'
+        if engine == 'flite':
+            cmd = ['flite', '-voice', name, '--setf', f'duration_stretch={stretch:.3f}', '-t', text, '-o', str(wav)]
+            done = subprocess.run(cmd, capture_output=True, check=False)
+        else:
+            script = f"(voice_{name}) (Parameter.set 'Duration_Stretch {stretch:.3f})"
+            cmd = ['text2wave', '-eval', script, '-o', str(wav)]
+            done = subprocess.run(cmd, input=text.encode(), capture_output=True, check=False)
+        if done.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
+            raise SynthError(f'{engine} failed for voice {voice!r}: {done.stderr.decode(errors="replace").strip()}')
+        return wav.read_bytes()
 
 
 def synthesize(text: str, voice: str = 'en-us', rate: int = 160, pitch: int = 50) -> np.ndarray:
@@ -165,18 +248,15 @@ def synthesize(text: str, voice: str = 'en-us', rate: int = 160, pitch: int = 50
     ``rate`` is in words per minute and ``pitch`` in espeak's 0-99 scale; both vary the speaker
     so a corpus is not a single monotone voice.
     """
-    require_tools()
     if not text.strip():
         raise SynthError('cannot synthesize empty text')
     check_voice(voice)
-    espeak = _espeak(text, voice, rate, pitch)
-    if espeak.returncode != 0 or not espeak.stdout:
-        raise SynthError(f'espeak-ng failed for voice {voice!r}: {espeak.stderr.decode(errors="replace").strip()}')
+    wav = _engine_wav(text, voice, rate, pitch)
     sox = subprocess.run(
         # -D: no dither, so the same text and voice always give the same samples (sox's dither
         # noise is random and would break corpus determinism and resume checks).
         ['sox', '-D', '-t', 'wav', '-', '-t', 'wav', '-r', str(SAMPLE_RATE), '-c', '1', '-b', '16', '-'],
-        input=espeak.stdout, capture_output=True, check=False,
+        input=wav, capture_output=True, check=False,
     )
     if sox.returncode != 0:
         raise SynthError(f'sox failed: {sox.stderr.decode(errors="replace").strip()}')
@@ -235,6 +315,16 @@ def _plan(
     return plan
 
 
+def _seed_of(uid: str, seed: int) -> int:
+    return int(hashlib.sha256(f'{seed}\0{uid}'.encode()).hexdigest()[:12], 16)
+
+
+def _replay_condition(uid: str, seed: int, config: AugmentConfig) -> str:
+    """The condition a reused wav was made with: the same draws on a dummy signal name it."""
+    _, condition = augment(np.full(1600, 0.1, dtype=np.float32), random.Random(_seed_of(uid, seed)), config)
+    return condition
+
+
 def _is_complete_wav(path: Path) -> bool:
     try:
         info = sf.info(str(path))
@@ -243,11 +333,19 @@ def _is_complete_wav(path: Path) -> bool:
     return info.frames > 0 and info.samplerate == SAMPLE_RATE
 
 
-def _render(wav: Path, text: str, voice: str, rate: int, pitch: int) -> bool:
-    """Write one utterance unless a complete wav is already there; True when it synthesized."""
+def _render(wav: Path, text: str, voice: str, rate: int, pitch: int,
+            augment_config: AugmentConfig | None = None, augment_seed: int = 0) -> str | None:
+    """Write one utterance unless a complete wav is already there.
+
+    Returns the augmentation applied (``'clean'`` without augmentation), or None when the wav was
+    already there (a resumed run; the manifest then reads the condition back from the plan).
+    """
     if _is_complete_wav(wav):
-        return False
+        return None
     samples = synthesize(text, voice=voice, rate=rate, pitch=pitch)
+    condition = 'clean'
+    if augment_config is not None:
+        samples, condition = augment(samples, random.Random(augment_seed), augment_config)
     tmp = wav.with_name(f'.{wav.name}.{os.getpid()}.tmp')
     try:
         sf.write(str(tmp), samples, SAMPLE_RATE, subtype='PCM_16', format='WAV')
@@ -255,7 +353,7 @@ def _render(wav: Path, text: str, voice: str, rate: int, pitch: int) -> bool:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return True
+    return condition
 
 
 def synthesize_corpus(
@@ -269,6 +367,7 @@ def synthesize_corpus(
     max_words: int | None = None,
     workers: int = 2,
     progress: bool = True,
+    augment_config: AugmentConfig | None = None,
 ) -> Path:
     """Synthesize a corpus into ``out_dir/wavs/*.wav`` and ``out_dir/manifest.jsonl``; return the manifest.
 
@@ -276,12 +375,14 @@ def synthesize_corpus(
     deterministically from ``seed``. Sentences longer than ``max_words`` are dropped first.
     ``pitches`` defaults to :data:`DEFAULT_PITCHES`. The run is resumable: wavs are written
     atomically, complete ones are reused, and the manifest (which also records voice, rate and
-    pitch per utterance) is written last, so its presence means the corpus is whole. espeak-ng
+    pitch per utterance) is written last, so its presence means the corpus is whole. The engines
     and sox do the work in subprocesses, so a small thread pool (``workers``) parallelizes it.
+    ``augment_config`` adds one drawn condition (noise, room, tempo, ...) per utterance, seeded by
+    the utterance, and recorded in the manifest as ``aug``.
     """
     from tinyalign_ros.data import Item, write_manifest  # data does not import synth; no cycle
 
-    require_tools()
+    require_tools(tuple(dict.fromkeys(split_voice(v)[0] for v in voices)))
     pitches = list(DEFAULT_PITCHES if pitches is None else pitches)
     if max_words is not None:
         sentences = [s for s in sentences if len(s.split()) <= max_words]
@@ -308,12 +409,17 @@ def synthesize_corpus(
     wav_dir = out_dir / 'wavs'
     wav_dir.mkdir(parents=True, exist_ok=True)
     plan = _plan(sentences, voices, rates, pitches, n, seed)
+    if augment_config is not None:  # a different condition recipe must not reuse the old wavs
+        recipe = hashlib.sha256(repr(sorted(asdict(augment_config).items())).encode()).hexdigest()[:6]
+        plan = [(f'{uid}-a{recipe}', text, voice, rate, pitch) for uid, text, voice, rate, pitch in plan]
+    conditions: dict[str, str] = {}
     made = 0
     with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
         total=len(plan), desc='synthesizing', unit='utt', disable=not progress
     ) as bar:
         futures = {
-            pool.submit(_render, wav_dir / f'{uid}.wav', text, voice, rate, pitch): (uid, voice)
+            pool.submit(_render, wav_dir / f'{uid}.wav', text, voice, rate, pitch, augment_config,
+                        _seed_of(uid, seed)): (uid, voice)
             for uid, text, voice, rate, pitch in plan
         }
         pending = set(futures)
@@ -326,11 +432,16 @@ def synthesize_corpus(
                         other.cancel()
                     uid, voice = futures[future]
                     raise SynthError(f'synthesis of {uid} (voice {voice!r}) failed: {error}') from error
-                made += future.result()
+                condition = future.result()
+                if condition is not None:
+                    made += 1
+                    conditions[futures[future][0]] = condition
                 bar.update(1)
     log.info('corpus %s: %d synthesized, %d reused', out_dir, made, len(plan) - made)
-    items = [
-        Item(uid, wav_dir / f'{uid}.wav', text, {'voice': voice, 'rate': rate, 'pitch': pitch})
-        for uid, text, voice, rate, pitch in plan
-    ]
+    items = []
+    for uid, text, voice, rate, pitch in plan:
+        meta: dict[str, object] = {'voice': voice, 'rate': rate, 'pitch': pitch}
+        if augment_config is not None:
+            meta['aug'] = conditions.get(uid) or _replay_condition(uid, seed, augment_config)
+        items.append(Item(uid, wav_dir / f'{uid}.wav', text, meta))
     return write_manifest(items, out_dir / 'manifest.jsonl')
