@@ -12,69 +12,106 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The base-adapter recipe end to end on the tiny models: corpus synthesis with a sentence split,
-background encoding while training, evaluation on held-out voices, an adapter with its metadata,
-and continuing from that adapter."""
+"""The base-adapter recipe end to end on the tiny models: the recipe file as the one home of its
+defaults, multi-engine synthesis of the text mix with augmentation, held-out families (unseen voices,
+the unseen engine, noisy commands), background encoding while training, an open-vocabulary adapter
+with its metadata, and continuing from that adapter."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tinyalign_ros.adapter import load_adapter
-from tinyalign_ros.align import AlignRecipe, align, split_sentences
+from tinyalign_ros.align import AlignRecipe, RecipeError, align, load_recipe
+from tinyalign_ros.corpus import SOURCES
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import ProjectorConfig
 from tinyalign_ros.train import TrainConfig
 
-SENTENCES = ('Turn left at the red door now.', 'Bring me the small blue cup please.',
-             'The robot waits near the stairs.', 'Please move forward two steps.',
-             'Where is the charging station today?', 'Stop before the kitchen table.')
+TRAIN = {'questions': ['Where is the charging station today?', 'How many cups are on the table?'],
+         'commands': ['Turn left at the red door now.', 'Bring me the small blue cup please.'],
+         'wordnet': ['The robot waits near the stairs.'], 'fortunes': ['Please move forward two steps.'],
+         'lj': ['Stop before the kitchen table.'], 'chat': ['Hello there.']}
+HELD = {'questions': ['What colour is the sky at noon?'], 'commands': ['Open the gripper slowly.'],
+        'wordnet': ['The cat slept on the warm mat.'], 'fortunes': ['Every cloud has a silver lining.'],
+        'lj': ['The prisoner was taken away.'], 'chat': ['Good night.']}
 
 
-def test_split_is_deterministic_and_disjoint() -> None:
-    train_a, test_a = split_sentences(list(SENTENCES), 2, seed=3)
-    train_b, test_b = split_sentences(list(SENTENCES), 2, seed=3)
-    assert (train_a, test_a) == (train_b, test_b)
-    assert len(test_a) == 2 and not set(train_a) & set(test_a)
-    assert sorted(train_a + test_a) == sorted(SENTENCES)
+def _text_corpus(work: Path) -> None:
+    """A small built corpus in the layout `tinyalign corpus` writes (no WordNet needed)."""
+    folder = work / 'corpus' / 'text'
+    folder.mkdir(parents=True)
+    for source in SOURCES:
+        (folder / f'{source}.train.txt').write_text('\n'.join(TRAIN[source]) + '\n')
+        (folder / f'{source}.heldout.txt').write_text('\n'.join(HELD[source]) + '\n')
+    (folder / 'summary.json').write_text(json.dumps({'sources': {}}))
+
+
+def _recipe() -> AlignRecipe:
+    return AlignRecipe(mix={'questions': 3, 'commands': 3, 'wordnet': 1, 'fortunes': 1, 'lj': 1, 'chat': 1},
+                       train_voices=['en-us', 'flite:kal16'], train_rates=[160], train_pitches=[50],
+                       test_rates=[160], test_pitches=[50], n_test=2, n_eval=2)
+
+
+def test_the_shipped_recipe_is_the_default_and_unknown_keys_are_refused(tmp_path: Path) -> None:
+    recipe, train_, projector = load_recipe()
+    assert recipe == AlignRecipe()  # the dataclass reads its defaults from the same file
+    assert TrainConfig.from_dict(train_).objective == 'ctc' and projector['type'] in ('concat_mlp', 'bridgeformer')
+    assert any(v.startswith('flite:') for v in recipe.train_voices)
+    assert not any(v.startswith('festival:') for v in recipe.train_voices)  # the unseen engine stays unseen
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('recipe:\n  mixx: {}\n')
+    with pytest.raises(RecipeError, match='mixx'):
+        load_recipe(bad)
+    bad.write_text('train:\n  lr: -1\n')
+    with pytest.raises(RecipeError):
+        load_recipe(bad)
 
 
 def test_align_writes_an_adapter_and_can_continue_from_it(tiny_whisper_path: Path, tiny_llm_path: Path,
                                                           tmp_path: Path) -> None:
-    text = tmp_path / 'sentences.txt'
-    text.write_text('\n'.join(SENTENCES) + '\n')
-    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'work' / 'features')
+    work = tmp_path / 'work'
+    _text_corpus(work)
+    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=work / 'features')
     llm = LLM(tiny_llm_path)
-    recipe = AlignRecipe(n_test_sentences=2, max_words=10, train_rates=[160], train_pitches=[50],
-                         test_rates=[160], test_pitches=[50], n_eval=2)
-    config = TrainConfig(max_steps=4, eval_every=2, val_items=1, batch_size=2, warmup_steps=1)
+    recipe = _recipe()
+    config = TrainConfig(max_steps=4, eval_every=2, val_items=1, batch_size=2, warmup_steps=1, negatives=8,
+                         hard_negatives=2)
     projector_config = ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
                                        n_layers=1, n_heads=2, ff_dim=64)
     out = tmp_path / 'adapter'
-    meta = align(text, tmp_path / 'work', out, encoder, llm, recipe, config, projector_config,
+    meta = align(Path('unused.txt'), work, out, encoder, llm, recipe, config, projector_config,
                  log=lambda _msg: None, progress=False)
     projector, saved = load_adapter(out, encoder.identity, llm.identity, llm.embedding_matrix)
     assert saved['training']['steps'] == 4 and saved['training']['objective'] == 'ctc'
-    held = saved['metrics']['heldout_synthetic']
-    assert held['n'] == 2 and held['wer_nearest'] is not None and held['wer_cascade'] is not None
-    assert saved['data']['recipe']['n_test_sentences'] == 2 and meta['adapter_id'] == 'adapter'
-    # the held-out sentences never reach the training manifest
-    train_texts = (tmp_path / 'work' / 'corpus' / 'train' / 'manifest.jsonl').read_text()
-    test_texts = (tmp_path / 'work' / 'corpus' / 'test' / 'manifest.jsonl').read_text()
-    _, held_out = split_sentences(list(SENTENCES), 2, recipe.seed)
-    assert all(s in test_texts and s not in train_texts for s in held_out)
-    vocab = set(projector.vocab_ids.tolist())
+    assert set(saved['metrics']) == {'espeak_unseen_voices', 'festival_unseen_engine', 'noisy_commands'}
+    for family in saved['metrics'].values():
+        assert family['n'] == 2 and family['wer_nearest'] is not None and family['wer_cascade'] is not None
+    assert meta['adapter_id'] == 'adapter'
+    # the head is open: every token of the LLM, not only the training transcripts' tokens
+    assert projector.vocab_ids.tolist() == list(range(llm.embedding_matrix.shape[0]))
+    # held-out sentences and voices never reach a training manifest; noisy commands are augmented
+    train_lines = [json.loads(line) for m in (work / 'corpus' / 'train').glob('*/manifest.jsonl')
+                   for line in m.read_text().splitlines()]
+    assert len(train_lines) == 10 and all(item['aug'] for item in train_lines)
+    held = {s for texts in HELD.values() for s in texts}
+    assert not held & {item['text'] for item in train_lines}
+    noisy = [json.loads(line) for line in (work / 'corpus' / 'test' / 'noisy_commands' / 'manifest.jsonl')
+             .read_text().splitlines()]
+    assert all(item['aug'] != 'clean' and 'dB' in item['aug'] for item in noisy)
+    festival = (work / 'corpus' / 'test' / 'festival_unseen_engine' / 'manifest.jsonl').read_text()
+    assert all(json.loads(line)['voice'].startswith('festival:') for line in festival.splitlines())
 
     again = tmp_path / 'adapter2'
-    meta2 = align(text, tmp_path / 'work', again, encoder, llm, recipe, config, log=lambda _msg: None,
+    meta2 = align(Path('unused.txt'), work, again, encoder, llm, recipe, config, log=lambda _msg: None,
                   progress=False, init=out)
     continued, _ = load_adapter(again, encoder.identity, llm.identity, llm.embedding_matrix)
     assert meta2['initialized_from'] == str(out)
     assert continued.config.d_model == 32  # the adapter's own config, not the default
-    assert vocab <= set(continued.vocab_ids.tolist())
 
 
 def test_align_refuses_an_adapter_for_other_models(tiny_whisper_path: Path, tiny_llm_path: Path,
@@ -82,16 +119,14 @@ def test_align_refuses_an_adapter_for_other_models(tiny_whisper_path: Path, tiny
     from tinyalign_ros.adapter import AdapterError, save_adapter
     from tinyalign_ros.projector import build_projector
 
-    text = tmp_path / 'sentences.txt'
-    text.write_text('\n'.join(SENTENCES) + '\n')
-    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'work' / 'features')
+    work = tmp_path / 'work'
+    _text_corpus(work)
+    encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=work / 'features')
     llm = LLM(tiny_llm_path)
     foreign = tmp_path / 'foreign'
     projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
                                                 n_layers=1, n_heads=2, ff_dim=64))
     save_adapter(foreign, projector, {'llm': {'sha256': 'another-model', 'hidden_size': llm.hidden_size}})
-    recipe = AlignRecipe(n_test_sentences=2, max_words=10, train_rates=[160], train_pitches=[50],
-                         test_rates=[160], test_pitches=[50], n_eval=2)
     with pytest.raises(AdapterError, match='made for llm'):
-        align(text, tmp_path / 'work', tmp_path / 'out', encoder, llm, recipe, TrainConfig(max_steps=1),
+        align(Path('unused.txt'), work, tmp_path / 'out', encoder, llm, _recipe(), TrainConfig(max_steps=1),
               log=lambda _msg: None, progress=False, init=foreign)

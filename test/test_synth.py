@@ -102,8 +102,11 @@ def test_unknown_voice_raises_with_its_name(voice: str, message: str) -> None:
 def test_missing_tool_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     real_which = synth.shutil.which
     monkeypatch.setattr(synth.shutil, 'which', lambda tool: None if tool == 'sox' else real_which(tool))
-    with pytest.raises(SynthError, match='missing sox: install with `apt-get install espeak-ng sox`'):
+    with pytest.raises(SynthError, match='missing sox: install with `apt-get install sox`'):
         synthesize('hello')
+    monkeypatch.setattr(synth.shutil, 'which', lambda tool: None if tool in ('sox', 'flite') else real_which(tool))
+    with pytest.raises(SynthError, match='missing sox, flite: install with `apt-get install sox flite`'):
+        synthesize('hello', voice='flite:slt')
     with pytest.raises(SynthError, match='missing sox'):
         synthesize_corpus(SENTENCES, '/nonexistent/never-created', ['en-us'], [160])
 
@@ -193,3 +196,35 @@ def test_corpus_rejects_bad_voice_before_any_work(tmp_path: Path) -> None:
 def test_corpus_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _corpus(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize('voice', ['flite:slt', 'flite:kal16', 'festival:ked_diphone'])
+def test_other_engines_speak_at_16khz_and_follow_the_rate(voice: str) -> None:
+    slow = synthesize('Please bring me the red cup from the kitchen.', voice=voice, rate=120)
+    fast = synthesize('Please bring me the red cup from the kitchen.', voice=voice, rate=220)
+    assert slow.dtype == np.float32 and np.abs(slow).max() > 0.05
+    assert slow.size > 1.4 * fast.size  # the rate reaches the engine as a duration stretch
+
+
+def test_unknown_engine_voices_are_refused_by_name() -> None:
+    with pytest.raises(SynthError, match='flite has no voice'):
+        check_voice('flite:nobody')
+    with pytest.raises(SynthError, match='festival has no voice'):
+        check_voice('festival:nobody')
+    with pytest.raises(SynthError, match='unknown speech engine'):
+        check_voice('pico:en')
+
+
+def test_a_corpus_records_each_utterance_condition_and_reuses_it(tmp_path: Path) -> None:
+    from tinyalign_ros.augment import AugmentConfig
+
+    config = AugmentConfig(p_clean=0.0, p_noise=1.0)
+    manifest = synthesize_corpus(SENTENCES, tmp_path, ['en-us', 'flite:slt'], [160], n=4, augment_config=config,
+                                 progress=False)
+    first = manifest.read_text()
+    assert first.count('"aug": "') == 4 and 'dB' in first and '"flite:slt"' in first
+    again = synthesize_corpus(SENTENCES, tmp_path, ['en-us', 'flite:slt'], [160], n=4, augment_config=config,
+                              progress=False)
+    assert again.read_text() == first  # reused wavs report the same conditions
+    plain = synthesize_corpus(SENTENCES, tmp_path / 'plain', ['en-us'], [160], n=2, progress=False)
+    assert '"aug"' not in plain.read_text()

@@ -164,8 +164,31 @@ def test_encode_examples_stops_when_asked(tiny_whisper_path: Path, items: list[I
     assert encoder.encode_calls == 0 and cached(indexed, encoder) == []
 
 
-def test_target_text_is_normalized_with_a_leading_space() -> None:
-    assert target_text('Turn LEFT, now!') == ' turn left now'
+def test_target_text_is_written_as_people_write_with_a_leading_space() -> None:
+    assert target_text('How many legs does  a spider have?') == ' How many legs does a spider have?'
+    assert target_text(' Turn LEFT,\nnow! ') == ' Turn LEFT, now!'
+
+
+def test_an_open_vocabulary_covers_every_llm_row(examples: list[Example], llm: LLM) -> None:
+    n = llm.embedding_matrix.shape[0]
+    assert build_vocab(examples, n_vocab=n).tolist() == list(range(n))
+
+
+def test_hard_negatives_are_the_nearest_rows_and_join_each_sample(encoder: WhisperEncoder, llm: LLM,
+                                                                  examples: list[Example]) -> None:
+    from tinyalign_ros.train import neighbour_table
+
+    projector = new_projector(encoder, llm, build_vocab(examples, n_vocab=llm.embedding_matrix.shape[0]),
+                              ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
+                                              n_layers=1, n_heads=2, ff_dim=64))
+    table = projector.token_table
+    near = neighbour_table(projector, [5, 9], k=3, chunk=1)
+    sims = table[5] @ table.T
+    sims[5] = -2
+    assert near[5] == sims.topk(3).indices.tolist() and 5 not in near[5] and set(near) == {5, 9}
+    targets = torch.tensor([5, 9])
+    rows = sample_head_rows(targets, table.shape[0], 4, torch.Generator().manual_seed(0), near)
+    assert set(near[5]) | set(near[9]) | {5, 9} <= set(rows.tolist())
 
 
 def test_prepare_examples_needs_a_cache_and_transcripts(tiny_whisper_path: Path, items: list[Item], llm: LLM,

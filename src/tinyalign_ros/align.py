@@ -24,6 +24,8 @@ is seeded; the voices are :data:`tinyalign_ros.synth.HELDOUT_VOICES`).
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import random
 import threading
@@ -40,49 +42,134 @@ from .encoder import WhisperEncoder
 from .evaluate import evaluate
 from .llm import LLM
 from .projector import ProjectorConfig
-from .synth import DEFAULT_VOICES, HELDOUT_VOICES, read_sentences, synthesize_corpus
-from .train import Progress, TrainConfig, build_vocab, encode_examples, index_examples, new_projector, summarize, train
+from .augment import AugmentConfig
+from .corpus import SOURCES, CorpusConfig, build_corpus, read_corpus
+from .synth import DEFAULT_VOICES, FLITE_VOICES, HELDOUT_VOICES, UNSEEN_ENGINE_VOICES, synthesize_corpus
+from .train import Progress, TrainConfig, TrainError, build_vocab, encode_examples, index_examples, new_projector, summarize, train
+
+
+RECIPE_FILE = Path(__file__).parent / 'assets' / 'recipes' / 'align.yaml'
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(RECIPE_FILE.read_text(encoding='utf-8'))
+
+
+def _default(section: str, key: str) -> Any:
+    """A default read from the shipped recipe file, so the YAML is the one home of every value."""
+    return field(default_factory=lambda: copy.deepcopy(_shipped()[section][key]))
 
 
 @dataclass
 class AlignRecipe:
-    """The knobs of the base-adapter run (defaults = the shipped adapter)."""
+    """The knobs of the base-adapter run; every default is read from ``assets/recipes/align.yaml``.
 
-    max_words: int = 25
-    min_words: int = 3
-    n_test_sentences: int = 200
-    n_train: int | None = None  # None: every remaining sentence once
+    Half the training voices are flite's (built from recordings of real speakers); the festival
+    engine and three espeak-ng voices are never trained on (the held-out families).
+    """
+
+    mix: dict[str, int] = _default('recipe', 'mix')  # utterances per text source
+    train_voices: list[str] = _default('recipe', 'train_voices')
+    train_rates: list[int] = _default('recipe', 'train_rates')
+    train_pitches: list[int] = _default('recipe', 'train_pitches')
+    augment: bool = _default('recipe', 'augment')  # one drawn condition per training utterance
+    test_rates: list[int] = _default('recipe', 'test_rates')
+    test_pitches: list[int] = _default('recipe', 'test_pitches')
+    n_test: int = _default('recipe', 'n_test')  # utterances per held-out family
+    n_eval: int = _default('recipe', 'n_eval')  # of which scored at the end
+    seed: int = _default('recipe', 'seed')
     max_train_utterances: int | None = None  # use only the first N synthesized utterances
-    train_rates: list[int] = field(default_factory=lambda: [130, 155, 180, 205])
-    train_pitches: list[int] = field(default_factory=lambda: [35, 50, 65])
-    test_rates: list[int] = field(default_factory=lambda: [150, 175])
-    test_pitches: list[int] = field(default_factory=lambda: [45, 55])
-    seed: int = 0
-    n_eval: int = 100  # held-out synthetic utterances scored at the end
-    score_cascade: bool = True  # also transcribe them with Whisper (the reference; slow, and the same every run)
+    score_cascade: bool = True  # also transcribe the held-out sets with Whisper (slow, the same every run)
 
 
-def split_sentences(sentences: list[str], n_test: int, seed: int) -> tuple[list[str], list[str]]:
-    """(train, test) sentences; the test ones are never synthesized for training."""
-    order = list(range(len(sentences)))
-    random.Random(seed).shuffle(order)
-    test = [sentences[i] for i in order[:n_test]]
-    train_ = [sentences[i] for i in order[n_test:]]
-    return train_, test
+# The held-out families: unseen espeak-ng voices (clean), the unseen engine (festival, clean), and
+# held-out commands in noise and rooms spoken by both (the robot's everyday condition).
+NOISY = AugmentConfig(p_clean=0.0, p_noise=1.0, snr_db=(5.0, 20.0), p_reverb=0.6, p_gain=0.3, p_band=0.2)
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot describe a run (unknown keys, bad values)."""
+
+
+def load_recipe(path: str | Path | None = None) -> tuple[AlignRecipe, dict[str, Any], dict[str, Any]]:
+    """Read a recipe YAML (default: the shipped one): the recipe, and the training and projector settings.
+
+    The training and projector settings come back as dicts because the encoder and LLM widths that
+    complete a :class:`ProjectorConfig` are only known once the models are loaded.
+    """
+    import yaml
+
+    path = Path(path) if path is not None else RECIPE_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise RecipeError(f'cannot read recipe {path}: {error}') from error
+    unknown = sorted(set(data) - {'recipe', 'train', 'projector'})
+    if unknown:
+        raise RecipeError(f'{path}: unknown sections {unknown}')
+    fields_ = set(AlignRecipe.__dataclass_fields__)
+    bad = sorted(set(data.get('recipe') or {}) - fields_)
+    if bad:
+        raise RecipeError(f'{path}: unknown recipe settings {bad}')
+    train_ = dict(data.get('train') or {})
+    projector = dict(data.get('projector') or {})
+    try:
+        TrainConfig.from_dict(train_)
+        ProjectorConfig.from_dict(projector)
+        recipe = AlignRecipe(**(data.get('recipe') or {}))
+    except (TypeError, ValueError, TrainError) as error:
+        raise RecipeError(f'{path}: {error}') from error
+    return recipe, train_, projector
 
 
 def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int = 2,
-                  progress: bool = True) -> tuple[Path, Path]:
-    """Synthesize (or reuse) the training and held-out corpora; returns their manifests."""
-    sentences = read_sentences(text, max_words=recipe.max_words, min_words=recipe.min_words)
-    train_sents, test_sents = split_sentences(sentences, recipe.n_test_sentences, recipe.seed)
-    test_manifest = synthesize_corpus(test_sents, work_dir / 'test', list(HELDOUT_VOICES), rates=recipe.test_rates,
-                                      pitches=recipe.test_pitches, seed=recipe.seed + 1, workers=workers,
-                                      progress=progress)
-    train_manifest = synthesize_corpus(train_sents, work_dir / 'train', list(DEFAULT_VOICES),
-                                       rates=recipe.train_rates, pitches=recipe.train_pitches, n=recipe.n_train,
-                                       seed=recipe.seed, workers=workers, progress=progress)
-    return Path(train_manifest), Path(test_manifest)
+                  progress: bool = True, log: Callable[[str], None] = print) -> tuple[list[Path], dict[str, Path]]:
+    """Build the text corpus and synthesize (or reuse) the training mix and the held-out families.
+
+    Returns the training manifests (one per text source) and the held-out manifests by family.
+    """
+    text_dir = work_dir / 'text'
+    if not (text_dir / 'summary.json').is_file():
+        build_corpus(text_dir, text, CorpusConfig(seed=recipe.seed), log=log)
+    train_manifests = []
+    for k, (source, n) in enumerate(sorted(recipe.mix.items())):
+        if n <= 0:
+            continue
+        sentences = read_corpus(text_dir, source, 'train')
+        train_manifests.append(Path(synthesize_corpus(
+            sentences, work_dir / 'train' / source, list(recipe.train_voices), rates=recipe.train_rates,
+            pitches=recipe.train_pitches, n=n, seed=recipe.seed + 100 + k, workers=workers, progress=progress,
+            augment_config=AugmentConfig() if recipe.augment else None)))
+    held = _heldout_sentences(text_dir, recipe.seed)
+    commands = read_corpus(text_dir, 'commands', 'heldout')
+    families = {
+        'espeak_unseen_voices': (held, list(HELDOUT_VOICES), None),
+        'festival_unseen_engine': (held, list(UNSEEN_ENGINE_VOICES), None),
+        'noisy_commands': (commands, [*HELDOUT_VOICES, *UNSEEN_ENGINE_VOICES], NOISY),
+    }
+    test_manifests = {}
+    for k, (family, (sentences, voices, aug)) in enumerate(families.items()):
+        test_manifests[family] = Path(synthesize_corpus(
+            sentences, work_dir / 'test' / family, voices, rates=recipe.test_rates, pitches=recipe.test_pitches,
+            n=recipe.n_test, seed=recipe.seed + 1 + k, workers=workers, progress=progress, augment_config=aug))
+    return train_manifests, test_manifests
+
+
+def _heldout_sentences(text_dir: Path, seed: int) -> list[str]:
+    """Held-out sentences of every source, interleaved so each family hears all kinds of text."""
+    rng = random.Random(seed)
+    per_source = []
+    for source in SOURCES:
+        sentences = read_corpus(text_dir, source, 'heldout')
+        rng.shuffle(sentences)
+        per_source.append(sentences)
+    out = []
+    for row in zip(*per_source):
+        out.extend(row)
+    return out
 
 
 def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: LLM,
@@ -97,11 +184,16 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     recipe = recipe or AlignRecipe()
     train_config = train_config or TrainConfig()
     start = time.perf_counter()
-    train_manifest, test_manifest = build_corpora(text, work_dir / 'corpus', recipe, progress=progress)
+    train_manifests, test_manifests = build_corpora(text, work_dir / 'corpus', recipe, progress=progress, log=log)
     t_synth = time.perf_counter() - start
-    train_items = load_dataset(train_manifest)[: recipe.max_train_utterances]
-    test_items = load_dataset(test_manifest)[: recipe.n_eval]
-    log(f'corpus: {len(train_items)} training utterances, {len(test_items)} held-out ({t_synth:.0f} s)')
+    # Interleave the sources (a seeded shuffle): the first items are validated on and encoded
+    # first, and any prefix of the list (--max-utterances) is a sample of the whole mix.
+    train_items = [item for m in train_manifests for item in load_dataset(m)]
+    random.Random(recipe.seed).shuffle(train_items)
+    train_items = train_items[: recipe.max_train_utterances]
+    test_sets = {family: load_dataset(m)[: recipe.n_eval] for family, m in test_manifests.items()}
+    log(f'corpus: {len(train_items)} training utterances, held out: '
+        + ', '.join(f'{k} {len(v)}' for k, v in test_sets.items()) + f' ({t_synth:.0f} s)')
 
     examples = index_examples(train_items, encoder, llm)
     # Encode in a background thread; training starts on the first cached batches and each epoch
@@ -120,16 +212,15 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     encoder_thread = threading.Thread(target=encode_all, name='encode', daemon=True)
     encoder_thread.start()
 
-    vocab = build_vocab(examples)
+    vocab = build_vocab(examples, n_vocab=llm.embedding_matrix.shape[0])  # open vocabulary
     if init is not None:
         projector, init_meta = load_adapter(init, encoder.identity, llm.identity)
-        vocab = build_vocab(examples, projector.vocab_ids.tolist())
         projector.bind_llm(llm.embedding_matrix, vocab)
         log(f'continuing from adapter {init_meta.get("adapter_id", init)}')
     else:
         projector = new_projector(encoder, llm, vocab, projector_config)
     log(f'projector {projector.config.type}: {projector.n_parameters() / 1e6:.2f} M parameters, '
-        f'token head over {len(vocab)} training tokens')
+        f'token head over all {len(vocab)} LLM tokens')
     meta_base = {'encoder': encoder.identity, 'llm': llm.identity}
     train_log = _train_log(log)
 
@@ -152,9 +243,9 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
 
     metrics: dict[str, Any] = {}
     readings = ('nearest', 'cascade') if recipe.score_cascade else ('nearest',)
-    held = evaluate(test_items, encoder, llm, projector, readings)
-    metrics['heldout_synthetic'] = held.to_dict()
-    log(f'held-out synthetic: {json.dumps(metrics["heldout_synthetic"])}')
+    for family, items in test_sets.items():
+        metrics[family] = evaluate(items, encoder, llm, projector, readings).to_dict()
+        log(f'{family}: {json.dumps(metrics[family])}')
     if real_data is not None:
         real = evaluate(load_dataset(real_data), encoder, llm, projector, readings)
         metrics['real'] = real.to_dict()
@@ -164,8 +255,9 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         'adapter_id': out.name,
         'initialized_from': str(init) if init is not None else None,
         'training': summarize(result, train_config),
-        'data': {'corpus': 'espeak-ng synthesis of ljspeech_sentences.txt', 'n_train_utterances': len(examples),
-                 'voices': list(DEFAULT_VOICES), 'heldout_voices': list(HELDOUT_VOICES), 'recipe': asdict(recipe)},
+        'data': {'corpus': 'assistant text corpus (tinyalign corpus), espeak-ng + flite, augmented',
+                 'n_train_utterances': len(examples), 'voices': list(recipe.train_voices),
+                 'heldout_voices': [*HELDOUT_VOICES, *UNSEEN_ENGINE_VOICES], 'recipe': asdict(recipe)},
         'metrics': metrics,
         'seconds': {'synthesis': round(t_synth, 1), 'features': round(t_feats.get('done', -1.0), 1),
                     'training': round(result.seconds, 1), 'total': round(time.perf_counter() - start, 1)},
@@ -198,4 +290,4 @@ def _train_log(log: Callable[[str], None]) -> Callable[[Progress], None]:
     return report
 
 
-__all__ = ['AlignRecipe', 'align', 'build_corpora', 'split_sentences', 'Item']
+__all__ = ['AlignRecipe', 'align', 'build_corpora', 'load_recipe', 'RecipeError', 'NOISY', 'Item']

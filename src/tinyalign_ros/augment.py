@@ -100,7 +100,8 @@ def augment(samples: np.ndarray, rng: random.Random, config: AugmentConfig | Non
         parts.append(f'tempo{factor:.2f}')
     if rng.random() < config.p_pitch:
         cents = rng.uniform(*config.pitch_cents)
-        effects += ['pitch', f'{cents:.0f}']
+        # sox shifts pitch by resampling: bring the chain back to 16 kHz before any later filter.
+        effects += ['pitch', f'{cents:.0f}', 'rate', str(SAMPLE_RATE)]
         parts.append(f'pitch{cents:+.0f}')
     if rng.random() < config.p_reverb:
         reverberance = rng.uniform(*config.reverberance)

@@ -131,28 +131,44 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 # -- align ---------------------------------------------------------------------------------------
 def cmd_align(args: argparse.Namespace) -> int:
-    """Train the base adapter for an encoder/LLM pair from synthesized speech."""
+    """Train the base adapter for an encoder/LLM pair from synthesized speech.
+
+    Every default comes from the recipe file (the shipped one unless ``--recipe``); a flag given on
+    the command line overrides that one value.
+    """
     import dataclasses
 
-    from .align import AlignRecipe, align
+    from .align import align, load_recipe
     from .encoder import WhisperEncoder
     from .llm import LLM
     from .projector import ProjectorConfig
     from .train import TrainConfig, bound_heap
+
+    recipe, train_dict, projector_dict = load_recipe(args.recipe)
+    recipe.score_cascade = not args.no_cascade
+    for flag, name in (('max_utterances', 'max_train_utterances'), ('seed', 'seed')):
+        if getattr(args, flag) is not None:
+            setattr(recipe, name, getattr(args, flag))
+    for flag, name in (('objective', 'objective'), ('max_steps', 'max_steps'), ('batch_size', 'batch_size'),
+                       ('lr', 'lr'), ('seed', 'seed'), ('eval_every', 'eval_every'), ('negatives', 'negatives')):
+        if getattr(args, flag) is not None:
+            train_dict[name] = getattr(args, flag)
+    if args.minutes is not None:
+        train_dict['max_time_s'] = args.minutes * 60.0
+    for flag, name in (('projector', 'type'), ('reduction', 'reduction'), ('d_model', 'd_model'),
+                       ('layers', 'n_layers'), ('heads', 'n_heads'), ('ff_dim', 'ff_dim')):
+        if getattr(args, flag) is not None:
+            projector_dict[name] = getattr(args, flag)
 
     bound_heap()  # a long run of differently sized batches: keep the heap from creeping up
     work = Path(args.work_dir)
     encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
     # The LLM-free objectives need only the tokenizer and the embedding table (most of the memory
     # saved); the conventional one runs the whole LLM.
-    llm = LLM(args.llm, threads=args.threads, embeddings_only=args.objective != 'ce')
-    recipe = AlignRecipe(max_train_utterances=args.max_utterances, seed=args.seed, score_cascade=not args.no_cascade)
-    train_config = TrainConfig(objective=args.objective, max_time_s=args.minutes * 60.0, max_steps=args.max_steps,
-                               batch_size=args.batch_size, lr=args.lr, seed=args.seed, eval_every=args.eval_every,
-                               negatives=args.negatives)
-    projector_config = ProjectorConfig(type=args.projector, encoder_dim=encoder.d_model, llm_dim=llm.hidden_size,
-                                       d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                                       ff_dim=args.ff_dim, reduction=args.reduction)
+    train_config = TrainConfig.from_dict(train_dict)
+    llm = LLM(args.llm, threads=args.threads, embeddings_only=train_config.objective != 'ce')
+    projector_config = ProjectorConfig.from_dict({**projector_dict, 'encoder_dim': encoder.d_model,
+                                                  'llm_dim': llm.hidden_size})
     log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
     meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
                  real_data=Path(args.real) if args.real else None, log=log, progress=not args.json,
@@ -161,6 +177,20 @@ def cmd_align(args: argparse.Namespace) -> int:
                'recipe': dataclasses.asdict(recipe), 'train': meta['training']['config']}
     if args.json:
         _print_json(summary)
+    return 0
+
+
+# -- corpus --------------------------------------------------------------------------------------
+def cmd_corpus(args: argparse.Namespace) -> int:
+    """Build the assistant text corpus (deterministic for a seed) and print its summary."""
+    from .corpus import CorpusConfig, build_corpus
+
+    log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    summary = build_corpus(args.out, args.text, CorpusConfig(seed=args.seed), log=log)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f'{summary["distinct_train_sentences"]} distinct training sentences; coverage {summary["coverage"]}')
     return 0
 
 
@@ -449,32 +479,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser('align', help='train the base adapter from synthesized speech (LLM-free objective)')
-    p.add_argument('--text', type=Path, default=DEFAULT_DATA / 'text' / 'ljspeech_sentences.txt')
+    p.add_argument('--recipe', type=Path, help='recipe YAML (default: the shipped assets/recipes/align.yaml)')
+    p.add_argument('--text', type=Path, default=DEFAULT_DATA / 'text' / 'ljspeech_sentences.txt',
+                   help='the LJ Speech sentences, one of the corpus sources')
     p.add_argument('--work-dir', type=Path, default=Path('runs/align'), help='corpus and feature cache')
     p.add_argument('--out', type=Path, default=Path('runs/align/base_adapter'))
     p.add_argument('--real', type=Path, help='also score real recordings (LJ-Speech folder) at the end')
     p.add_argument('--init', type=Path, help='continue training from this adapter')
     p.add_argument('--no-cascade', action='store_true', help='skip the Whisper-transcription reference scores')
-    p.add_argument('--minutes', type=float, default=58.0, help='training time budget')
-    p.add_argument('--max-steps', type=int, default=20000)
+    p.add_argument('--minutes', type=float, help='training time budget (recipe: 75)')
+    p.add_argument('--max-steps', type=int)
     p.add_argument('--max-utterances', type=int, help='train on the first N synthesized utterances')
-    p.add_argument('--batch-size', type=int, default=16)
-    p.add_argument('--lr', type=float, default=1.5e-3)
-    p.add_argument('--eval-every', type=int, default=500)
-    p.add_argument('--objective', choices=['ctc', 'slots', 'ce'], default='ctc')
-    p.add_argument('--negatives', type=int, default=2048, help='ctc: vocabulary rows sampled per step (0 = all)')
-    p.add_argument('--projector', choices=['bridgeformer', 'concat_mlp', 'linear'], default='bridgeformer')
-    p.add_argument('--reduction', choices=['stack', 'mean', 'adaptive'], default='stack')
-    p.add_argument('--d-model', type=int, default=256)
-    p.add_argument('--layers', type=int, default=3)
-    p.add_argument('--heads', type=int, default=4)
-    p.add_argument('--ff-dim', type=int, default=1024)
+    p.add_argument('--batch-size', type=int)
+    p.add_argument('--lr', type=float)
+    p.add_argument('--eval-every', type=int)
+    p.add_argument('--objective', choices=['ctc', 'slots', 'ce'])
+    p.add_argument('--negatives', type=int, help='ctc: vocabulary rows sampled per step (0 = all)')
+    p.add_argument('--projector', choices=['bridgeformer', 'concat_mlp', 'linear'])
+    p.add_argument('--reduction', choices=['stack', 'mean', 'adaptive'])
+    p.add_argument('--d-model', type=int)
+    p.add_argument('--layers', type=int)
+    p.add_argument('--heads', type=int)
+    p.add_argument('--ff-dim', type=int)
     p.add_argument('--threads', type=int)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int)
     p.add_argument('--whisper')
     p.add_argument('--llm')
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_align)
+
+    p = sub.add_parser('corpus', help='build the assistant text corpus (questions, commands, chat, prose)')
+    p.add_argument('--out', type=Path, default=Path('runs/align/corpus/text'))
+    p.add_argument('--text', type=Path, default=DEFAULT_DATA / 'text' / 'ljspeech_sentences.txt',
+                   help='the LJ Speech sentences (one source among several)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser('bench-train', help='training cost per sample: LLM-free objective vs CE through the LLM')
     p.add_argument('--llm', help='model folder / .gguf, or a random-weight shape: 0.5b, 1b (default: embedded)')

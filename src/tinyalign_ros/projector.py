@@ -179,7 +179,10 @@ class Projector(nn.Module):
             raise ProjectorConfigError('adapter vocabulary refers to token ids outside this LLM')
         self.embed_norm = weight.norm(dim=1).mean()
         self.embed_mean = weight.mean(dim=0)
-        rows = weight[self.vocab_ids]
+        open_head = self.vocab_ids.numel() == weight.shape[0] and bool(
+            torch.equal(self.vocab_ids, torch.arange(weight.shape[0])))
+        # An open head shares the LLM's own table instead of copying it (113 MB for SmolLM2).
+        rows = weight if open_head else weight[self.vocab_ids]
         self.token_rows = rows
         self.token_table = F.normalize(rows - self.embed_mean, dim=1)
 

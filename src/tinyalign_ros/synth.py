@@ -234,8 +234,9 @@ def _engine_wav(text: str, voice: str, rate: int, pitch: int) -> bytes:
             cmd = ['flite', '-voice', name, '--setf', f'duration_stretch={stretch:.3f}', '-t', text, '-o', str(wav)]
             done = subprocess.run(cmd, capture_output=True, check=False)
         else:
-            script = f"(voice_{name}) (Parameter.set 'Duration_Stretch {stretch:.3f})"
-            cmd = ['text2wave', '-eval', script, '-o', str(wav)]
+            # text2wave evaluates only the first form of an -eval string: one -eval per form.
+            cmd = ['text2wave', '-eval', f'(voice_{name})', '-eval', f"(Parameter.set 'Duration_Stretch {stretch:.3f})",
+                   '-o', str(wav)]
             done = subprocess.run(cmd, input=text.encode(), capture_output=True, check=False)
         if done.returncode != 0 or not wav.is_file() or wav.stat().st_size <= 44:
             raise SynthError(f'{engine} failed for voice {voice!r}: {done.stderr.decode(errors="replace").strip()}')

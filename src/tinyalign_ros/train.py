@@ -51,7 +51,7 @@ from .audio import load_audio
 from .data import Item
 from .encoder import WhisperEncoder, n_feature_frames
 from .llm import LLM, PromptConfig
-from .metrics import normalize_text, wer
+from .metrics import wer
 from .projector import Projector, ProjectorConfig, build_projector
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
@@ -84,7 +84,8 @@ class TrainConfig:
     feature_dropout: float = 0.1
     min_lr_ratio: float = 0.05
     lora_rank: int = 0  # ce only: LoRA rank on the LLM's q/v projections (0 = frozen LLM)
-    negatives: int = 2048  # ctc only: vocabulary rows sampled per step besides the batch's own (0 = all)
+    negatives: int = 4096  # ctc only: vocabulary rows sampled per step besides the batch's own (0 = all)
+    hard_negatives: int = 8  # ctc only: nearest head rows of each target token added to every step's sample
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -138,9 +139,14 @@ class TrainResult:
 
 
 def target_text(text: str) -> str:
-    """What the projector learns to spell: the normalized transcript (case and punctuation are not
-    audible), with a leading space so every word gets the LLM's word-initial token."""
-    return ' ' + normalize_text(text)
+    """What the projector learns to spell: the transcript as people write it (cased, punctuated, a
+    question ends in "?"), with a leading space so the first word gets the LLM's word-initial token.
+
+    Case and punctuation are barely audible, but the LLM reads a cased, punctuated question far
+    better than a lowercase run of words, and the Whisper encoder's frames carry the context
+    (a rising question, a sentence start) that lets the head place them.
+    """
+    return ' ' + ' '.join(str(text).split())
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -200,11 +206,41 @@ def cached(examples: Sequence[Example], encoder: WhisperEncoder) -> list[Example
     return [ex for ex in examples if encoder.cache.path(ex.key).is_file()]
 
 
-def build_vocab(examples: Sequence[Example], extra_ids: Sequence[int] = ()) -> torch.Tensor:
-    """The token head's sub-vocabulary: every token id in the *training* transcripts (never the
-    evaluation ones), sorted. A smaller head is what makes each step cheap."""
+def build_vocab(examples: Sequence[Example], extra_ids: Sequence[int] = (), n_vocab: int | None = None) -> torch.Tensor:
+    """The token head's vocabulary, sorted.
+
+    With ``n_vocab`` (the LLM's embedding rows) the head is open: every token the LLM has, so an
+    adapter can emit any word, including words its training text never had. Training stays cheap
+    because each step normalises over a sample of rows (:func:`sample_head_rows`). Without it, the
+    tokens of the training transcripts (a closed head; kept for comparison and old adapters).
+    """
+    if n_vocab is not None:
+        return torch.arange(int(n_vocab), dtype=torch.long)
     ids = {i for ex in examples for i in ex.target_ids} | set(extra_ids)
     return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+def neighbour_table(projector: Projector, rows: Sequence[int], k: int, chunk: int = 2048) -> dict[int, list[int]]:
+    """For each head position in ``rows``, the ``k`` most similar other positions of the head.
+
+    These are the hard negatives of a sampled softmax over an open vocabulary: " The" against
+    " the", " cat" against " cats" and " cap". Uniform samples of 49k rows almost never contain
+    them, and a head never contrasted with them confuses them at inference, where all rows compete.
+    """
+    table = projector.token_table
+    rows = sorted(set(int(r) for r in rows))
+    out: dict[int, list[int]] = {}
+    if k <= 0 or not rows:
+        return out
+    with torch.no_grad():
+        for start in range(0, len(rows), chunk):
+            part = torch.tensor(rows[start: start + chunk], dtype=torch.long)
+            sims = table[part] @ table.T
+            sims[torch.arange(part.numel()), part] = -2.0
+            top = sims.topk(k, dim=1).indices
+            for r, nb in zip(part.tolist(), top.tolist()):
+                out[r] = nb
+    return out
 
 
 def length_batches(examples: Sequence[Example], batch_size: int, rng: random.Random) -> list[list[Example]]:
@@ -267,25 +303,32 @@ def bound_heap(mmap_threshold: int = 1 << 20) -> bool:
 
 # -- objectives ---------------------------------------------------------------------------------
 def sample_head_rows(target_rows: torch.Tensor, n_vocab: int, negatives: int,
-                     generator: torch.Generator | None = None) -> torch.Tensor | None:
-    """Vocabulary positions a CTC step scores: the batch's own tokens plus ``negatives`` others drawn
-    uniformly (a fresh draw each step, so every row is contrasted often). ``None`` = the whole head.
+                     generator: torch.Generator | None = None,
+                     neighbours: dict[int, list[int]] | None = None) -> torch.Tensor | None:
+    """Vocabulary positions a CTC step scores: the batch's own tokens, their nearest neighbours in
+    the head (hard negatives, see :func:`neighbour_table`) and ``negatives`` others drawn uniformly
+    (a fresh draw each step, so every row is contrasted often). ``None`` = the whole head.
 
     The head has no per-token weights, so sampling changes only which rows the softmax normalises
     over; inference still scores the whole vocabulary.
     """
     if negatives <= 0 or negatives + target_rows.numel() >= n_vocab:
         return None
-    drawn = torch.randperm(n_vocab, generator=generator)[:negatives]
-    return torch.unique(torch.cat([target_rows, drawn]))  # sorted, which searchsorted needs
+    parts = [target_rows, torch.randperm(n_vocab, generator=generator)[:negatives]]
+    if neighbours:
+        near = [n for r in torch.unique(target_rows).tolist() for n in neighbours.get(r, ())]
+        if near:
+            parts.append(torch.tensor(near, dtype=torch.long))
+    return torch.unique(torch.cat(parts))  # sorted, which searchsorted needs
 
 
 def ctc_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch: Sequence[Example],
              vocab_index: dict[int, int], negatives: int = 0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+             generator: torch.Generator | None = None,
+             neighbours: dict[int, list[int]] | None = None) -> torch.Tensor:
     """CTC over the token head; with ``negatives`` > 0 the softmax covers a sampled sub-vocabulary."""
     target_rows = torch.tensor([vocab_index[i] for ex in batch for i in ex.target_ids], dtype=torch.long)
-    rows = sample_head_rows(target_rows, int(projector.vocab_ids.numel()), negatives, generator)
+    rows = sample_head_rows(target_rows, int(projector.vocab_ids.numel()), negatives, generator, neighbours)
     out = projector(x, lengths, head_rows=rows)
     log_probs = out.logits.log_softmax(dim=-1).transpose(0, 1)  # [T', B, 1+V]
     targets = ((target_rows if rows is None else torch.searchsorted(rows, target_rows)) + 1).to(log_probs.device)
@@ -385,6 +428,10 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
         missing = {i for ex in examples for i in ex.target_ids} - set(vocab_index)
         if missing:
             raise TrainError(f'{len(missing)} training token ids are outside the projector vocabulary')
+    neighbours = None
+    if config.objective == 'ctc' and config.negatives > 0 and config.hard_negatives > 0:
+        neighbours = neighbour_table(projector, [vocab_index[i] for ex in examples for i in ex.target_ids],
+                                     config.hard_negatives)
     lora_params: list[torch.nn.Parameter] = []
     if config.objective == 'ce' and config.lora_rank > 0:
         lora_params = _add_lora(llm, config.lora_rank)
@@ -421,7 +468,7 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
             for group in optim.param_groups:
                 group['lr'] = lr_at(step, config, elapsed)
             if config.objective == 'ctc':
-                loss = ctc_loss(projector, x, lengths, batch, vocab_index, config.negatives, head_gen)
+                loss = ctc_loss(projector, x, lengths, batch, vocab_index, config.negatives, head_gen, neighbours)
             elif config.objective == 'slots':
                 loss = slots_loss(projector, x, lengths, batch, llm.embedding_matrix, pad_id)
             else:
@@ -494,6 +541,6 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
             'n_train': result.n_train, 'n_val': result.n_val, 'history': result.history}
 
 
-__all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples',
+__all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples', 'neighbour_table',
            'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector',
            'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows', 'bound_heap']
