@@ -351,7 +351,7 @@ def full_disk_after(monkeypatch: pytest.MonkeyPatch, budget: int) -> None:
 
 
 def test_a_full_disk_while_saving_recordings_says_so_and_where(store: AdapterStore,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     store.save_recordings('ann', [Recording(tone(0.4), 'kept before')], 's0')
     full_disk_after(monkeypatch, 20000)  # the first recording's files fit, the second's wav does not
     with pytest.raises(OSError) as raised:
@@ -371,7 +371,7 @@ def test_a_full_disk_while_saving_recordings_says_so_and_where(store: AdapterSto
 
 
 def test_recordings_written_before_a_crash_keep_their_transcripts(store: AdapterStore,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     store.save_recordings('ann', [Recording(tone(), 'first session')], 's0')
 
     def killed(*_args: Any, **_kwargs: Any) -> None:
@@ -383,8 +383,8 @@ def test_recordings_written_before_a_crash_keep_their_transcripts(store: Adapter
                                       Recording(tone(0.7), 'stop right there', '', {'source': 'record'})], 's1')
     monkeypatch.undo()
     kept = AdapterStore(store.root).recordings('ann')
-    assert sorted((i.id, i.text) for i in kept) == [('enroll1', 'please turn left'), ('s0-0000', 'first session'),
-                                                   ('s1-0001', 'stop right there')]
+    assert sorted((i.id, i.text) for i in kept) == [
+        ('enroll1', 'please turn left'), ('s0-0000', 'first session'), ('s1-0001', 'stop right there')]
     assert all(i.meta.get('source') in (None, 'record') and Path(i.audio).is_file() for i in kept)
     # The next save writes them into the manifest and drops the side files.
     store.save_recordings('ann', [Recording(tone(0.8), 'third')], 's2')
@@ -403,8 +403,14 @@ def test_temporary_files_are_cleaned_when_the_store_is_opened(store: AdapterStor
               operator / 'versions' / 'v1' / '.personalization.png.tmp.png']
     for path in debris:
         path.write_bytes(b'partial')
+    runs = store.root / '.work' / 'runs' / 'ann-s1'
+    runs.mkdir(parents=True)
+    debris += [runs / '.personalization.png.tmp.png', runs / '.run.json.q1w2.tmp']
+    for path in debris[-2:]:
+        path.write_bytes(b'partial')
     old = time.time() - 3600
-    os.utime(debris[-1], (old, old))
+    for path in (operator / 'versions' / 'v1' / '.personalization.png.tmp.png', *debris[-2:]):
+        os.utime(path, (old, old))
     fresh_plot = operator / 'versions' / 'v1' / '.other.png.tmp.png'  # maybe a plot being written right now
     fresh_plot.write_bytes(b'partial')
     AdapterStore(store.root)

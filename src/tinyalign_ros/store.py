@@ -197,6 +197,7 @@ class AdapterStore:
         for operator_id in self.operators():
             with contextlib.suppress(OSError), self._locked(operator_id):
                 self._sweep(operator_id)
+        self._sweep_runs()
 
     # -- paths ------------------------------------------------------------------------------------
     def operator_dir(self, operator_id: str) -> Path:
@@ -313,6 +314,18 @@ class AdapterStore:
                     continue
                 if tmp.is_file() or tmp.is_symlink():
                     tmp.unlink(missing_ok=True)
+
+    def _sweep_runs(self) -> None:
+        """Old temporary records and plots of runs under the default work folder (``<root>/.work``);
+        only old ones, since these are written without the store's lock."""
+        runs = self.root / '.work' / 'runs'
+        if runs.is_symlink() or not runs.is_dir():
+            return
+        for pattern in ('*/.*.tmp', '*/.*.tmp.png'):
+            for tmp in runs.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if tmp.is_file() and time.time() - tmp.lstat().st_mtime >= _PLOT_GRACE_S:
+                        tmp.unlink()
 
     def _repair(self, operator_id: str) -> dict[str, Any]:
         """Clean the versions folder and make the state point only at complete versions."""
