@@ -141,7 +141,11 @@ def _weights_ok(path: Path, meta: dict[str, Any]) -> bool:
     with _VERIFIED_LOCK:
         known = _VERIFIED.get(key)
     if known is None:
-        problem = weights_problem(path, meta)
+        try:
+            problem = weights_problem(path, meta)
+        except OSError as exc:  # unreadable right now: not usable, but not remembered as damaged either
+            log.warning('cannot read the weights of %s: %s', path, exc)
+            return False
         if problem is not None:
             log.warning('adapter %s is damaged: %s', path, problem)
         known = problem is None
