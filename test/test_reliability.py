@@ -364,7 +364,8 @@ def test_a_full_disk_while_saving_recordings_says_so_and_where(store: AdapterSto
     assert 'System error' not in message
     kept = AdapterStore(store.root).recordings('ann')
     assert sorted(i.text for i in kept) == ['kept before', 'one']  # nothing lost, nothing half-written
-    assert not [p for p in (store.recordings_dir('ann') / 'wavs').iterdir() if p.name.startswith('.')]
+    wavs = sorted(p.name for p in (store.recordings_dir('ann') / 'wavs').iterdir())
+    assert wavs == ['s0-0000.wav', 's1-0000.json', 's1-0000.wav'], wavs  # no temp file, no lone transcript
 
 
 # ------------------------------------------------------------------ 7: debris after a crash

@@ -572,6 +572,8 @@ class AdapterStore:
                     _write_sidecar(item)
                     _write_wav(item.audio, pcm)
                 except OSError as exc:
+                    with contextlib.suppress(OSError):  # no transcript without its recording
+                        item.audio.with_suffix('.json').unlink(missing_ok=True)
                     raise self._write_error(exc, item.audio, f'recording {item_id}', len(new)) from exc
                 by_id[item_id], by_sha[sha] = item, item
                 new.append(item)
