@@ -255,8 +255,9 @@ def test_a_failure_while_writing_keeps_the_previous_adapter(llm: LLM, tmp_path: 
         raise OSError(28, 'No space left on device')
 
     monkeypatch.setattr(adapter_module, 'save_file', half_written)
-    with pytest.raises(OSError, match='No space'):
+    with pytest.raises(OSError, match='No space') as raised:
         save_adapter(path, projector_for(llm, seed=2), meta_for(llm, version=2))
+    assert raised.value.errno == 28 and 'the disk is full' in str(raised.value) and str(tmp_path) in str(raised.value)
     monkeypatch.undo()
     _, meta = load_adapter(path)
     assert meta['version'] == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -124,6 +125,38 @@ def test_missing_audio_exits_2_with_one_line(capsys: pytest.CaptureFixture, tmp_
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith('tinyalign respond: error:') and 'nothing.wav' in lines[0]
+
+
+def test_absurd_float_audio_exits_2_with_one_line(capsys: pytest.CaptureFixture, tmp_path: Path,
+                                                  models: list[str]) -> None:
+    """A float wav peaking at 1e30 used to be answered with "" (NaN inside Whisper)."""
+    samples = np.zeros(8000, np.float32)
+    samples[100] = 1e30
+    sf.write(str(tmp_path / 'loud.wav'), samples, 16000, subtype='FLOAT')
+    code, out, err = run(capsys, ['respond', str(tmp_path / 'loud.wav'), '--json', *models])
+    assert code == 2 and out == ''
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and 'within [-1, 1]' in lines[0], lines
+
+
+def test_adapters_refuses_bad_operator_ids_and_foreign_versions_in_one_line(capsys: pytest.CaptureFixture,
+                                                                            tmp_path: Path) -> None:
+    store = tmp_path / 'store'
+    code, out, err = run(capsys, ['adapters', 'list', '--operator', 'alice\n', '--store', str(store), '--json'])
+    assert code == 2 and out == '' and len(err.strip().splitlines()) == 1 and 'not allowed' in err
+    assert not store.exists() or list(store.iterdir()) == []
+    torch.manual_seed(0)
+    tiny = build_projector(ProjectorConfig(encoder_dim=8, llm_dim=8, d_model=8, n_layers=1, n_heads=2, ff_dim=16))
+    save_adapter(store / 'bob' / 'versions' / 'own', tiny, {'created': '2024-01-01T00:00:00'})
+    foreign = save_adapter(tmp_path / 'elsewhere' / 'foreign', tiny, {})
+    (store / 'bob' / 'versions' / 'foreign').symlink_to(foreign, target_is_directory=True)
+    code, out, err = run(capsys, ['adapters', 'activate', '--operator', 'bob', '--adapter-id', 'foreign',
+                                  '--store', str(store), '--json'])
+    assert code == 2 and out == '' and len(err.strip().splitlines()) == 1 and 'kept: own' in err, err
+    code, out, err = run(capsys, ['adapters', 'activate', '--operator', 'bob', '--adapter-id', 'own',
+                                  '--store', str(store), '--json'])
+    assert code == 0 and json.loads(out)['active'] == 'own'
+    assert [v['adapter_id'] for v in json.loads(out)['versions']] == ['own']
 
 
 def test_bad_config_exits_2_naming_the_key(capsys: pytest.CaptureFixture, tmp_path: Path, wav: Path,

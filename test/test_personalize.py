@@ -23,7 +23,10 @@ they do learn these four sentences well enough for the gate to see a real differ
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,13 +38,15 @@ import pytest
 import soundfile as sf
 import torch
 
+import tinyalign_ros.store as store_module
 from tinyalign_ros import personalize as pz
 from tinyalign_ros.adapter import load_adapter, read_metadata, save_adapter
 from tinyalign_ros.data import Item, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.nodes.job_interface import (PHASES, AdapterStore as StoreProtocol, BackendContext, Limits,
-                                               PersonalizeJob, PersonalizeRequest, Progress, TrainingOptions,
+from tinyalign_ros.nodes.job_interface import (CANCEL_TOO_LATE, GOAL_CANCELED, GOAL_SUCCEEDED, PHASES,
+                                               AdapterStore as StoreProtocol, BackendContext, Limits, PersonalizeJob,
+                                               PersonalizeRequest, Progress, TrainingOptions, goal_status,
                                                load_backend)
 from tinyalign_ros.personalize import Models, PersonalizationJob, PersonalizeConfig, PersonalizeError, gate
 from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
@@ -234,12 +239,149 @@ def test_cancel_in_every_phase_keeps_the_previous_adapter(
     result = run(job, request(operator_data), recorder)
     assert recorder.cancel.is_set(), f'never reached {point}'
     assert not result.success and not result.accepted and 'cancelled' in result.message, result.message
+    assert result.canceled and not result.cancel_too_late and goal_status(result, True)[0] == GOAL_CANCELED
     assert time.monotonic() - started < 30
     assert store.active('ann').adapter_id == previous.adapter_id == loads(store, 'ann', llm, encoder)
     assert [v.adapter_id for v in store.versions('ann')] == ['previous']
     assert store.mode('ann') == 'cascade'  # nothing about the operator changed
     if point != 'recording':
         assert len(store.recordings('ann')) == 12  # the speech was saved before anything else
+
+
+def _previous(store: AdapterStore, base: Projector, encoder: WhisperEncoder, llm: LLM) -> str:
+    version = store.add('ann', base, {'encoder': encoder.identity, 'llm': llm.identity}, adapter_id='previous')
+    store.set_mode('ann', 'cascade', {'why': 'test'})
+    return version.adapter_id
+
+
+@pytest.mark.parametrize('gate_says', [True, False])
+def test_a_cancel_while_the_store_saves_changes_nothing(
+        gate_says: bool, models: Models, base: Projector, llm: LLM, encoder: WhisperEncoder, operator_data: Path,
+        work_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel arrives in the middle of the store's save (after the adapter folder is complete,
+    before the switch): the store must not switch, and the result must say CANCELED."""
+    store = AdapterStore(tmp_path / 'store')
+    previous = _previous(store, base, encoder, llm)
+    recorder = Recorder()
+    real_save = store_module.save_adapter
+    real_repair = store._repair
+
+    def save_then_cancel(*args: Any, **kwargs: Any) -> Path:
+        path = real_save(*args, **kwargs)
+        recorder.cancel.set()
+        return path
+
+    def repair_then_cancel(operator_id: str) -> dict:  # the rejected path: cancel inside set_mode's lock
+        state = real_repair(operator_id)
+        if recorder.reports and recorder.reports[-1][1].phase == 'saving':
+            recorder.cancel.set()
+        return state
+
+    monkeypatch.setattr(store_module, 'save_adapter', save_then_cancel)
+    monkeypatch.setattr(store, '_repair', repair_then_cancel)
+    monkeypatch.setattr(pz, 'gate', lambda *_a: (gate_says, 'decided by the test'))
+    result = run(PersonalizationJob(models, store, config(work_dir)), request(operator_data), recorder)
+    monkeypatch.undo()
+    assert recorder.cancel.is_set()
+    assert result.canceled and not result.success and not result.cancel_too_late, result.message
+    assert goal_status(result, cancel_requested=True)[0] == GOAL_CANCELED
+    assert store.active('ann').adapter_id == previous == loads(store, 'ann', llm, encoder)
+    assert [v.adapter_id for v in store.versions('ann')] == ['previous'] and store.mode('ann') == 'cascade'
+    assert sorted(p.name for p in store.versions_dir('ann').iterdir()) == ['previous']
+
+
+@pytest.mark.parametrize('gate_says', [True, False])
+def test_a_cancel_after_the_switch_is_too_late_and_says_so(
+        gate_says: bool, models: Models, base: Projector, llm: LLM, encoder: WhisperEncoder, operator_data: Path,
+        work_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel arrives just after the store switched: the run SUCCEEDS, the result says the
+    cancel came too late, and the store, the result and the goal state agree."""
+    store = AdapterStore(tmp_path / 'store')
+    previous = _previous(store, base, encoder, llm)
+    recorder = Recorder()
+    real_write = store._write_state
+
+    def write_then_cancel(operator_id: str, state: dict) -> None:
+        real_write(operator_id, state)
+        if recorder.reports and recorder.reports[-1][1].phase == 'saving':
+            recorder.cancel.set()
+
+    monkeypatch.setattr(store, '_write_state', write_then_cancel)
+    monkeypatch.setattr(pz, 'gate', lambda *_a: (gate_says, 'decided by the test'))
+    result = run(PersonalizationJob(models, store, config(work_dir)), request(operator_data), recorder)
+    monkeypatch.undo()
+    assert recorder.cancel.is_set()
+    assert result.success and result.accepted == gate_says and result.cancel_too_late, result.message
+    assert not result.canceled and result.message.endswith(CANCEL_TOO_LATE)
+    status, message = goal_status(result, cancel_requested=True)
+    assert status == GOAL_SUCCEEDED and message.count(CANCEL_TOO_LATE) == 1
+    if gate_says:
+        assert store.active('ann').adapter_id == result.adapter_id != previous
+        assert loads(store, 'ann', llm, encoder) == result.adapter_id and store.mode('ann') == result.mode
+    else:
+        assert store.active('ann').adapter_id == previous and result.adapter_id == ''
+
+
+def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    shown = [r for r in caplog.records if r.exc_info]
+    assert not shown, [r.getMessage() for r in shown]
+
+
+def test_bad_files_in_the_folder_are_skipped_and_reported(
+        models: Models, speech: dict, work_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = dataset(tmp_path / 'data', speech)
+    lines = (folder / 'manifest.jsonl').read_text().splitlines()
+    (folder / 'noise.wav').write_bytes(b'not audio' * 100)
+    (folder / 'empty.wav').write_bytes(b'')
+    lines += [json.dumps({'id': 'noise', 'audio': 'noise.wav', 'text': 'noise'}),
+              json.dumps({'id': 'empty', 'audio': 'empty.wav', 'text': 'empty'}),
+              json.dumps({'id': 'gone', 'audio': 'gone.wav', 'text': 'gone'}),
+              json.dumps({'id': 'badtext', 'audio': 'noise.wav', 'text': ['not', 'text']})]
+    (folder / 'manifest.jsonl').write_text('\n'.join(lines) + '\n')
+    caplog.set_level(logging.INFO)
+    store = AdapterStore(tmp_path / 'store')
+    result = run(PersonalizationJob(models, store, config(work_dir, max_steps=2)), request(folder))
+    assert result.success, result.message
+    assert len(result.skipped) == 4 and '4 input(s) skipped' in result.message, result.message
+    assert result.n_train + result.n_holdout == 12 and len(store.recordings('ann')) == 12
+    _no_tracebacks(caplog)
+
+
+def test_only_bad_files_fail_with_one_line_and_no_traceback(
+        models: Models, work_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / 'data'
+    folder.mkdir()
+    (folder / 'a.wav').write_bytes(b'RIFF garbage')
+    (folder / 'b.wav').write_bytes(b'')
+    (folder / 'manifest.jsonl').write_text(json.dumps({'id': 'a', 'audio': 'a.wav', 'text': 'a'}) + '\n'
+                                           + json.dumps({'id': 'b', 'audio': 'b.wav', 'text': 'b'}) + '\n')
+    caplog.set_level(logging.INFO)
+    result = run(PersonalizationJob(models, AdapterStore(tmp_path / 'store'), config(work_dir)), request(folder))
+    assert not result.success and 'no operator speech' in result.message and len(result.skipped) == 2, result.message
+    _no_tracebacks(caplog)
+
+
+def test_a_full_disk_while_saving_recordings_is_said_in_words(
+        models: Models, base: Projector, llm: LLM, encoder: WhisperEncoder, operator_data: Path, work_dir: Path,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    store = AdapterStore(tmp_path / 'store')
+    previous = _previous(store, base, encoder, llm)
+    real_write = os.write
+
+    def full(fd: int, data: Any) -> int:
+        if os.readlink(f'/proc/self/fd/{fd}').startswith(str(store.root)):
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, 'write', full)
+    caplog.set_level(logging.INFO)
+    result = run(PersonalizationJob(models, store, config(work_dir)), request(operator_data))
+    monkeypatch.undo()
+    assert not result.success and 'recording' in result.message, result.message
+    assert 'the disk is full' in result.message and str(store.recordings_dir('ann')) in result.message
+    assert 'adapter previous stays active' in result.message and 'System error' not in result.message
+    assert store.active('ann').adapter_id == previous
+    _no_tracebacks(caplog)
 
 
 def test_a_failed_run_keeps_the_recordings_and_the_previous_adapter(

@@ -17,15 +17,23 @@
 An adapter is a folder holding ``adapter.safetensors`` (the projector's weights; tensors only, so
 loading never unpickles anything) and ``adapter.json`` (what it was made for and how well it did:
 encoder and LLM identity, projector type and config, training data summary, metrics). The folder is
-written under a temporary name and renamed into place, so a crash or a full disk never leaves a
-half-written adapter where a loader would find it.
+written under a temporary name, flushed to the disk and renamed into place, so a crash, a power loss
+or a full disk never leaves a half-written adapter where a loader would find it.
+
+An adapter is also data from outside the process (copied between robots, restored from backups),
+so loading checks more than the format: the weights file must have the size and SHA-256 written in
+the metadata (a truncated or altered file is refused, not loaded as whatever survived), every
+float weight must be finite and have a float type, and the vocabulary must be valid token ids. A
+broken adapter that loaded would otherwise answer every question with an empty string.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 import time
 import uuid
@@ -35,11 +43,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .durable import disk_full_message, fsync_dir, fsync_tree, is_disk_full
 from .projector import Projector, ProjectorConfigError, build_projector
 
 FORMAT_VERSION = 1
 WEIGHTS = 'adapter.safetensors'
 METADATA = 'adapter.json'
+WEIGHTS_KEY = 'weights'  # metadata entry: {'bytes': size of WEIGHTS, 'sha256': its digest}
+_HASH_CHUNK = 1 << 20
 
 
 class AdapterError(RuntimeError):
@@ -77,6 +88,7 @@ def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any
     old = None
     try:
         save_file(tensors, str(tmp / WEIGHTS), metadata={'format': 'tinyalign_ros-adapter'})
+        meta[WEIGHTS_KEY] = {'bytes': (tmp / WEIGHTS).stat().st_size, 'sha256': file_sha256(tmp / WEIGHTS)}
         with open(tmp / METADATA, 'w', encoding='utf-8') as f:
             json.dump(meta, f, indent=2, sort_keys=True, default=str)
             f.flush()
@@ -85,18 +97,73 @@ def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any
         os.chmod(tmp, 0o755)
         for name in (WEIGHTS, METADATA):
             os.chmod(tmp / name, 0o644)
+        fsync_tree(tmp)  # the files' data reaches the disk before the name that publishes them
         if path.exists():
             old = path.with_name(f'.{path.name}.old-{uuid.uuid4().hex[:6]}')
             os.replace(path, old)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and old.exists() and not path.exists():
             os.replace(old, path)  # the new one never arrived: put the previous adapter back
+        if is_disk_full(exc):
+            raise OSError(exc.errno, f'{disk_full_message(path.parent, f"adapter {path.name}")} '
+                          f'({exc.strerror})') from exc
         raise
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (weights can be tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_problem(path: str | Path, meta: dict[str, Any], checksum: bool = True) -> str | None:
+    """Why the weights file of the adapter at ``path`` cannot be trusted, or None when it can.
+
+    Always checked: a regular file (not a symlink), a well-formed safetensors header whose data
+    ends exactly at the end of the file (so truncation is caught even in adapters written before
+    checksums were recorded), and the size recorded in the metadata. With ``checksum`` also the
+    recorded SHA-256.
+    """
+    file = Path(path) / WEIGHTS
+    if file.is_symlink() or not file.is_file():
+        return f'{file} is not a regular file'
+    size = file.stat().st_size
+    try:
+        with open(file, 'rb') as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f'{file} is truncated ({size} bytes)'
+            (n,) = struct.unpack('<Q', head)
+            if n > size - 8:
+                return f'{file} is truncated (its header needs {n} bytes, the file has {size})'
+            header = json.loads(f.read(n).decode('utf-8'))
+    except (OSError, ValueError) as exc:
+        return f'{file} has a damaged header: {exc}'
+    ends = [v.get('data_offsets', [0, 0])[1] for k, v in header.items() if k != '__metadata__' and isinstance(v, dict)]
+    if not all(isinstance(e, int) for e in ends):
+        return f'{file} has a damaged header'
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        return f'{file} is truncated or padded ({size} bytes, its header describes {expected})'
+    recorded = meta.get(WEIGHTS_KEY)
+    if recorded is None:
+        return None  # written before sizes and checksums were recorded: the structure check is all there is
+    if not isinstance(recorded, dict):
+        return f'{Path(path) / METADATA}: "{WEIGHTS_KEY}" must be an object with bytes and sha256'
+    if recorded.get('bytes') != size:
+        return f'{file} has {size} bytes, the metadata says {recorded.get("bytes")}'
+    if checksum and recorded.get('sha256') != file_sha256(file):
+        return f'{file} does not match the SHA-256 in its metadata (altered or damaged)'
+    return None
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -115,6 +182,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise AdapterError(f'damaged adapter metadata {meta_file}: expected a JSON object')
     if meta.get('format_version') != FORMAT_VERSION or 'projector' not in meta:
         raise AdapterError(f'{meta_file} has an unknown format (format_version={meta.get("format_version")})')
+    projector = meta['projector']
+    if not isinstance(projector, dict) or not isinstance(projector.get('config'), dict):
+        raise AdapterError(f'{meta_file}: "projector" must be an object whose "config" is an object')
     return meta
 
 
@@ -144,12 +214,16 @@ def load_adapter(path: str | Path, encoder_identity: dict[str, Any] | None = Non
     check_compatible(meta, encoder_identity, llm_identity, path)
     try:
         projector = build_projector(meta['projector']['config'])
-    except (ProjectorConfigError, TypeError, KeyError) as exc:
+    except (ProjectorConfigError, TypeError, KeyError, ValueError, AttributeError) as exc:
         raise AdapterError(f'adapter {path} has an invalid projector config: {exc}') from exc
+    problem = weights_problem(path, meta)
+    if problem is not None:
+        raise AdapterError(f'damaged adapter weights: {problem}')
     try:
         tensors = load_file(str(path / WEIGHTS))
     except Exception as exc:  # safetensors raises its own error types for truncated files
         raise AdapterError(f'damaged adapter weights {path / WEIGHTS}: {exc}') from exc
+    _check_tensors(path, tensors, projector, embedding_matrix)
     projector.vocab_ids = tensors.get('vocab_ids', projector.vocab_ids).long()
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
@@ -163,3 +237,33 @@ def load_adapter(path: str | Path, encoder_identity: dict[str, Any] | None = Non
         projector.bind_llm(embedding_matrix)
     projector.eval()
     return projector, meta
+
+
+def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], projector: Projector,
+                   embedding_matrix: torch.Tensor | None) -> None:
+    """Refuse weights that are well-formed but unusable: wrong kinds, NaN/Inf, impossible token ids."""
+    expected = projector.state_dict()
+    for name, value in tensors.items():
+        want = expected.get(name)
+        if want is None:
+            continue  # reported as "unexpected" by load_state_dict
+        if want.is_floating_point() and not value.is_floating_point():
+            raise AdapterError(f'adapter {path}: weight {name!r} has dtype {value.dtype}, expected floating point')
+        if value.is_floating_point() and value.numel() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise AdapterError(f'adapter {path}: weight {name!r} holds {bad} NaN/Inf values')
+    vocab = tensors.get('vocab_ids')
+    if vocab is None:
+        return
+    if vocab.is_floating_point() or vocab.dtype == torch.bool or vocab.dim() != 1:
+        raise AdapterError(f'adapter {path}: vocab_ids must be a 1-D integer tensor, '
+                           f'got {vocab.dtype} {tuple(vocab.shape)}')
+    if vocab.numel():
+        low, high = int(vocab.min()), int(vocab.max())
+        if low < 0:
+            raise AdapterError(f'adapter {path}: vocab_ids holds negative token id {low}')
+        if embedding_matrix is not None and high >= embedding_matrix.shape[0]:
+            raise AdapterError(f'adapter {path}: vocab_ids holds token id {high}, but the LLM has only '
+                               f'{embedding_matrix.shape[0]} tokens')
+        if int(torch.unique(vocab).numel()) != int(vocab.numel()):
+            raise AdapterError(f'adapter {path}: vocab_ids repeats token ids')

@@ -43,6 +43,11 @@ SAMPLE_FORMATS = ('S16LE', 'S32LE', 'F32LE', 'U8', 'S8')
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 384000
 RESAMPLE_QUALITY = 'HQ'
+# Float audio is nominally within [-1, 1]; processing can overshoot a little, so only values far
+# beyond any real signal (40 dB over full scale) are refused. Larger ones are a wrong format or a
+# broken producer, and past about 1e18 Whisper's power spectrum overflows to NaN and the assistant
+# answers "" without an error.
+MAX_FLOAT_AMPLITUDE = 100.0
 
 PcmData = Union[bytes, bytearray, memoryview, array.array, np.ndarray, list]
 
@@ -57,6 +62,10 @@ class EmptyAudioError(AudioError):
 
 class NonFiniteAudioError(AudioError):
     """NaN or infinite samples, usually a float stream decoded with the wrong sample format."""
+
+
+class AmplitudeError(AudioError):
+    """Float samples far outside [-1, 1]: not a correctly decoded audio signal."""
 
 
 class AudioTooLongError(AudioError):
@@ -182,13 +191,23 @@ def validate(samples: np.ndarray, max_seconds: float | None = None,
         what = 'no samples' if len(arr) == 0 else f'{len(arr)} samples'
         raise EmptyAudioError(f'audio has {what}, at least {min_samples} needed')
     _check_length(len(arr), SAMPLE_RATE, max_seconds)
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
+    if not np.isfinite(arr).all():  # before the float32 cast, which turns 1e300 into Inf
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise NonFiniteAudioError(
             f'audio contains {bad} NaN/Inf samples: is sample_format right (F32LE vs S16LE)?'
         )
-    return arr
+    _check_amplitude(arr)
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_amplitude(samples: np.ndarray) -> None:
+    """Refuse finite float samples whose size no real signal has (see MAX_FLOAT_AMPLITUDE)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if peak > MAX_FLOAT_AMPLITUDE:
+        raise AmplitudeError(
+            f'audio peaks at {peak:.3g}, but float samples must lie within [-1, 1] (up to '
+            f'{MAX_FLOAT_AMPLITUDE:g} tolerated): is sample_format right, or is integer PCM being sent as float?'
+        )
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -351,6 +370,8 @@ def _scale_and_downmix(values: np.ndarray, fmt: _Format, channels: int) -> np.nd
         raise NonFiniteAudioError(
             'PCM data decodes to NaN/Inf: the stream is probably not F32LE (try S16LE)'
         )
+    if fmt.dtype.kind == 'f':
+        _check_amplitude(samples)
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1, dtype=np.float32)
     return samples

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .durable import fsync_dir
+
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = 'manifest.jsonl'
@@ -78,30 +80,53 @@ def check_id(item_id: object, where: str = '') -> str:
     return item_id
 
 
-def load_dataset(path: str | Path) -> list[Item]:
+def load_dataset(path: str | Path, skipped: list[str] | None = None) -> list[Item]:
     """Load a manifest file, a folder with ``manifest.jsonl``, or an LJ-Speech-style folder.
 
     A folder holding both a manifest and ``metadata.csv`` is read through its manifest, which is
-    the more explicit of the two.
+    the more explicit of the two. By default any bad line is an error (training sets must be what
+    they claim). With a ``skipped`` list, bad lines are appended to it as ``file:line: reason``
+    and left out instead: an operator's folder with one bad file still has the others.
     """
     path = Path(path)
+    try:
+        return _load(path, skipped)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f'{path}: not UTF-8 text ({exc.reason} at byte {exc.start})') from None
+
+
+def _load(path: Path, skipped: list[str] | None) -> list[Item]:
     if path.is_dir():
         if (path / MANIFEST_NAME).is_file():
-            return _load_manifest(path / MANIFEST_NAME)
+            return _load_manifest(path / MANIFEST_NAME, skipped)
         if (path / LJ_METADATA_NAME).is_file():
-            return _load_ljspeech(path / LJ_METADATA_NAME)
+            return _load_ljspeech(path / LJ_METADATA_NAME, skipped)
         raise DatasetError(
             f'{path}: no {MANIFEST_NAME} or {LJ_METADATA_NAME} in this folder '
             '(expected a manifest or an LJ-Speech layout with wavs/)'
         )
     if path.is_file():
         if path.suffix == '.csv':
-            return _load_ljspeech(path)
-        return _load_manifest(path)
+            return _load_ljspeech(path, skipped)
+        return _load_manifest(path, skipped)
     raise DatasetError(f'{path}: no such dataset file or folder')
 
 
-def _load_manifest(manifest: Path) -> list[Item]:
+def _skip(skipped: list[str] | None, error: DatasetError) -> None:
+    """Raise ``error``, or note it and go on when the caller collects skipped lines."""
+    if skipped is None:
+        raise error
+    log.warning('skipped: %s', error)
+    skipped.append(str(error))
+
+
+def _none_left(source: Path, skipped: list[str] | None, what: str) -> DatasetError:
+    if skipped:
+        return DatasetError(f'{source}: no usable items ({len(skipped)} skipped; first: {skipped[0]})')
+    return DatasetError(f'{source}: {what}')
+
+
+def _load_manifest(manifest: Path, skipped: list[str] | None = None) -> list[Item]:
     folder = Path(os.path.abspath(manifest.parent))
     items: list[Item] = []
     seen: dict[str, int] = {}
@@ -109,36 +134,45 @@ def _load_manifest(manifest: Path) -> list[Item]:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            where = f'{manifest}:{lineno}'
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f'{where}: malformed JSON ({e.msg})') from None
-            if not isinstance(record, dict):
-                raise DatasetError(f'{where}: expected a JSON object, got {type(record).__name__}')
-            missing = [key for key in _REQUIRED_KEYS if key not in record]
-            if missing:
-                raise DatasetError(f'{where}: missing key(s) {", ".join(missing)}')
-            item_id = check_id(record['id'], where)
-            if item_id in seen:
-                raise DatasetError(f'{where}: duplicate id {item_id!r} (first on line {seen[item_id]})')
-            seen[item_id] = lineno
-            audio, text = record['audio'], record['text']
-            if not isinstance(audio, str) or not audio:
-                raise DatasetError(f'{where}: "audio" must be a non-empty path string')
-            if text is not None and not isinstance(text, str):
-                raise DatasetError(f'{where}: "text" must be a string or null')
-            audio_path = Path(os.path.normpath(folder / audio))  # absolute paths stay as they are
-            if not audio_path.is_file():
-                raise DatasetError(f'{where}: audio file not found: {audio_path}')
-            meta = {k: v for k, v in record.items() if k not in _REQUIRED_KEYS}
-            items.append(Item(item_id, audio_path, text, meta))
+                item = _manifest_item(line, f'{manifest}:{lineno}', folder, seen, lineno)
+            except DatasetError as error:
+                _skip(skipped, error)
+                continue
+            items.append(item)
     if not items:
-        raise DatasetError(f'{manifest}: the manifest has no items')
+        raise _none_left(manifest, skipped, 'the manifest has no items')
     return items
 
 
-def _load_ljspeech(metadata: Path) -> list[Item]:
+def _manifest_item(line: str, where: str, folder: Path, seen: dict[str, int], lineno: int) -> Item:
+    """One manifest line as an Item, or a DatasetError naming ``where``."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f'{where}: malformed JSON ({e.msg})') from None
+    if not isinstance(record, dict):
+        raise DatasetError(f'{where}: expected a JSON object, got {type(record).__name__}')
+    missing = [key for key in _REQUIRED_KEYS if key not in record]
+    if missing:
+        raise DatasetError(f'{where}: missing key(s) {", ".join(missing)}')
+    item_id = check_id(record['id'], where)
+    if item_id in seen:
+        raise DatasetError(f'{where}: duplicate id {item_id!r} (first on line {seen[item_id]})')
+    audio, text = record['audio'], record['text']
+    if not isinstance(audio, str) or not audio or '\0' in audio:
+        raise DatasetError(f'{where}: "audio" must be a non-empty path string')
+    if text is not None and not isinstance(text, str):
+        raise DatasetError(f'{where}: "text" must be a string or null')
+    audio_path = Path(os.path.normpath(folder / audio))  # absolute paths stay as they are
+    if not audio_path.is_file():
+        raise DatasetError(f'{where}: audio file not found: {audio_path}')
+    seen[item_id] = lineno
+    meta = {k: v for k, v in record.items() if k not in _REQUIRED_KEYS}
+    return Item(item_id, audio_path, text, meta)
+
+
+def _load_ljspeech(metadata: Path, skipped: list[str] | None = None) -> list[Item]:
     """Parse LJ-Speech ``metadata.csv``.
 
     Fields are split on ``|`` only: LJ transcripts contain unbalanced double quotes, which a CSV
@@ -152,28 +186,35 @@ def _load_ljspeech(metadata: Path) -> list[Item]:
             line = line.rstrip('\r\n')
             if not line.strip():
                 continue
-            where = f'{metadata}:{lineno}'
-            fields = line.split('|')
-            if len(fields) not in (2, 3):
-                raise DatasetError(
-                    f'{where}: expected "id|text" or "id|text|normalized", got {len(fields)} fields'
-                )
-            item_id = check_id(fields[0].strip(), where)
-            if item_id in seen:
-                raise DatasetError(f'{where}: duplicate id {item_id!r} (first on line {seen[item_id]})')
-            seen[item_id] = lineno
-            # The normalized column spells numbers and abbreviations out, which is what was spoken.
-            text = fields[2].strip() if len(fields) == 3 else ''
-            text = text or fields[1].strip()
-            if not text:
-                raise DatasetError(f'{where}: empty transcript for {item_id!r}')
-            audio = folder / 'wavs' / f'{item_id}.wav'
-            if not audio.is_file():
-                raise DatasetError(f'{where}: audio file not found: {audio}')
-            items.append(Item(item_id, audio, text))
+            try:
+                item = _ljspeech_item(line, f'{metadata}:{lineno}', folder, seen, lineno)
+            except DatasetError as error:
+                _skip(skipped, error)
+                continue
+            items.append(item)
     if not items:
-        raise DatasetError(f'{metadata}: no items')
+        raise _none_left(metadata, skipped, 'no items')
     return items
+
+
+def _ljspeech_item(line: str, where: str, folder: Path, seen: dict[str, int], lineno: int) -> Item:
+    """One ``metadata.csv`` line as an Item, or a DatasetError naming ``where``."""
+    fields = line.split('|')
+    if len(fields) not in (2, 3):
+        raise DatasetError(f'{where}: expected "id|text" or "id|text|normalized", got {len(fields)} fields')
+    item_id = check_id(fields[0].strip(), where)
+    if item_id in seen:
+        raise DatasetError(f'{where}: duplicate id {item_id!r} (first on line {seen[item_id]})')
+    # The normalized column spells numbers and abbreviations out, which is what was spoken.
+    text = fields[2].strip() if len(fields) == 3 else ''
+    text = text or fields[1].strip()
+    if not text:
+        raise DatasetError(f'{where}: empty transcript for {item_id!r}')
+    audio = folder / 'wavs' / f'{item_id}.wav'
+    if not audio.is_file():
+        raise DatasetError(f'{where}: audio file not found: {audio}')
+    seen[item_id] = lineno
+    return Item(item_id, audio, text)
 
 
 def _relative_inside(audio: Path, folder: Path) -> str | None:
@@ -195,7 +236,8 @@ def write_manifest(items: Iterable[Item], path: str | Path) -> Path:
 
     ``path`` may be a folder (``manifest.jsonl`` is written in it). Audio inside the manifest's
     folder is written relative so the folder stays movable. The file appears only once complete
-    (temporary file + ``os.replace``), so an interrupted run never leaves a truncated manifest.
+    (temporary file + fsync + ``os.replace`` + fsync of the folder), so neither an interrupted run
+    nor a power loss leaves a truncated manifest.
     """
     path = Path(path)
     if path.is_dir():
@@ -221,7 +263,10 @@ def write_manifest(items: Iterable[Item], path: str | Path) -> Path:
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             f.write(''.join(line + '\n' for line in lines))
+            f.flush()
+            os.fsync(f.fileno())  # the data reaches the disk before the name that publishes it
         os.replace(tmp, path)
+        fsync_dir(folder)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

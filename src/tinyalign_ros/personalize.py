@@ -57,19 +57,23 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import soundfile as sf
 import torch
 
-from .adapter import load_adapter
+from .adapter import AdapterError, load_adapter
 from .audio import SAMPLE_RATE, AudioError, load_audio, validate
-from .data import Item, load_dataset, split
+from .data import DatasetError, Item, load_dataset, split
+from .durable import is_disk_full
 from .encoder import FeatureCache, WhisperEncoder
 from .evaluate import evaluate
 from .metrics import wer
 from .nodes.job_interface import (PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING, PHASE_TRAINING,
                                   SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG, Backend, BackendContext, Limits,
                                   PersonalizeRequest, PersonalizeResult, Progress, TrainingOptions)
+from .nodes.job_interface import CANCEL_TOO_LATE
 from .projector import Projector
 from .store import AdapterStore, Recording, write_json_atomic
+from .store import SaveCancelled, StoreError
 from .synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
 from .train import Cancelled, Example, TrainConfig, TrainResult, encode_examples, index_examples, summarize, train
 from .train import Progress as TrainProgress
@@ -191,6 +195,21 @@ class PersonalizeError(ValueError):
     """A personalization request that cannot be run as given (no speech, bad ids, no labels)."""
 
 
+# Failures that come from the input or the machine, not from a bug: the result explains them, and
+# a traceback in the log would only bury that explanation.
+EXPECTED_ERRORS = (PersonalizeError, OSError, AudioError, DatasetError, AdapterError, StoreError, sf.LibsndfileError)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a failure; a full disk is said in words, not as an errno."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if 'the disk is full' in text:
+        return text
+    if is_disk_full(exc):
+        return f'the disk is full: {exc}'
+    return f'{type(exc).__name__}: {exc}'
+
+
 @dataclass
 class PersonalizeConfig:
     """Defaults of a run; a request's options and limits override the matching fields."""
@@ -264,11 +283,23 @@ class Models:
 
 
 # -- reading the operator's speech --------------------------------------------------------------
-def recordings_from_folder(path: str | Path, max_utterance_s: float = 30.0) -> list[Recording]:
-    """A manifest or LJ-Speech-style folder (:func:`tinyalign_ros.data.load_dataset`)."""
+def recordings_from_folder(path: str | Path, max_utterance_s: float = 30.0,
+                           skipped: list[str] | None = None) -> list[Recording]:
+    """A manifest or LJ-Speech-style folder (:func:`tinyalign_ros.data.load_dataset`).
+
+    With a ``skipped`` list, a bad line or an unreadable, empty or absurd audio file is noted
+    there and left out, so one bad file does not cost the operator the rest of the folder.
+    """
     out = []
-    for item in load_dataset(path):
-        out.append(Recording(load_audio(item.audio, max_seconds=max_utterance_s), item.text or None, item.id,
+    for item in load_dataset(path, skipped):
+        try:
+            samples = load_audio(item.audio, max_seconds=max_utterance_s)
+        except AudioError as exc:
+            if skipped is None:
+                raise
+            skipped.append(f'{item.id}: {exc}')
+            continue
+        out.append(Recording(samples, item.text or None, item.id,
                              {'source': SOURCE_FOLDER, 'origin': str(item.audio)}))
     return out
 
@@ -511,13 +542,22 @@ class PersonalizationJob:
             return PersonalizeResult(success=False, message=f'bad request: {exc}')
         reporter.start()
         try:
-            return run.execute()
-        except Cancelled:
-            return run.failure(f'cancelled during {reporter.phase}')
+            result = run.execute()
+        except (Cancelled, SaveCancelled):
+            result = replace(run.failure(f'cancelled during {reporter.phase}'), canceled=True)
         except Exception as exc:  # noqa: BLE001 - the result carries the reason; the caller keeps running
-            if not isinstance(exc, (PersonalizeError, OSError)):
+            if not isinstance(exc, EXPECTED_ERRORS):  # bad input and a full disk are not bugs: no traceback
                 log.exception('personalization failed')
-            return run.failure(f'failed during {reporter.phase}: {type(exc).__name__}: {exc}')
+            result = run.failure(f'failed during {reporter.phase}: {_describe(exc)}')
+        try:
+            if result.success and cancel.is_set():  # the store was switched before the cancel was looked at
+                result = replace(result, cancel_too_late=True, message=f'{result.message}; {CANCEL_TOO_LATE}')
+            if run.skipped:
+                shown = '; '.join(run.skipped[:3]) + (f'; and {len(run.skipped) - 3} more' if len(run.skipped) > 3
+                                                      else '')
+                result = replace(result, skipped=list(run.skipped),
+                                 message=f'{result.message}; {len(run.skipped)} input(s) skipped: {shown}')
+            return result
         finally:
             reporter.stop()
             self._lock.release()
@@ -539,6 +579,7 @@ class _Run:
         self.session = f'{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:4]}'
         self.n_train = self.n_holdout = 0
         self.items: list[Item] = []
+        self.skipped: list[str] = []  # inputs left out, with the reason (reported in the result)
         self.start_id = ''
 
     @staticmethod
@@ -641,14 +682,13 @@ class _Run:
         meta = self._metadata(start_meta, result, metrics_before, metrics_after, accepted, why, mode, mode_numbers,
                               train_items, holdout, pseudo_ids, general, canary, before, after)
         version = None
+        # The store looks at the cancel event under its lock right before the switch: set before,
+        # nothing changes (SaveCancelled); set after, the switch stands and the cancel came too late.
         if accepted:
-            version = self.store.add(self.operator, trained, meta, activate=False, mode=mode, mode_numbers=mode_numbers)
-            if self.cancel.is_set():  # the adapter is complete but the operator did not wait for it
-                self.store.remove(self.operator, version.adapter_id)
-                raise Cancelled('cancelled while saving')
-            version = self.store.activate(self.operator, version.adapter_id)
+            version = self.store.add(self.operator, trained, meta, activate=True, mode=mode, mode_numbers=mode_numbers,
+                                     cancel=self.cancel)
         else:
-            self.store.set_mode(self.operator, mode, mode_numbers, adapter_id=self.start_id)
+            self.store.set_mode(self.operator, mode, mode_numbers, adapter_id=self.start_id, cancel=self.cancel)
         # Every completed run leaves a record, accepted or not (a rejected adapter is not kept).
         run_dir = self.job.work_dir / 'runs' / f'{self.operator}-{self.session}'
         write_json_atomic(run_dir / 'run.json', {**meta, 'accepted': accepted,
@@ -682,10 +722,11 @@ class _Run:
                     samples = validate(np.asarray(audio, np.float32), max_seconds=cfg.max_utterance_s)
                 except AudioError as exc:  # one bad answer (empty, too long) must not cost the others
                     self.job._log(f'enrollment answer {n + 1} skipped: {exc}')
+                    self.skipped.append(f'answer {n + 1}: {exc}')
                     continue
                 recordings.append(Recording(samples, (text or '').strip() or None, '', {'source': SOURCE_RECORD}))
         elif request.source == SOURCE_FOLDER:
-            recordings = recordings_from_folder(request.path, cfg.max_utterance_s)
+            recordings = recordings_from_folder(request.path, cfg.max_utterance_s, self.skipped)
         else:
             recordings = recordings_from_bag(request.path, request.topics, cfg.max_utterance_s)
         if request.limits.max_utterances:

@@ -53,7 +53,8 @@ PHASES = (PHASE_RECORDING, PHASE_ENCODING, PHASE_TRAINING, PHASE_EVALUATING, PHA
 MODES = ('aligned', 'cascade')
 
 # An operator id names a folder in the adapter store: no separators, no dots, nothing hidden.
-OPERATOR_ID_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$')
+# Always applied with ``fullmatch``: ``match`` with ``$`` lets a trailing newline through.
+OPERATOR_ID_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9_-]{0,63}')
 
 
 class OperatorIdError(ValueError):
@@ -62,7 +63,7 @@ class OperatorIdError(ValueError):
 
 def validate_operator_id(operator_id: str) -> str:
     """Return ``operator_id`` if it is safe to use as a folder name, else raise OperatorIdError."""
-    if not isinstance(operator_id, str) or not OPERATOR_ID_PATTERN.match(operator_id):
+    if not isinstance(operator_id, str) or not OPERATOR_ID_PATTERN.fullmatch(operator_id):
         raise OperatorIdError(
             f'operator id {operator_id!r} is not allowed: use 1-64 letters, digits, "_" or "-", '
             'starting with a letter or digit (no "/", "\\", "." or spaces)'
@@ -140,7 +141,13 @@ class Progress:
 
 @dataclass
 class PersonalizeResult:
-    """The outcome. ``accepted``: the quality gate kept the new adapter (it is in the store)."""
+    """The outcome. ``accepted``: the quality gate kept the new adapter (it is in the store).
+
+    ``canceled``: the run stopped because of the cancel event and changed nothing in the store.
+    ``cancel_too_late``: the cancel arrived after the store was switched; the run counts as done
+    (``success``) and the message says so. ``skipped``: input files or answers left out, each
+    with the reason (the run goes on when enough remain).
+    """
 
     success: bool
     accepted: bool = False
@@ -153,6 +160,36 @@ class PersonalizeResult:
     durations: dict[str, float] = field(default_factory=dict)  # seconds per phase and 'total'
     n_train: int = 0
     n_holdout: int = 0
+    canceled: bool = False
+    cancel_too_late: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+
+CANCEL_TOO_LATE = 'the cancel came too late: the run had already saved its result'
+
+GOAL_SUCCEEDED = 'succeeded'
+GOAL_CANCELED = 'canceled'
+GOAL_ABORTED = 'aborted'
+
+
+def goal_status(result: PersonalizeResult, cancel_requested: bool) -> tuple[str, str]:
+    """The terminal state of a goal and its message, decided by what the job did.
+
+    A cancel is only honoured when the job stopped before changing the store: a job that reports
+    success had already switched the store when it saw the cancel (or never saw it), so the goal
+    SUCCEEDS and the message says the cancel came too late. This keeps the goal's state, the
+    store and the adapter the node answers with in agreement.
+    """
+    message = result.message
+    if result.canceled:
+        return GOAL_CANCELED, message
+    if result.success:
+        if (cancel_requested or result.cancel_too_late) and CANCEL_TOO_LATE not in message:
+            message = f'{message}; {CANCEL_TOO_LATE}' if message else CANCEL_TOO_LATE
+        return GOAL_SUCCEEDED, message
+    if cancel_requested:
+        return GOAL_CANCELED, message
+    return GOAL_ABORTED, message
 
 
 @dataclass
@@ -169,7 +206,12 @@ class AdapterVersion:
 
 @runtime_checkable
 class PersonalizeJob(Protocol):
-    """Trains an adapter for one operator. Must honour ``cancel`` within about a second."""
+    """Trains an adapter for one operator. Must honour ``cancel`` within about a second.
+
+    The caller sets ``cancel`` as soon as a cancel is requested (not on its next feedback tick):
+    the job decides at one point under the store's lock whether the cancel still prevents the
+    switch of the active adapter, and reports the decision (``canceled`` or ``cancel_too_late``).
+    """
 
     def run(self, request: PersonalizeRequest, on_progress: Callable[[Progress], None],
             cancel: threading.Event) -> PersonalizeResult:
