@@ -365,14 +365,14 @@ def test_seeded_sampling_leaves_the_global_random_state_alone(tiny: LLM, prompt_
 
 def test_model_folder_generation_defaults_do_not_leak_in(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
     saved = tiny.model.generation_config
+    sampled = plain(max_new_tokens=10, do_sample=True, top_p=1.0, seed=4)
+    odd = {**saved.to_dict(), 'top_k': 1, 'repetition_penalty': 50.0, 'max_new_tokens': 2}
     try:
-        tiny.model.generation_config = type(saved)(**{**saved.to_dict(), 'top_k': 1, 'repetition_penalty': 50.0,
-                                                    'max_new_tokens': 2})
-        changed = tiny.generate(prompt_embeds, plain(max_new_tokens=10, do_sample=True, top_p=1.0, seed=4))
+        tiny.model.generation_config = type(saved)(**odd)
+        changed = tiny.generate(prompt_embeds, sampled)
     finally:
         tiny.model.generation_config = saved
-    assert changed.token_ids == tiny.generate(prompt_embeds, plain(max_new_tokens=10, do_sample=True, top_p=1.0,
-                                                                  seed=4)).token_ids
+    assert changed.token_ids == tiny.generate(prompt_embeds, sampled).token_ids
     assert len(changed.token_ids) == 10
 
 

@@ -21,6 +21,7 @@ scripts and benchmarks). Errors print one clear line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -46,6 +47,22 @@ def _progress(desc: str, total: int, enabled: bool = True) -> tuple[Callable[[in
     return update, bar
 
 
+# GenerationConfig fields that every answering command accepts as --flags (the YAML's generation: section
+# is the other way to set them; both land in the same dataclass).
+GENERATION_FLAGS = ('max_new_tokens', 'repetition_penalty', 'no_repeat_ngram_size', 'loop_repeats',
+                    'budget_min_tokens', 'budget_per_question_token')
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--max-new-tokens', type=int, help='hard cap on answer tokens')
+    p.add_argument('--repetition-penalty', type=float, help='>1 discourages repeating answer tokens (1 = off)')
+    p.add_argument('--no-repeat-ngram-size', type=int, help='never repeat an n-gram of this size (0 = off)')
+    p.add_argument('--loop-repeats', type=int, help='stop when a span repeats this many times in a row (0 = off)')
+    p.add_argument('--budget-min-tokens', type=int, help='answer budget for the shortest question')
+    p.add_argument('--budget-per-question-token', type=float,
+                   help='answer tokens allowed per question token (0 = always --max-new-tokens)')
+
+
 def _config(args: argparse.Namespace) -> Any:
     from .config import load_config
 
@@ -56,8 +73,9 @@ def _config(args: argparse.Namespace) -> Any:
         overrides['encoder.model'] = args.whisper
     if getattr(args, 'llm', None):
         overrides['llm.model'] = args.llm
-    if getattr(args, 'max_new_tokens', None):
-        overrides['generation.max_new_tokens'] = args.max_new_tokens
+    for name in GENERATION_FLAGS:  # decoding settings given on the command line beat the YAML
+        if getattr(args, name, None) is not None:
+            overrides[f'generation.{name}'] = getattr(args, name)
     if getattr(args, 'instruction', None):
         overrides['prompt.instruction'] = args.instruction
     return load_config(getattr(args, 'config', None), overrides)
@@ -97,8 +115,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     items = load_dataset(args.data)
     if args.ids:
         items = select(items, args.ids)
+    if args.split:
+        items = [it for it in items if it.meta.get('split') == args.split]
+        if not items:
+            raise ValueError(f'no items of split {args.split!r} in {args.data}')
     if args.limit:
         items = items[: args.limit]
+    if args.task == 'qa':
+        from .qa import PATHS, evaluate_qa, qa_items
+
+        qa_items(items)  # refuse a manifest without answers before loading any model
+        pipeline = Pipeline.from_config(_config(args))
+        update, bar = _progress('asking', len(items), not args.json)
+        qa = evaluate_qa(items, pipeline, args.paths or list(PATHS), progress=update)
+        bar.close()
+        out = qa.to_dict(with_details=args.details)
+        out['adapter'] = pipeline.adapter_id
+        out['generation'] = dataclasses.asdict(pipeline.generation)
+        if args.json:
+            _print_json(out)
+        else:
+            print(f'{"path":>8}  accuracy  first token  total  (n={qa.n}, adapter {pipeline.adapter_id})')
+            for path, acc in qa.accuracy.items():
+                if acc is not None:
+                    lat = qa.latency_ms[path] or {}
+                    print(f'{path:>8}  {acc:8.3f}  {lat.get("first_token", 0):8.0f} ms  {lat.get("total", 0):5.0f} ms')
+            print(f'aligned / cascade: {out["aligned_over_cascade"]}')
+            for voice, accs in qa.per_voice.items():
+                print(f'  {voice}: ' + ', '.join(f'{k} {v}' for k, v in accs.items() if v is not None))
+        return 0
     pipeline = Pipeline.from_config(_config(args))
     readings = args.readings or list(READINGS)
     update, bar = _progress('evaluating', len(items), not args.json)
@@ -116,15 +161,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- synth ---------------------------------------------------------------------------------------
+def _augment_config(spec: str | None) -> Any:
+    """``--augment``: 'default' (the base corpus recipe), a JSON object of settings, or a JSON file."""
+    if spec is None:
+        return None
+    from .augment import AugmentConfig
+
+    if spec == 'default':
+        return AugmentConfig()
+    text = Path(spec).read_text(encoding='utf-8') if Path(spec).is_file() else spec
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'--augment must be "default", a JSON object or a JSON file: {exc}') from exc
+    if not isinstance(data, dict):
+        raise ValueError('--augment must be a JSON object of AugmentConfig settings')
+    return AugmentConfig.from_dict(data)
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import DEFAULT_VOICES, read_sentences, synthesize_corpus
 
+    augment_config = _augment_config(args.augment)
+    if args.set:
+        from .qa import synthesize_set
+
+        if args.text is not None:
+            raise ValueError('give either --text or --set, not both')
+        voices = args.voices or ['en-us+f3', 'flite:slt']
+        manifest = synthesize_set(args.set, args.out, voices, split=args.split, rates=args.rates or [160],
+                                  augment_config=augment_config, seed=args.seed, workers=args.workers,
+                                  progress=not args.json)
+        summary = {'manifest': str(manifest), 'set': args.set, 'split': args.split or 'all', 'voices': voices,
+                   'rates': args.rates or [160], 'augment': args.augment, 'seed': args.seed}
+        _print_json(summary) if args.json else print(f'{args.set} set written: {manifest}')
+        return 0
+    if args.text is None:
+        raise ValueError('give --text SENTENCES or --set qa|commands')
+    if args.split:
+        raise ValueError('--split applies to --set only')
+    rates = args.rates or [140, 165, 190]
     sentences = read_sentences(args.text, max_words=args.max_words)
     voices = args.voices or list(DEFAULT_VOICES)
-    out = synthesize_corpus(sentences, args.out, voices=voices, rates=args.rates, n=args.n, seed=args.seed,
-                            max_words=args.max_words, workers=args.workers, progress=not args.json)
+    out = synthesize_corpus(sentences, args.out, voices=voices, rates=rates, n=args.n, seed=args.seed,
+                            max_words=args.max_words, workers=args.workers, progress=not args.json,
+                            augment_config=augment_config)
     summary = {'manifest': str(Path(out) / 'manifest.jsonl') if Path(out).is_dir() else str(out),
-               'voices': voices, 'rates': args.rates, 'seed': args.seed}
+               'voices': voices, 'rates': rates, 'augment': args.augment, 'seed': args.seed}
     _print_json(summary) if args.json else print(f'corpus written: {summary["manifest"]}')
     return 0
 
@@ -420,28 +503,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('respond', help='answer one audio file')
     p.add_argument('audio', type=Path)
     p.add_argument('--cascade', action='store_true', help='transcribe with Whisper, then ask the LLM')
-    p.add_argument('--max-new-tokens', type=int)
+    _generation_args(p)
     p.add_argument('--instruction')
     p.add_argument('--json', action='store_true')
     _model_args(p)
     p.set_defaults(func=cmd_respond)
 
-    p = sub.add_parser('evaluate', help='WER/NLL of the aligned path and the cascade on a dataset')
+    p = sub.add_parser('evaluate', help='WER/NLL of the aligned path and the cascade, or spoken QA accuracy')
     p.add_argument('--data', type=Path, required=True, help='manifest.jsonl or LJ-Speech-style folder')
+    p.add_argument('--task', choices=['wer', 'qa'], default='wer',
+                   help='wer: transcription readings (default); qa: answer accuracy of text, cascade and '
+                        'aligned on a QA manifest (`tinyalign synth --set qa`)')
     p.add_argument('--ids', nargs='+')
+    p.add_argument('--split', choices=['dev', 'test'], help='only the items of this split (set manifests)')
     p.add_argument('--limit', type=int)
-    p.add_argument('--readings', nargs='+', help='subset of nearest repeat repeat_text cascade nll')
+    p.add_argument('--readings', nargs='+', help='wer task: subset of nearest repeat repeat_text cascade nll')
+    p.add_argument('--paths', nargs='+', choices=['text', 'cascade', 'aligned'], help='qa task: paths to ask')
     p.add_argument('--details', action='store_true', help='include per-utterance outputs in the JSON')
     p.add_argument('--json', action='store_true')
+    _generation_args(p)
     _model_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser('synth', help='synthesize a speech corpus with espeak-ng')
-    p.add_argument('--text', type=Path, required=True, help='one sentence per line')
+    p = sub.add_parser('synth', help='synthesize a speech corpus (espeak-ng, flite, festival voices)')
+    source = p.add_mutually_exclusive_group()
+    source.add_argument('--text', type=Path, help='one sentence per line')
+    source.add_argument('--set', choices=['qa', 'commands'],
+                        help='the packaged spoken-question or robot-command set, every sentence in every voice')
+    p.add_argument('--split', choices=['dev', 'test'], help='--set: only this split (default: both)')
     p.add_argument('--out', type=Path, required=True)
-    p.add_argument('--n', type=int, help='number of utterances (default: every sentence once)')
-    p.add_argument('--voices', nargs='+')
-    p.add_argument('--rates', nargs='+', type=int, default=[140, 165, 190])
+    p.add_argument('--n', type=int, help='--text: number of utterances (default: every sentence once)')
+    p.add_argument('--voices', nargs='+', help='ENGINE:NAME or espeak-ng voices, e.g. en-us+f3 flite:slt '
+                                               'festival:ked_diphone')
+    p.add_argument('--rates', nargs='+', type=int,
+                   help='words per minute (default: 140 165 190 for --text, 160 for --set)')
+    p.add_argument('--augment', help='add noise/reverb/tempo...: "default" or AugmentConfig settings as a JSON '
+                                     'object or file')
     p.add_argument('--max-words', type=int)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--workers', type=int, default=2)
@@ -526,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('demo', help='the main job: answers real speech in both modes')
     p.add_argument('--data', type=Path, default=DEFAULT_DATA, help='folder holding ljspeech/')
+    _generation_args(p)
     _model_args(p)
     p.set_defaults(func=cmd_demo)
     return parser
