@@ -254,3 +254,22 @@ def test_evaluate_task_qa_refuses_a_manifest_without_answers(capsys: pytest.Capt
     code = main(['evaluate', '--task', 'qa', '--data', str(manifest), '--json',
                  '--whisper', str(tiny_whisper_path), '--llm', str(tiny_llm_path)])
     assert code == 2 and 'answers' in capsys.readouterr().err
+
+
+def test_demo_asks_the_dev_questions_in_both_modes_and_counts_right_answers(
+        capsys: pytest.CaptureFixture, tmp_path: Path, tiny_whisper_path: Path, tiny_llm_path: Path,
+        tiny_adapter: Path) -> None:
+    from tinyalign_ros.cli import DEMO_QUESTION_IDS
+
+    code = main(['demo', '--data', str(tmp_path), '--max-new-tokens', '4', '--whisper', str(tiny_whisper_path),
+                 '--llm', str(tiny_llm_path), '--adapter', str(tiny_adapter)])
+    out = capsys.readouterr().out
+    assert code == 0
+    dev = {r['id']: r for r in load_set('qa', 'dev')}
+    for qid in DEMO_QUESTION_IDS:
+        assert f'"{dev[qid]["question"]}"' in out
+    for mode in ('aligned', 'cascade'):
+        lines = [line for line in out.splitlines() if line.startswith(f'  [{mode:8}]')]
+        assert len(lines) == len(DEMO_QUESTION_IDS) and all('first token' in line for line in lines)
+        n_right = sum(line.split()[1] == 'right' for line in lines)
+        assert f'{mode} {n_right}/{len(DEMO_QUESTION_IDS)}' in out

@@ -268,35 +268,55 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 # -- demo ----------------------------------------------------------------------------------------
-DEMO_QUESTIONS = ('What is the capital of France?', 'How many legs does a spider have?')
+# Five spoken questions of the QA set's dev split, chosen by topic (a capital, a count, a colour, an
+# animal, a day) before any answer was seen, and spoken by a voice the espeak-only adapters never heard.
+DEMO_QUESTION_IDS = ('qa001', 'qa013', 'qa043', 'qa076', 'qa061')
+DEMO_VOICE = 'flite:slt'
 DEMO_RECORDINGS = ('LJ001-0009', 'LJ001-0027', 'LJ001-0030')
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Show the assistant answering synthesized questions and real recordings, both modes."""
+    """Show the assistant answering spoken questions and real recordings, in both modes."""
     from .audio import load_audio
     from .data import load_dataset, select
     from .evaluate import evaluate
     from .pipeline import Pipeline
+    from .qa import contains_answer, load_set
     from .synth import synthesize
 
     pipeline = Pipeline.from_config(_config(args))
     print(f'adapter: {pipeline.adapter_id}', flush=True)
-    clips: list[tuple[str, Any, str]] = [(f'spoken question (espeak-ng): "{q}"', synthesize(q), q)
-                                         for q in DEMO_QUESTIONS]
+    records = {r['id']: r for r in load_set('qa', 'dev')}
+    questions = [records[qid] for qid in DEMO_QUESTION_IDS]
+    right = {'aligned': 0, 'cascade': 0}
+    print(f'\n== {len(questions)} spoken questions from the QA dev set, voice {DEMO_VOICE}; '
+          'an answer is right when it contains an accepted keyword', flush=True)
+    for record in questions:
+        audio = synthesize(record['question'], voice=DEMO_VOICE)
+        print(f'\n"{record["question"]}"  (accepted: {" / ".join(record["answers"])})')
+        for mode in ('aligned', 'cascade'):
+            response = pipeline.respond(audio, mode=mode)
+            ok = contains_answer(response.text, record['answers'])
+            right[mode] += ok
+            heard = f'  (heard: "{response.transcript}")' if response.transcript is not None else ''
+            print(f'  [{mode:8}] {"right" if ok else "WRONG"}  {response.text!r}{heard}  '
+                  f'[first token {response.latency_ms["first_token"]:.0f} ms, total '
+                  f'{response.latency_ms["total"]:.0f} ms]', flush=True)
+    print(f'\nright answers: aligned {right["aligned"]}/{len(questions)}, cascade {right["cascade"]}/{len(questions)}')
     lj = Path(args.data) / 'ljspeech'
     items = []
     if (lj / 'metadata.csv').is_file():
         items = select(load_dataset(lj), list(DEMO_RECORDINGS))
-        clips += [(f'real recording {it.id}: "{it.text}"', load_audio(it.audio), it.text or '') for it in items]
     else:
         print(f'(no real recordings at {lj}; pass --data)')
-    for title, audio, _text in clips:
-        print(f'\n== {title}')
+    for item in items:
+        print(f'\n== real recording {item.id}: "{item.text}"')
+        audio = load_audio(item.audio)
         for mode in ('aligned', 'cascade'):
             response = pipeline.respond(audio, mode=mode)
             heard = f' (heard: "{response.transcript}")' if response.transcript else ''
-            print(f'  [{mode:8}] {response.text!r}{heard}  [{response.latency_ms["total"]:.0f} ms]', flush=True)
+            print(f'  [{mode:8}] {response.text!r}{heard}  [first token {response.latency_ms["first_token"]:.0f} ms, '
+                  f'total {response.latency_ms["total"]:.0f} ms]', flush=True)
     if items:
         print('\n== projector alone vs cascade on these recordings')
         result = evaluate(items, pipeline.encoder, pipeline.llm, pipeline.projector, ('nearest', 'cascade'))
