@@ -613,6 +613,16 @@ def test_smollm_answers_a_simple_question(smollm: LLM) -> None:
 
 
 @pytest.mark.real
+def test_smollm_stops_a_loop_it_would_otherwise_repeat_to_the_limit(smollm: LLM) -> None:
+    inputs = smollm.build_text_inputs('but but but but but but', PromptConfig())
+    looping = smollm.generate(inputs, plain(max_new_tokens=40))
+    assert looping.stopped_by == 'length' and llm_module.loop_start(looping.token_ids, 3) is not None
+    controlled = smollm.generate(inputs, GenerationConfig(max_new_tokens=40), question_tokens=6)
+    assert controlled.stopped_by in ('loop', 'eos') and controlled.n_tokens < 10
+    assert llm_module.loop_start(controlled.token_ids, 3) is None
+
+
+@pytest.mark.real
 def test_smollm_prompt_uses_its_chat_markers(smollm: LLM) -> None:
     before_ids, after_ids = smollm.prompt_parts(PromptConfig())
     start = smollm.tokenizer.convert_tokens_to_ids('<|im_start|>')
