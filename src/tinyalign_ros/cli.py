@@ -269,7 +269,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 # -- demo ----------------------------------------------------------------------------------------
 # Five spoken questions of the QA set's dev split, chosen by topic (a capital, a count, a colour, an
-# animal, a day) before any answer was seen, and spoken by a voice the espeak-only adapters never heard.
+# animal, a day) before any answer was seen, spoken by flite's slt voice (built from a real speaker's
+# recordings, unlike espeak-ng's formant voices) unless --voice names another.
 DEMO_QUESTION_IDS = ('qa001', 'qa013', 'qa043', 'qa076', 'qa061')
 DEMO_VOICE = 'flite:slt'
 DEMO_RECORDINGS = ('LJ001-0009', 'LJ001-0027', 'LJ001-0030')
@@ -289,10 +290,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     records = {r['id']: r for r in load_set('qa', 'dev')}
     questions = [records[qid] for qid in DEMO_QUESTION_IDS]
     right = {'aligned': 0, 'cascade': 0}
-    print(f'\n== {len(questions)} spoken questions from the QA dev set, voice {DEMO_VOICE}; '
+    print(f'\n== {len(questions)} spoken questions from the QA dev set, voice {args.voice}; '
           'an answer is right when it contains an accepted keyword', flush=True)
     for record in questions:
-        audio = synthesize(record['question'], voice=DEMO_VOICE)
+        audio = synthesize(record['question'], voice=args.voice)
         print(f'\n"{record["question"]}"  (accepted: {" / ".join(record["answers"])})')
         for mode in ('aligned', 'cascade'):
             response = pipeline.respond(audio, mode=mode)
@@ -643,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('demo', help='the main job: answers real speech in both modes')
     p.add_argument('--data', type=Path, default=DEFAULT_DATA, help='folder holding ljspeech/')
+    p.add_argument('--voice', default=DEMO_VOICE, help=f'voice asking the questions (default {DEMO_VOICE})')
     _generation_args(p)
     _model_args(p)
     p.set_defaults(func=cmd_demo)
