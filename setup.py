@@ -25,7 +25,7 @@ setup(
     version='0.1.0',
     package_dir={'': 'src'},
     packages=find_packages('src'),
-    package_data={PACKAGE: ['assets/base_adapter/*', 'assets/recipes/*']},
+    package_data={PACKAGE: ['assets/base_adapter/*', 'assets/recipes/*', 'assets/sets/*.jsonl']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),

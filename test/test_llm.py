@@ -202,13 +202,20 @@ def test_embeddings_only_without_safetensors_falls_back_to_the_model(tiny: LLM, 
 # ------------------------------------------------------------------ generation
 
 
+def plain(**settings: object) -> GenerationConfig:
+    """Decoding without repetition control or loop stop: these tests check the decoding mechanics
+    against hand-computed tokens (a random model's greedy output is one token repeated)."""
+    return GenerationConfig(**{'repetition_penalty': 1.0, 'no_repeat_ngram_size': 0, 'loop_repeats': 0,
+                               **settings})
+
+
 @pytest.fixture(scope='module')
 def prompt_embeds(tiny: LLM) -> torch.Tensor:
     return tiny.build_inputs(audio_like(tiny, n=4, seed=3), PromptConfig(placement='both'))
 
 
 def test_greedy_is_deterministic_and_hits_the_length_limit(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
-    config = GenerationConfig(max_new_tokens=12)
+    config = plain(max_new_tokens=12)
     first = tiny.generate(prompt_embeds, config)
     second = tiny.generate(prompt_embeds, config)
     assert first.token_ids == second.token_ids and first.text == second.text
@@ -217,7 +224,7 @@ def test_greedy_is_deterministic_and_hits_the_length_limit(tiny: LLM, prompt_emb
 
 
 def test_kv_cache_gives_the_same_tokens_as_recomputing(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
-    result = tiny.generate(prompt_embeds, GenerationConfig(max_new_tokens=10))
+    result = tiny.generate(prompt_embeds, plain(max_new_tokens=10))
     ids: list[int] = []
     with torch.no_grad():
         for _ in range(10):
@@ -228,18 +235,18 @@ def test_kv_cache_gives_the_same_tokens_as_recomputing(tiny: LLM, prompt_embeds:
 
 def test_sampling_is_reproducible_with_a_seed(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
     def sample(seed: int) -> list[int]:
-        config = GenerationConfig(max_new_tokens=15, do_sample=True, temperature=1.0, top_p=1.0, seed=seed)
+        config = plain(max_new_tokens=15, do_sample=True, temperature=1.0, top_p=1.0, seed=seed)
         return tiny.generate(prompt_embeds, config).token_ids
 
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
-    greedy = tiny.generate(prompt_embeds, GenerationConfig(max_new_tokens=15)).token_ids
+    greedy = tiny.generate(prompt_embeds, plain(max_new_tokens=15)).token_ids
     assert sample(1) != greedy
 
 
 def test_tiny_top_p_keeps_only_the_best_token(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
-    greedy = tiny.generate(prompt_embeds, GenerationConfig(max_new_tokens=8)).token_ids
-    nucleus = GenerationConfig(max_new_tokens=8, do_sample=True, temperature=1.0, top_p=1e-6, seed=5)
+    greedy = tiny.generate(prompt_embeds, plain(max_new_tokens=8)).token_ids
+    nucleus = plain(max_new_tokens=8, do_sample=True, temperature=1.0, top_p=1e-6, seed=5)
     assert tiny.generate(prompt_embeds, nucleus).token_ids == greedy
 
 
@@ -247,12 +254,12 @@ def test_stop_string_cuts_the_text_and_the_callback_never_sees_it(tiny: LLM,
                                                                   prompt_embeds: torch.Tensor) -> None:
     # Sampled with a seed: greedy decoding of a random tied-embedding model just repeats one token.
     config = dict(max_new_tokens=20, do_sample=True, temperature=1.0, top_p=1.0, seed=7)
-    full = tiny.generate(prompt_embeds, GenerationConfig(**config)).text
+    full = tiny.generate(prompt_embeds, plain(**config)).text
     visible = [i for i, ch in enumerate(full) if i > 0 and not ch.isspace() and ch != '\ufffd']
     assert len(visible) >= 3, f'tiny model output too short to test stop strings: {full!r}'
     stop = full[visible[len(visible) // 2]:visible[len(visible) // 2] + 2]
     pieces: list[str] = []
-    result = tiny.generate(prompt_embeds, GenerationConfig(**config, stop=(stop, 'never-said')),
+    result = tiny.generate(prompt_embeds, plain(**config, stop=(stop, 'never-said')),
                            on_token=pieces.append)
     assert result.text == full[:full.find(stop)]
     assert result.stopped_by == 'stop' and not result.truncated
@@ -260,7 +267,7 @@ def test_stop_string_cuts_the_text_and_the_callback_never_sees_it(tiny: LLM,
 
 
 def test_eos_ends_generation_before_that_token(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
-    config = GenerationConfig(max_new_tokens=12, do_sample=True, temperature=1.0, top_p=1.0, seed=3)
+    config = plain(max_new_tokens=12, do_sample=True, temperature=1.0, top_p=1.0, seed=3)
     ids = tiny.generate(prompt_embeds, config).token_ids
     k = next(i for i in range(1, len(ids)) if ids[i] not in ids[:i])
     saved = set(tiny.eos_token_ids)
@@ -281,10 +288,92 @@ def test_end_of_turn_and_end_of_text_count_as_eos(tiny: LLM) -> None:
 
 def test_callback_pieces_join_to_the_final_text(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
     pieces: list[str] = []
-    config = GenerationConfig(max_new_tokens=25, do_sample=True, temperature=1.0, top_p=1.0, seed=11)
+    config = plain(max_new_tokens=25, do_sample=True, temperature=1.0, top_p=1.0, seed=11)
     result = tiny.generate(prompt_embeds, config, on_token=pieces.append)
     assert len(pieces) > 5 and ''.join(pieces) == result.text
     assert result.text == tiny.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize('ids,repeats,start', [
+    ([5, 1, 2, 3, 3, 3], 3, 3),        # one token three times
+    ([5, 1, 2, 1, 2, 1, 2], 3, 1),     # a two-token span three times
+    ([1, 2, 1, 2], 3, None),           # only twice
+    ([1, 2, 1, 2], 2, 0),
+    ([7, 7, 7, 8], 3, None),           # a loop that has ended is not the tail
+    ([3, 3, 3], 0, None),              # off
+])
+def test_loop_start_finds_a_span_repeated_at_the_end(ids: list[int], repeats: int, start: int | None) -> None:
+    assert llm_module.loop_start(ids, repeats) == start
+
+
+def test_loop_start_ignores_spans_longer_than_the_limit() -> None:
+    span = list(range(20))
+    assert llm_module.loop_start(span * 3, 3, max_period=16) is None
+    assert llm_module.loop_start(span * 3, 3, max_period=20) == 0
+
+
+def test_a_loop_stops_generation_and_its_last_token_is_never_said(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
+    looping = tiny.generate(prompt_embeds, plain(max_new_tokens=12)).token_ids
+    k = next(i for i in range(len(looping) + 1) if llm_module.loop_start(looping[:i], 3) is not None)
+    pieces: list[str] = []
+    result = tiny.generate(prompt_embeds, plain(max_new_tokens=12, loop_repeats=3), on_token=pieces.append)
+    assert result.stopped_by == 'loop' and not result.truncated
+    assert result.token_ids == looping[:k - 1]
+    assert ''.join(pieces) == result.text == tiny.tokenizer.decode(looping[:k - 1], skip_special_tokens=True)
+
+
+def test_no_repeat_ngram_size_forbids_repeating_an_ngram(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
+    ids = tiny.generate(prompt_embeds, plain(max_new_tokens=20, no_repeat_ngram_size=2)).token_ids
+    assert len(ids) == 20
+    bigrams = list(zip(ids, ids[1:]))
+    assert len(set(bigrams)) == len(bigrams)
+    free = tiny.generate(prompt_embeds, plain(max_new_tokens=20)).token_ids
+    assert len(set(zip(free, free[1:]))) < 19  # without the ban this model repeats bigrams
+
+
+def test_repetition_penalty_matches_its_definition(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
+    penalty = 3.0
+    result = tiny.generate(prompt_embeds, plain(max_new_tokens=8, repetition_penalty=penalty))
+    ids: list[int] = []
+    with torch.no_grad():
+        for _ in range(8):
+            full = torch.cat([prompt_embeds, tiny.embed_ids(ids).unsqueeze(0)], dim=1)
+            logits = tiny.model(inputs_embeds=full).logits[0, -1].clone()
+            for used in set(ids):  # a used token's score moves toward 'less likely' by the penalty factor
+                logits[used] = logits[used] / penalty if logits[used] > 0 else logits[used] * penalty
+            ids.append(int(logits.argmax()))
+    assert result.token_ids == ids
+    assert ids != tiny.generate(prompt_embeds, plain(max_new_tokens=8)).token_ids
+
+
+def test_answer_budget_follows_the_question_length(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
+    config = plain(max_new_tokens=40, budget_min_tokens=5, budget_per_question_token=2.0)
+    assert [config.budget(q) for q in (None, 0, 2, 3, 10, 30)] == [40, 5, 5, 6, 20, 40]
+    assert plain(max_new_tokens=40, budget_per_question_token=0.0).budget(3) == 40
+    result = tiny.generate(prompt_embeds, config, question_tokens=3)
+    assert result.n_tokens == 6 and result.max_new_tokens == 6 and result.truncated
+    assert tiny.generate(prompt_embeds, config).n_tokens == 40  # no question length: the hard cap
+
+
+def test_seeded_sampling_leaves_the_global_random_state_alone(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    tiny.generate(prompt_embeds, plain(max_new_tokens=5, do_sample=True, seed=9))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_model_folder_generation_defaults_do_not_leak_in(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
+    saved = tiny.model.generation_config
+    sampled = plain(max_new_tokens=10, do_sample=True, top_p=1.0, seed=4)
+    odd = {**saved.to_dict(), 'top_k': 1, 'repetition_penalty': 50.0, 'max_new_tokens': 2}
+    try:
+        tiny.model.generation_config = type(saved)(**odd)
+        changed = tiny.generate(prompt_embeds, sampled)
+    finally:
+        tiny.model.generation_config = saved
+    assert changed.token_ids == tiny.generate(prompt_embeds, sampled).token_ids
+    assert len(changed.token_ids) == 10
 
 
 def test_text_stream_holds_back_split_multibyte_characters(tiny: LLM) -> None:
@@ -402,6 +491,10 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match='top_p'):
         GenerationConfig(top_p=1.5)
     assert GenerationConfig(stop='END').stop == ('END',)
+    for bad in ({'repetition_penalty': 0.0}, {'no_repeat_ngram_size': -1}, {'loop_repeats': 1},
+                {'budget_min_tokens': 0}, {'budget_per_question_token': -1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GenerationConfig(**bad)
 
 
 # ------------------------------------------------------------------ GGUF conversion cache
@@ -517,6 +610,16 @@ def test_smollm_answers_a_simple_question(smollm: LLM) -> None:
     print(f'answer: {result.text!r} ({result.n_tokens} tokens, {result.total_s:.2f} s)')
     assert 'Paris' in result.text
     assert result.stopped_by in ('eos', 'length')
+
+
+@pytest.mark.real
+def test_smollm_stops_a_loop_it_would_otherwise_repeat_to_the_limit(smollm: LLM) -> None:
+    inputs = smollm.build_text_inputs('but but but but but but', PromptConfig())
+    looping = smollm.generate(inputs, plain(max_new_tokens=40))
+    assert looping.stopped_by == 'length' and llm_module.loop_start(looping.token_ids, 3) is not None
+    controlled = smollm.generate(inputs, GenerationConfig(max_new_tokens=40), question_tokens=6)
+    assert controlled.stopped_by in ('loop', 'eos') and controlled.n_tokens < 10
+    assert llm_module.loop_start(controlled.token_ids, 3) is None
 
 
 @pytest.mark.real

@@ -21,6 +21,7 @@ scripts and benchmarks). Errors print one clear line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -46,6 +47,22 @@ def _progress(desc: str, total: int, enabled: bool = True) -> tuple[Callable[[in
     return update, bar
 
 
+# GenerationConfig fields that every answering command accepts as --flags (the YAML's generation: section
+# is the other way to set them; both land in the same dataclass).
+GENERATION_FLAGS = ('max_new_tokens', 'repetition_penalty', 'no_repeat_ngram_size', 'loop_repeats',
+                    'budget_min_tokens', 'budget_per_question_token')
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--max-new-tokens', type=int, help='hard cap on answer tokens')
+    p.add_argument('--repetition-penalty', type=float, help='>1 discourages repeating answer tokens (1 = off)')
+    p.add_argument('--no-repeat-ngram-size', type=int, help='never repeat an n-gram of this size (0 = off)')
+    p.add_argument('--loop-repeats', type=int, help='stop when a span repeats this many times in a row (0 = off)')
+    p.add_argument('--budget-min-tokens', type=int, help='answer budget for the shortest question')
+    p.add_argument('--budget-per-question-token', type=float,
+                   help='answer tokens allowed per question token (0 = always --max-new-tokens)')
+
+
 def _config(args: argparse.Namespace) -> Any:
     from .config import load_config
 
@@ -56,8 +73,9 @@ def _config(args: argparse.Namespace) -> Any:
         overrides['encoder.model'] = args.whisper
     if getattr(args, 'llm', None):
         overrides['llm.model'] = args.llm
-    if getattr(args, 'max_new_tokens', None):
-        overrides['generation.max_new_tokens'] = args.max_new_tokens
+    for name in GENERATION_FLAGS:  # decoding settings given on the command line beat the YAML
+        if getattr(args, name, None) is not None:
+            overrides[f'generation.{name}'] = getattr(args, name)
     if getattr(args, 'instruction', None):
         overrides['prompt.instruction'] = args.instruction
     return load_config(getattr(args, 'config', None), overrides)
@@ -97,8 +115,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     items = load_dataset(args.data)
     if args.ids:
         items = select(items, args.ids)
+    if args.split:
+        items = [it for it in items if it.meta.get('split') == args.split]
+        if not items:
+            raise ValueError(f'no items of split {args.split!r} in {args.data}')
     if args.limit:
         items = items[: args.limit]
+    if args.task == 'qa':
+        from .qa import PATHS, evaluate_qa, qa_items
+
+        qa_items(items)  # refuse a manifest without answers before loading any model
+        pipeline = Pipeline.from_config(_config(args))
+        update, bar = _progress('asking', len(items), not args.json)
+        qa = evaluate_qa(items, pipeline, args.paths or list(PATHS), progress=update)
+        bar.close()
+        out = qa.to_dict(with_details=args.details)
+        out['adapter'] = pipeline.adapter_id
+        out['generation'] = dataclasses.asdict(pipeline.generation)
+        if args.json:
+            _print_json(out)
+        else:
+            print(f'{"path":>8}  accuracy  first token  total  (n={qa.n}, adapter {pipeline.adapter_id})')
+            for path, acc in qa.accuracy.items():
+                if acc is not None:
+                    lat = qa.latency_ms[path] or {}
+                    print(f'{path:>8}  {acc:8.3f}  {lat.get("first_token", 0):8.0f} ms  {lat.get("total", 0):5.0f} ms')
+            print(f'aligned / cascade: {out["aligned_over_cascade"]}')
+            for voice, accs in qa.per_voice.items():
+                print(f'  {voice}: ' + ', '.join(f'{k} {v}' for k, v in accs.items() if v is not None))
+        return 0
     pipeline = Pipeline.from_config(_config(args))
     readings = args.readings or list(READINGS)
     update, bar = _progress('evaluating', len(items), not args.json)
@@ -116,15 +161,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- synth ---------------------------------------------------------------------------------------
+def _augment_config(spec: str | None) -> Any:
+    """``--augment``: 'default' (the base corpus recipe), a JSON object of settings, or a JSON file."""
+    if spec is None:
+        return None
+    from .augment import AugmentConfig
+
+    if spec == 'default':
+        return AugmentConfig()
+    text = Path(spec).read_text(encoding='utf-8') if Path(spec).is_file() else spec
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f'--augment must be "default", a JSON object or a JSON file: {exc}') from exc
+    if not isinstance(data, dict):
+        raise ValueError('--augment must be a JSON object of AugmentConfig settings')
+    return AugmentConfig.from_dict(data)
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import DEFAULT_VOICES, read_sentences, synthesize_corpus
 
+    augment_config = _augment_config(args.augment)
+    if args.set:
+        from .qa import synthesize_set
+
+        if args.text is not None:
+            raise ValueError('give either --text or --set, not both')
+        voices = args.voices or ['en-us+f3', 'flite:slt']
+        manifest = synthesize_set(args.set, args.out, voices, split=args.split, rates=args.rates or [160],
+                                  augment_config=augment_config, seed=args.seed, workers=args.workers,
+                                  progress=not args.json)
+        summary = {'manifest': str(manifest), 'set': args.set, 'split': args.split or 'all', 'voices': voices,
+                   'rates': args.rates or [160], 'augment': args.augment, 'seed': args.seed}
+        _print_json(summary) if args.json else print(f'{args.set} set written: {manifest}')
+        return 0
+    if args.text is None:
+        raise ValueError('give --text SENTENCES or --set qa|commands')
+    if args.split:
+        raise ValueError('--split applies to --set only')
+    rates = args.rates or [140, 165, 190]
     sentences = read_sentences(args.text, max_words=args.max_words)
     voices = args.voices or list(DEFAULT_VOICES)
-    out = synthesize_corpus(sentences, args.out, voices=voices, rates=args.rates, n=args.n, seed=args.seed,
-                            max_words=args.max_words, workers=args.workers, progress=not args.json)
+    out = synthesize_corpus(sentences, args.out, voices=voices, rates=rates, n=args.n, seed=args.seed,
+                            max_words=args.max_words, workers=args.workers, progress=not args.json,
+                            augment_config=augment_config)
     summary = {'manifest': str(Path(out) / 'manifest.jsonl') if Path(out).is_dir() else str(out),
-               'voices': voices, 'rates': args.rates, 'seed': args.seed}
+               'voices': voices, 'rates': rates, 'augment': args.augment, 'seed': args.seed}
     _print_json(summary) if args.json else print(f'corpus written: {summary["manifest"]}')
     return 0
 
@@ -215,35 +298,56 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
 
 # -- demo ----------------------------------------------------------------------------------------
-DEMO_QUESTIONS = ('What is the capital of France?', 'How many legs does a spider have?')
+# Five spoken questions of the QA set's dev split, chosen by topic (a capital, a count, a colour, an
+# animal, a day) before any answer was seen, spoken by flite's slt voice (built from a real speaker's
+# recordings, unlike espeak-ng's formant voices) unless --voice names another.
+DEMO_QUESTION_IDS = ('qa001', 'qa013', 'qa043', 'qa076', 'qa061')
+DEMO_VOICE = 'flite:slt'
 DEMO_RECORDINGS = ('LJ001-0009', 'LJ001-0027', 'LJ001-0030')
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Show the assistant answering synthesized questions and real recordings, both modes."""
+    """Show the assistant answering spoken questions and real recordings, in both modes."""
     from .audio import load_audio
     from .data import load_dataset, select
     from .evaluate import evaluate
     from .pipeline import Pipeline
+    from .qa import contains_answer, load_set
     from .synth import synthesize
 
     pipeline = Pipeline.from_config(_config(args))
     print(f'adapter: {pipeline.adapter_id}', flush=True)
-    clips: list[tuple[str, Any, str]] = [(f'spoken question (espeak-ng): "{q}"', synthesize(q), q)
-                                         for q in DEMO_QUESTIONS]
+    records = {r['id']: r for r in load_set('qa', 'dev')}
+    questions = [records[qid] for qid in DEMO_QUESTION_IDS]
+    right = {'aligned': 0, 'cascade': 0}
+    print(f'\n== {len(questions)} spoken questions from the QA dev set, voice {args.voice}; '
+          'an answer is right when it contains an accepted keyword', flush=True)
+    for record in questions:
+        audio = synthesize(record['question'], voice=args.voice)
+        print(f'\n"{record["question"]}"  (accepted: {" / ".join(record["answers"])})')
+        for mode in ('aligned', 'cascade'):
+            response = pipeline.respond(audio, mode=mode)
+            ok = contains_answer(response.text, record['answers'])
+            right[mode] += ok
+            heard = f'  (heard: "{response.transcript}")' if response.transcript is not None else ''
+            print(f'  [{mode:8}] {"right" if ok else "WRONG"}  {response.text!r}{heard}  '
+                  f'[first token {response.latency_ms["first_token"]:.0f} ms, total '
+                  f'{response.latency_ms["total"]:.0f} ms]', flush=True)
+    print(f'\nright answers: aligned {right["aligned"]}/{len(questions)}, cascade {right["cascade"]}/{len(questions)}')
     lj = Path(args.data) / 'ljspeech'
     items = []
     if (lj / 'metadata.csv').is_file():
         items = select(load_dataset(lj), list(DEMO_RECORDINGS))
-        clips += [(f'real recording {it.id}: "{it.text}"', load_audio(it.audio), it.text or '') for it in items]
     else:
         print(f'(no real recordings at {lj}; pass --data)')
-    for title, audio, _text in clips:
-        print(f'\n== {title}')
+    for item in items:
+        print(f'\n== real recording {item.id}: "{item.text}"')
+        audio = load_audio(item.audio)
         for mode in ('aligned', 'cascade'):
             response = pipeline.respond(audio, mode=mode)
             heard = f' (heard: "{response.transcript}")' if response.transcript else ''
-            print(f'  [{mode:8}] {response.text!r}{heard}  [{response.latency_ms["total"]:.0f} ms]', flush=True)
+            print(f'  [{mode:8}] {response.text!r}{heard}  [first token {response.latency_ms["first_token"]:.0f} ms, '
+                  f'total {response.latency_ms["total"]:.0f} ms]', flush=True)
     if items:
         print('\n== projector alone vs cascade on these recordings')
         result = evaluate(items, pipeline.encoder, pipeline.llm, pipeline.projector, ('nearest', 'cascade'))
@@ -450,28 +554,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('respond', help='answer one audio file')
     p.add_argument('audio', type=Path)
     p.add_argument('--cascade', action='store_true', help='transcribe with Whisper, then ask the LLM')
-    p.add_argument('--max-new-tokens', type=int)
+    _generation_args(p)
     p.add_argument('--instruction')
     p.add_argument('--json', action='store_true')
     _model_args(p)
     p.set_defaults(func=cmd_respond)
 
-    p = sub.add_parser('evaluate', help='WER/NLL of the aligned path and the cascade on a dataset')
+    p = sub.add_parser('evaluate', help='WER/NLL of the aligned path and the cascade, or spoken QA accuracy')
     p.add_argument('--data', type=Path, required=True, help='manifest.jsonl or LJ-Speech-style folder')
+    p.add_argument('--task', choices=['wer', 'qa'], default='wer',
+                   help='wer: transcription readings (default); qa: answer accuracy of text, cascade and '
+                        'aligned on a QA manifest (`tinyalign synth --set qa`)')
     p.add_argument('--ids', nargs='+')
+    p.add_argument('--split', choices=['dev', 'test'], help='only the items of this split (set manifests)')
     p.add_argument('--limit', type=int)
-    p.add_argument('--readings', nargs='+', help='subset of nearest repeat repeat_text cascade nll')
+    p.add_argument('--readings', nargs='+', help='wer task: subset of nearest repeat repeat_text cascade nll')
+    p.add_argument('--paths', nargs='+', choices=['text', 'cascade', 'aligned'], help='qa task: paths to ask')
     p.add_argument('--details', action='store_true', help='include per-utterance outputs in the JSON')
     p.add_argument('--json', action='store_true')
+    _generation_args(p)
     _model_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser('synth', help='synthesize a speech corpus with espeak-ng')
-    p.add_argument('--text', type=Path, required=True, help='one sentence per line')
+    p = sub.add_parser('synth', help='synthesize a speech corpus (espeak-ng, flite, festival voices)')
+    source = p.add_mutually_exclusive_group()
+    source.add_argument('--text', type=Path, help='one sentence per line')
+    source.add_argument('--set', choices=['qa', 'commands'],
+                        help='the packaged spoken-question or robot-command set, every sentence in every voice')
+    p.add_argument('--split', choices=['dev', 'test'], help='--set: only this split (default: both)')
     p.add_argument('--out', type=Path, required=True)
-    p.add_argument('--n', type=int, help='number of utterances (default: every sentence once)')
-    p.add_argument('--voices', nargs='+')
-    p.add_argument('--rates', nargs='+', type=int, default=[140, 165, 190])
+    p.add_argument('--n', type=int, help='--text: number of utterances (default: every sentence once)')
+    p.add_argument('--voices', nargs='+', help='ENGINE:NAME or espeak-ng voices, e.g. en-us+f3 flite:slt '
+                                               'festival:ked_diphone')
+    p.add_argument('--rates', nargs='+', type=int,
+                   help='words per minute (default: 140 165 190 for --text, 160 for --set)')
+    p.add_argument('--augment', help='add noise/reverb/tempo...: "default" or AugmentConfig settings as a JSON '
+                                     'object or file')
     p.add_argument('--max-words', type=int)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--workers', type=int, default=2)
@@ -566,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('demo', help='the main job: answers real speech in both modes')
     p.add_argument('--data', type=Path, default=DEFAULT_DATA, help='folder holding ljspeech/')
+    p.add_argument('--voice', default=DEMO_VOICE, help=f'voice asking the questions (default {DEMO_VOICE})')
+    _generation_args(p)
     _model_args(p)
     p.set_defaults(func=cmd_demo)
     return parser

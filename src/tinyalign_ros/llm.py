@@ -36,12 +36,14 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,7 +261,22 @@ class PromptConfig:
 
 @dataclass
 class GenerationConfig:
-    """Decoding settings; ``seed`` makes sampling reproducible (greedy ignores it)."""
+    """Decoding settings; ``seed`` makes sampling reproducible (greedy ignores it).
+
+    A 135M-parameter LLM fed noisy projected audio readily falls into a loop ("but but but ...")
+    and then talks until ``max_new_tokens``. Three settings keep answers short and loop-free:
+
+    - ``repetition_penalty`` (> 1) lowers the score of tokens the answer already used, and
+      ``no_repeat_ngram_size`` (> 0) forbids repeating any n-gram of that size in the answer
+      (transformers' own logits processors; the prompt is not part of the answer, so copying
+      words of the question stays free);
+    - ``loop_repeats`` stops decoding as soon as the answer ends in the same span of 1 to
+      :data:`LOOP_MAX_PERIOD` tokens repeated that many times in a row (0 = off); the token that
+      would complete the loop is never emitted;
+    - the answer budget ties the token limit to the question: a question of ``q`` tokens may be
+      answered in ``max(budget_min_tokens, ceil(budget_per_question_token * q))`` tokens, never more
+      than ``max_new_tokens`` (``budget_per_question_token = 0`` turns the tie off).
+    """
 
     max_new_tokens: int = 64
     do_sample: bool = False
@@ -267,6 +284,11 @@ class GenerationConfig:
     top_p: float = 0.9
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 4
+    loop_repeats: int = 3
+    budget_min_tokens: int = 32
+    budget_per_question_token: float = 3.0
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -280,11 +302,56 @@ class GenerationConfig:
             raise ValueError(f'top_p must be in (0, 1], got {self.top_p}')
         if any(not s for s in self.stop):
             raise ValueError('stop strings must be non-empty')
+        if self.repetition_penalty <= 0:
+            raise ValueError(f'repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}')
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f'no_repeat_ngram_size must be >= 0 (0 = off), got {self.no_repeat_ngram_size}')
+        if self.loop_repeats < 0 or self.loop_repeats == 1:
+            raise ValueError(f'loop_repeats must be 0 (off) or >= 2, got {self.loop_repeats}')
+        if self.budget_min_tokens < 1:
+            raise ValueError(f'budget_min_tokens must be >= 1, got {self.budget_min_tokens}')
+        if self.budget_per_question_token < 0:
+            raise ValueError(f'budget_per_question_token must be >= 0 (0 = off), got {self.budget_per_question_token}')
+
+    def budget(self, question_tokens: int | None = None) -> int:
+        """Answer tokens allowed for a question of ``question_tokens`` tokens (None: unknown)."""
+        if question_tokens is None or self.budget_per_question_token == 0:
+            return self.max_new_tokens
+        tied = max(self.budget_min_tokens, math.ceil(self.budget_per_question_token * max(question_tokens, 0)))
+        return min(self.max_new_tokens, tied)
+
+
+# A loop longer than this many tokens per repetition is left to the budget and the n-gram ban.
+LOOP_MAX_PERIOD = 16
+
+
+def loop_start(ids: Sequence[int], repeats: int, max_period: int = LOOP_MAX_PERIOD) -> int | None:
+    """Where the trailing loop starts when ``ids`` ends in one span repeated ``repeats`` times, else None.
+
+    Checked after every token, so only loops that end at the last token matter; the shortest
+    period is reported first ("a a a" is a loop of "a", not of "a a").
+    """
+    if repeats < 2:
+        return None
+    n = len(ids)
+    for period in range(1, max_period + 1):
+        span = period * repeats
+        if span > n:
+            break
+        tail = list(ids[n - period:])
+        if all(list(ids[n - (k + 1) * period:n - k * period]) == tail for k in range(1, repeats)):
+            return n - span
+    return None
 
 
 @dataclass
 class GenerationResult:
-    """What ``LLM.generate`` produced; ``truncated`` is True when it hit ``max_new_tokens``."""
+    """What ``LLM.generate`` produced.
+
+    ``stopped_by`` is 'eos' (the model ended its turn), 'stop' (a stop string), 'loop' (a repeated
+    span, see :func:`loop_start`) or 'length' (the answer budget); ``truncated`` is True for 'length'.
+    ``max_new_tokens`` is the budget that applied.
+    """
 
     text: str
     token_ids: list[int] = field(default_factory=list)
@@ -293,6 +360,7 @@ class GenerationResult:
     total_s: float = 0.0
     stopped_by: str = 'length'
     truncated: bool = False
+    max_new_tokens: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -602,65 +670,107 @@ class LLM:
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    @staticmethod
-    def _pick(logits: torch.Tensor, config: GenerationConfig, generator: torch.Generator | None) -> int:
-        if not config.do_sample:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits.float() / config.temperature, dim=-1)
-        if config.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < config.top_p  # always keeps the top token
-            sorted_probs = sorted_probs * keep
-            choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
-            return int(order[choice])
-        return int(torch.multinomial(probs, 1, generator=generator))
+    def _hf_generation_config(self, config: GenerationConfig, budget: int) -> Any:
+        """transformers' GenerationConfig for ``config``, built whole so the model folder's own
+        generation defaults (a checkpoint may ship a temperature or top_k) never leak in."""
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        eos = sorted(self.eos_token_ids)
+        sampling = {'temperature': config.temperature, 'top_p': config.top_p, 'top_k': 0} if config.do_sample else {}
+        return HFGenerationConfig(
+            max_new_tokens=budget, do_sample=config.do_sample, num_beams=1, use_cache=True,
+            repetition_penalty=config.repetition_penalty, no_repeat_ngram_size=config.no_repeat_ngram_size,
+            eos_token_id=eos, pad_token_id=eos[0] if eos else None, **sampling)
 
     def generate(self, inputs_embeds: torch.Tensor, config: GenerationConfig | None = None,
-                 on_token: Callable[[str], None] | None = None) -> GenerationResult:
-        """Decode from a prompt given as embeddings, with a KV cache.
+                 on_token: Callable[[str], None] | None = None,
+                 question_tokens: int | None = None) -> GenerationResult:
+        """Decode from a prompt given as embeddings with transformers' ``generate``.
 
-        The first step feeds ``inputs_embeds``; later steps feed only the new token id and reuse the
-        cache. Stops at an end-of-turn token, a stop string (the stop string and anything after it
-        are cut from the text) or ``max_new_tokens``. ``on_token`` receives each newly settled text
-        piece; the pieces join to exactly ``result.text``.
+        The repetition controls are its logits processors; stop strings and loops are stopping
+        criteria; a streamer turns each new token into settled text for ``on_token`` (the pieces
+        join to exactly ``result.text``). Stops at an end-of-turn token, a stop string (the stop
+        string and anything after it are cut from the text), a loop (the token completing it is
+        dropped) or the answer budget, ``config.budget(question_tokens)`` tokens.
         """
+        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers.generation.streamers import BaseStreamer
+
         config = config or GenerationConfig()
-        self.require_model()
+        model = self.require_model()
         embeds = self._check_embeds(inputs_embeds, 'inputs_embeds', ndim=3)
-        generator = None
-        if config.do_sample and config.seed is not None:
-            generator = torch.Generator().manual_seed(config.seed)
+        budget = config.budget(question_tokens)
+        eos_ids = set(self.eos_token_ids)
         stream = TextStream(self._decode, config.stop)
-        stopped_by = 'length'
-        first_token_s = 0.0
+        state: dict[str, Any] = {'stopped_by': 'length', 'first_token_s': None, 'prompt_seen': False,
+                                 'loop': False, 'ended': False}
         start = time.perf_counter()
-        with torch.inference_mode():
-            # Only the last position's logits are needed; a long audio prompt would otherwise
-            # materialize [L, vocab] floats for nothing.
-            out = self.model(inputs_embeds=embeds, use_cache=True, **self._last_logits_only)
-            for step in range(config.max_new_tokens):
-                token = self._pick(out.logits[0, -1], config, generator)
-                if step == 0:
-                    first_token_s = time.perf_counter() - start
-                if token in self.eos_token_ids:
-                    stopped_by = 'eos'
-                    break
+
+        decode = self._decode
+
+        class _Stop(StoppingCriteria):
+            """Stops at a loop or a stop string; transformers calls it on the answer's ids before
+            handing the newest token to the streamer, which then knows whether to say it."""
+
+            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
+                ids = [int(i) for i in input_ids[0]]
+                done = False
+                if ids and ids[-1] not in eos_ids:  # an end-of-turn token is the EOS criterion's
+                    if config.loop_repeats and loop_start(ids, config.loop_repeats) is not None:
+                        state['loop'] = done = True
+                    elif config.stop and any(s in decode(ids) for s in config.stop):
+                        done = True  # the streamer's TextStream cuts the text at the stop string
+                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+        class _Streamer(BaseStreamer):
+            """Feeds each new token into the TextStream and the caller's callback."""
+
+            def put(self, value: torch.Tensor) -> None:
+                if not state['prompt_seen']:  # generate first announces the prompt's ids (none here)
+                    state['prompt_seen'] = True
+                    return
+                if state['first_token_s'] is None:
+                    state['first_token_s'] = time.perf_counter() - start
+                if state['ended']:
+                    return
+                token = int(value.reshape(-1)[0])
+                if token in eos_ids:
+                    state['stopped_by'], state['ended'] = 'eos', True
+                    return
+                if state.get('loop'):  # the token that completes a loop is never said
+                    state['stopped_by'], state['ended'] = 'loop', True
+                    return
                 piece = stream.push(token)
                 if piece and on_token is not None:
                     on_token(piece)
                 if stream.stopped:
-                    stopped_by = 'stop'
-                    break
-                if step + 1 < config.max_new_tokens:
-                    ids = torch.tensor([[token]], dtype=torch.long)
-                    out = self.model(input_ids=ids, past_key_values=out.past_key_values, use_cache=True)
+                    state['stopped_by'], state['ended'] = 'stop', True
+
+            def end(self) -> None:
+                pass
+
+        seeded = config.do_sample and config.seed is not None
+        # transformers samples from torch's global generator: a seeded call draws inside a fork of it,
+        # so the process's random state is the same afterwards.
+        rng = torch.random.fork_rng(devices=[]) if seeded else contextlib.nullcontext()
+        with rng, torch.inference_mode(), warnings.catch_warnings():
+            # transformers warns that with inputs_embeds the repetition controls see only the answer,
+            # not the prompt: that is what is wanted (repeating the question's words is no loop).
+            warnings.filterwarnings('ignore', message='Passing `(repetition_penalty|no_repeat_ngram_size)`')
+            if seeded:
+                torch.manual_seed(config.seed)
+            attention = torch.ones(embeds.shape[:2], dtype=torch.long)
+            model.generate(inputs_embeds=embeds, attention_mask=attention,
+                           generation_config=self._hf_generation_config(config, budget),
+                           stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=_Streamer())
         tail = stream.finish()
         if tail and on_token is not None:
             on_token(tail)
         total_s = time.perf_counter() - start
+        stopped_by = state['stopped_by']
         return GenerationResult(text=stream.text, token_ids=list(stream.ids), n_tokens=len(stream.ids),
-                                first_token_s=first_token_s, total_s=total_s, stopped_by=stopped_by,
-                                truncated=stopped_by == 'length')
+                                first_token_s=state['first_token_s'] or 0.0, total_s=total_s, stopped_by=stopped_by,
+                                truncated=stopped_by == 'length', max_new_tokens=budget)
 
     def nll(self, inputs_embeds: torch.Tensor, target_ids: Sequence[int]) -> float:
         """Mean negative log-likelihood (nats/token) of ``target_ids`` teacher-forced after the prompt.

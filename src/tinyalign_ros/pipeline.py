@@ -179,7 +179,9 @@ class Pipeline:
             result = GenerationResult(text='', token_ids=[], n_tokens=0, first_token_s=0.0, total_s=0.0,
                                       stopped_by='eos', truncated=False)
         else:
-            result = self.llm.generate(inputs, generation, on_token=on_token)
+            # The answer budget follows the question's length: audio positions or transcript tokens.
+            question = n_audio if mode == 'aligned' else len(self.llm.tokenize(transcript or ''))
+            result = self.llm.generate(inputs, generation, on_token=on_token, question_tokens=question)
         end = time.perf_counter()
         latency = {
             'encode': (t_encoded - start) * 1000.0,
