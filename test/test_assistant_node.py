@@ -27,6 +27,7 @@ import ast
 import math
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -159,14 +160,37 @@ def test_audio_info_sets_the_format(ros: list[Any]) -> None:
     # 1 s at 8 kHz stereo: 16000 mono samples after resampling (read as the default S16LE mono
     # 16 kHz, the same bytes would have been 32000 samples).
     assert 15900 <= fake.calls[0]['n'] <= 16100
-    bad_info = probe.ros_audio.info_class()()
-    bad_info.sample_format, bad_info.channels, bad_info.sample_rate, bad_info.coding_format = 'S16LE', 1, 16000, 'mp3'
-    probe.info_pub.publish(bad_info)
-    wait_for(lambda: node.statistics()['audio_errors'] == 1, 10, 'refused info', spinner)
-    assert 'compressed' in node.statistics()['last_audio_error']
 
 
-def test_late_assistant_gets_the_latched_audio_info(ros: list[Any]) -> None:
+def test_compressed_stream_is_dropped_until_pcm_arrives(ros: list[Any]) -> None:
+    """audio_capture defaults to mp3: its bytes must be refused (counted, diagnosed), not read as PCM."""
+    if 'ros-drivers' not in ros_env.available_flavours():
+        pytest.skip('the ros-drivers audio_common_msgs is not the installed flavour')
+    ros_env.use_flavour('ros-drivers')
+    node, probe, spinner, fake = start(ros, 'ros-drivers')
+    mp3 = probe.ros_audio.info_class()()
+    mp3.sample_format, mp3.channels, mp3.sample_rate, mp3.coding_format = 'S16LE', 1, 16000, 'mp3'
+    probe.info_pub.publish(mp3)
+    wait_for(lambda: node.statistics()['info_messages'] == 1, 10, 'mp3 audio_info', spinner)
+    for _ in range(3):
+        probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: node.statistics()['compressed_dropped'] == 3, 10, 'compressed audio dropped', spinner)
+    wait_for(lambda: any(_status(d, 'audio input').level == _level('ERROR')
+                         and 'compressed' in _status(d, 'audio input').message for d in probe.diagnostics),
+             5, 'compressed audio diagnosed', spinner)
+    assert not fake.calls and not probe.responses
+    assert node.statistics()['audio_errors'] == 0  # not malformed: a configuration to fix upstream
+    probe.send_info(probe.ros_audio.AudioFormat('S16LE', 1, 16000))
+    wait_for(lambda: node.statistics()['info_messages'] == 2, 10, 'wave audio_info', spinner)
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: probe.responses, 10, 'response after PCM arrived', spinner)
+    assert len(fake.calls) == 1 and node.statistics()['compressed_dropped'] == 3
+
+
+@pytest.mark.parametrize('durability', ['volatile', 'transient_local'])
+def test_audio_info_from_either_audio_capture_release(ros: list[Any], durability: str) -> None:
+    """Older audio_capture releases publish audio_info volatile, 0.4.0 transient-local (republished
+    every 5 s): the assistant must receive both."""
     if 'ros-drivers' not in ros_env.available_flavours():
         pytest.skip('the ros-drivers audio_common_msgs is not the installed flavour')
     ros_env.use_flavour('ros-drivers')
@@ -175,15 +199,17 @@ def test_late_assistant_gets_the_latched_audio_info(ros: list[Any]) -> None:
 
     publisher = Node('mic')
     ros.append(publisher)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    info_pub = publisher.create_publisher(ros_audio.info_class(), 'audio_info', latched)
-    info_pub.publish(ros_audio.info_message('ros-drivers', ros_audio.AudioFormat('S32LE', 1, 16000)))
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=getattr(DurabilityPolicy, durability.upper()))
+    info_pub = publisher.create_publisher(ros_audio.info_class(), 'audio_info', qos)
     node = AssistantNode(pipeline=FakePipeline(), parameter_overrides=[
         Parameter('segmentation', value='message'), Parameter('personalize.enabled', value=False)])
     ros.append(node)
     spinner = Spinner(node, publisher).start()
     ros.append(spinner)
-    wait_for(lambda: node.statistics()['info_messages'] == 1, 10, 'latched audio_info', spinner)
+    wait_for(lambda: info_pub.get_subscription_count() > 0, 10, 'audio_info subscriber', spinner)
+    info_pub.publish(ros_audio.info_message('ros-drivers', ros_audio.AudioFormat('S32LE', 1, 16000)))
+    wait_for(lambda: node.statistics()['info_messages'] == 1, 10, f'{durability} audio_info', spinner)
 
 
 def test_vad_segments_synthesized_speech(ros: list[Any], flavour: str) -> None:
@@ -462,7 +488,7 @@ def test_fuzzed_audio_never_stops_the_node(ros: list[Any], flavour: str) -> None
         probe.audio_pub.publish(nan)
         wait_for(lambda: node.statistics()['audio_errors'] == len(bad) + 1, 10, 'NaN refused', spinner)
         for k, fields in enumerate(({'sample_format': 'S24LE'}, {'channels': 0}, {'sample_rate': 5},
-                                    {'coding_format': 'opus'})):
+                                    {'sample_format': 'S16LE' * 20000})):
             info = ros_audio.info_message('ros-drivers', ros_audio.AudioFormat())
             for key, value in fields.items():
                 setattr(info, key, value)
@@ -561,3 +587,177 @@ def test_best_effort_publisher_in_a_namespace(ros: list[Any], flavour: str) -> N
     wait_for(lambda: probe.responses, 10, 'answer', spinner)
     assert 15900 <= fake.calls[0]['n'] <= 16100
     assert reliable_got == []
+
+
+def _stamped_setup(ros: list[Any], flavour: str, params: dict[str, Any] | None = None,
+                   pipeline: Any = None) -> tuple[Any, Probe, Spinner, Any, Any]:
+    """The assistant on the flavour's stamped audio message, and a publisher of it."""
+    from tinyalign_ros.nodes import ros_audio
+
+    stamped = 'AudioDataStamped' if flavour == 'ros-drivers' else 'AudioStamped'
+    settings = {'audio.message': stamped, 'audio.expected_rate': 0.0}
+    settings.update(params or {})
+    node, probe, spinner, fake = start(ros, flavour, pipeline=pipeline, params=settings)
+    pub = probe.node.create_publisher(ros_audio.message_class(flavour, stamped), 'audio', QoSProfile(depth=10))
+    wait_for(lambda: pub.get_subscription_count() > 0, 10, 'stamped audio subscriber', spinner)
+
+    def send(samples: np.ndarray, sec: int, nanosec: int, frame_id: str) -> None:
+        from builtin_interfaces.msg import Time
+        pub.publish(ros_audio.encode(samples, flavour, ros_audio.AudioFormat(), stamped,
+                                     stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id))
+    return node, probe, spinner, fake, send
+
+
+def test_response_header_is_the_stamp_of_the_audio_and_a_frame(ros: list[Any], flavour: str) -> None:
+    """header.stamp = end of the utterance's audio (not the finish time); frame_id from the audio or
+    the response.frame_id parameter (not the topic name)."""
+    node, probe, spinner, fake, send = _stamped_setup(ros, flavour, pipeline=FakePipeline(delay_s=0.2))
+    send(ros_env.speech_like(0.5), 1234, 500_000_000, 'mic_link')
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    header = probe.responses[0].header
+    assert (header.stamp.sec, header.stamp.nanosec) == (1234, 500_000_000)
+    assert header.frame_id == 'mic_link'
+    node.set_parameters([Parameter('response.frame_id', value='base_link')])
+    send(ros_env.speech_like(0.5), 1240, 0, 'mic_link')
+    wait_for(lambda: len(probe.responses) == 2, 10, 'second response', spinner)
+    assert probe.responses[1].header.frame_id == 'base_link'
+    assert (probe.responses[1].header.stamp.sec, probe.responses[1].header.stamp.nanosec) == (1240, 0)
+
+
+def test_unstamped_audio_is_dated_by_its_arrival_not_the_answer(ros: list[Any]) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour, pipeline=FakePipeline(delay_s=0.5))
+    sent_ns = node.get_clock().now().nanoseconds
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    answered_ns = node.get_clock().now().nanoseconds
+    stamp = probe.responses[0].header.stamp
+    stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+    assert sent_ns <= stamp_ns <= answered_ns - 400_000_000  # before the 0.5 s the pipeline took
+    assert probe.responses[0].header.frame_id == ''  # not the topic name
+
+
+def test_vad_utterance_is_stamped_at_its_end(ros: list[Any]) -> None:
+    """With VAD the utterance ends before the message that closed it: the stamp is its own end."""
+    from tinyalign_ros.synth import synthesize
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake, send = _stamped_setup(ros, flavour, params={'segmentation': 'vad',
+                                                                           'audio.qos_depth': 500})
+    speech = synthesize('Please bring me the red toolbox from the workshop.')
+    audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(32000, np.float32)])
+    chunk = 1600  # 0.1 s per message, stamped at its last sample; stream time starts at 100 s
+    for i in range(0, audio.size - chunk + 1, chunk):
+        end_ns = 100_000_000_000 + int((i + chunk) / 16000 * 1e9)
+        send(audio[i:i + chunk], end_ns // 1_000_000_000, end_ns % 1_000_000_000, 'mic')
+    wait_for(lambda: probe.responses, 20, 'response', spinner)
+    from tinyalign_ros.segmenter import Segmenter
+
+    offline = Segmenter(node._segmenter_config)
+    ends = [u.end_s for i in range(0, audio.size - chunk + 1, chunk) for u in offline.feed(audio[i:i + chunk])]
+    assert ends, 'the segmenter found no utterance offline'
+    stamp = probe.responses[0].header.stamp
+    stamp_s = stamp.sec + stamp.nanosec / 1e9 - 100.0
+    assert abs(stamp_s - ends[0]) < 1e-3, (stamp_s, ends[0])
+    assert stamp_s < audio.size / 16000 - 0.5  # not the time of the message that closed the utterance
+
+
+def test_unmeasured_latencies_use_the_documented_sentinel(ros: list[Any]) -> None:
+    """No NaN in float fields (Humble's rosidl only accepts it since a backport): -1 = not measured."""
+    class NoProjectLatency(FakePipeline):
+        def respond(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().respond(*args, **kwargs)
+            response.latency_ms = {'encode': float('nan'), 'total': 3.0}
+            return response
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour, pipeline=NoProjectLatency())
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    response = probe.responses[0]
+    assert (response.encode_ms, response.project_ms, response.first_token_ms, response.total_ms) == (-1.0, -1.0,
+                                                                                                     -1.0, 3.0)
+    text = (ROOT / 'msg' / 'msg' / 'AssistantResponse.msg').read_text()
+    assert '-1' in text and 'not measured' in text
+    from tinyalign_ros.nodes.assistant_node import NOT_MEASURED, metrics_to_msgs
+    assert NOT_MEASURED == -1.0 and metrics_to_msgs({'wer': float('nan')})[0].value == -1.0
+
+
+def test_oversized_fields_are_not_echoed(ros: list[Any], flavour: str) -> None:
+    """A 100 kB sample_format or a 1 MB frame_id is refused or dropped, never copied into every
+    diagnostics message or response; one audio message over the byte cap is refused undecoded."""
+    from tinyalign_ros.nodes import ros_audio
+
+    node, probe, spinner, fake, send = _stamped_setup(ros, flavour, params={'audio.max_message_bytes': 20000})
+    send(ros_env.speech_like(0.5), 10, 0, 'x' * 1_000_000)
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    assert probe.responses[0].header.frame_id == ''
+    if flavour == 'ros-drivers':
+        huge = ros_audio.info_message('ros-drivers', ros_audio.AudioFormat())
+        huge.sample_format = 'S16LE' * 20000
+        probe.info_pub.publish(huge)
+        wait_for(lambda: node.statistics()['audio_errors'] == 1, 10, 'huge info refused', spinner)
+    send(ros_env.speech_like(1.0), 11, 0, 'mic')  # 32000 bytes of S16LE > 20000
+    errors = 2 if flavour == 'ros-drivers' else 1
+    wait_for(lambda: node.statistics()['audio_errors'] == errors, 10, 'oversized message refused', spinner)
+    assert 'bytes' in node.statistics()['last_audio_error'] and len(fake.calls) == 1
+    count = len(probe.diagnostics)
+    wait_for(lambda: len(probe.diagnostics) > count + 1, 5, 'diagnostics', spinner)
+    longest = max(len(field) for array_msg in probe.diagnostics for status in array_msg.status
+                  for field in [status.message, status.name, status.hardware_id]
+                  + [kv.value for kv in status.values])
+    assert longest <= 400, longest
+
+
+def test_middleware_losses_and_arrival_rate_are_diagnosed(ros: list[Any]) -> None:
+    """A burst that overflows the subscription queue is counted through the message_lost event, and
+    audio arriving slower than real time is reported against the expected rate."""
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour, params={'audio.qos_depth': 2, 'segmentation': 'vad'})
+    spinner.stop()  # hold the executor: the burst fills the queue of depth 2
+    for _ in range(10):
+        probe.send(np.zeros(1600, np.float32))
+    spinner = Spinner(node, probe.node).start()
+    ros.append(spinner)
+    wait_for(lambda: node.statistics()['lost_messages'] == 8, 10, 'lost messages counted', spinner)
+    wait_for(lambda: any(_value(_status(d, 'audio input'), 'lost messages (middleware)') == '8'
+                         for d in probe.diagnostics), 5, 'lost messages in diagnostics', spinner)
+    # 0.1 s of audio per 0.2 s diagnostics period: half of real time.
+    count = len(probe.diagnostics)
+    for _ in range(10):
+        probe.send(np.zeros(1600, np.float32))
+        time.sleep(0.2)
+    statuses = [_status(d, 'audio input') for d in probe.diagnostics[count:]]
+    assert any('expected 1.00' in s.message and s.level == _level('WARN') for s in statuses), \
+        [s.message for s in statuses]
+
+
+@pytest.mark.parametrize('name', ['audio', '/mic/audio', '~/audio', '~', '{node}/audio', '/robot_{node}/mic',
+                                  'a/b_2/c'])
+def test_valid_topic_names_are_accepted(name: str) -> None:
+    from tinyalign_ros.nodes.assistant_node import check_parameter
+
+    assert check_parameter('audio.topic', name) is None
+
+
+@pytest.mark.parametrize('name', ['', '/', 'audio/', 'a//b', '2audio', 'a b', 'a~', '/~/audio', '{}', '{2x}',
+                                  'audio\n', 'ä', 'x' * 300])
+def test_invalid_topic_names_are_refused(name: str) -> None:
+    from tinyalign_ros.nodes.assistant_node import check_parameter
+
+    assert 'not a valid topic name' in (check_parameter('audio.topic', name) or '')
+
+
+@pytest.mark.parametrize('operator_id', ['alice\n', 'alice\n\n', 'a' * 64 + '\n', '../alice', 'alice/bob', ''])
+def test_operator_ids_must_match_in_full(operator_id: str) -> None:
+    """``re.match`` with ``$`` lets 'alice\\n' through (a folder named with a newline)."""
+    from tinyalign_ros.nodes.assistant_node import check_parameter, operator_id_problem
+
+    assert operator_id_problem(operator_id)
+    if operator_id:
+        assert 'not allowed' in (check_parameter('operator', operator_id) or '')
+    assert operator_id_problem('alice') is None and check_parameter('operator', 'alice_2-b') is None

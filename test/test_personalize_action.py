@@ -384,3 +384,59 @@ def test_job_interface_types() -> None:
         ji.Limits(max_steps=0)
     with pytest.raises(ji.BackendError, match='module:factory'):
         ji.load_backend('no_colon', ji.BackendContext(pipeline=None, store_dir=Path('.'), work_dir=Path('.')))
+
+
+def test_preempt_aborts_a_goal_still_waiting_for_the_job(ros: list[Any], tmp_path: Path, dataset: Path) -> None:
+    """A, then B (preempts A, waits for A's job to stop), then C: B must never run; only A and C do."""
+    s = Setup(ros, tmp_path, params={'personalize.on_new_goal': 'preempt'}, steps=40, step_s=0.3)
+    folder = {'source': s.Personalize.Goal.SOURCE_FOLDER, 'path': str(dataset)}
+    first, _fb, _t = s.send(s.goal(operator_id='a', **folder))
+    assert first.accepted and s.job.started.wait(5)
+    second, _fb, _t = s.send(s.goal(operator_id='b', **folder))
+    third, _fb, _t = s.send(s.goal(operator_id='c', **folder))
+    assert second.accepted and third.accepted
+    second_result = s.result(second)
+    assert second_result.status == GoalStatus.STATUS_ABORTED
+    assert 'preempted' in second_result.result.message
+    wait_for(lambda: len(s.job.requests) >= 2, 10, 'the third goal to start', s.spinner)
+    assert [r.operator_id for r in s.job.requests] == ['a', 'c']
+    assert s.result(first).status == GoalStatus.STATUS_ABORTED
+    wait_future(third.cancel_goal_async(), 10, 'cancel', s.spinner)
+    assert s.result(third).status == GoalStatus.STATUS_CANCELED
+    assert [r.operator_id for r in s.job.requests] == ['a', 'c']
+
+
+def test_accepted_goal_whose_handle_was_never_created_reserves_nothing(ros: list[Any], tmp_path: Path,
+                                                                       dataset: Path) -> None:
+    """rclpy drops a goal whose handle it cannot create after ACCEPT: the next goal must still run."""
+    from rclpy.action import GoalResponse
+
+    s = Setup(ros, tmp_path, steps=2, step_s=0.01)
+    goal = s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset))
+    assert s.node._on_goal(goal) == GoalResponse.ACCEPT  # no handle, no accepted callback follows
+    handle, _fb, _t = s.send(goal)
+    assert handle.accepted
+    assert s.result(handle).status == GoalStatus.STATUS_SUCCEEDED
+
+
+def test_reject_mode_refuses_a_goal_that_won_the_accept_race(ros: list[Any], tmp_path: Path,
+                                                             dataset: Path) -> None:
+    """Two goals accepted concurrently in reject mode: the second is aborted unrun, the first runs."""
+    s = Setup(ros, tmp_path, steps=200, step_s=0.02)
+    goal = s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset))
+    first, _fb, _t = s.send(goal)
+    assert first.accepted and s.job.started.wait(5)
+    from rclpy.action import GoalResponse
+
+    server = s.node._action_server
+    server.register_goal_callback(lambda request: GoalResponse.ACCEPT)  # both passed the check at once
+    try:
+        second, _fb, _t = s.send(goal)
+    finally:
+        server.register_goal_callback(s.node._on_goal)
+    assert second.accepted
+    response = s.result(second)
+    assert response.status == GoalStatus.STATUS_ABORTED and 'busy' in response.result.message
+    assert len(s.job.requests) == 1
+    wait_future(first.cancel_goal_async(), 10, 'cancel', s.spinner)
+    assert s.result(first).status == GoalStatus.STATUS_CANCELED

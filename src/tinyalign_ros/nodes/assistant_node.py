@@ -65,15 +65,24 @@ from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 from tinyalign_ros.audio import SAMPLE_FORMATS, normalize_format
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.job_interface import (MODES, PHASE_RECORDING, SOURCE_FOLDER, SOURCE_RECORD,
+from tinyalign_ros.nodes.job_interface import (PHASE_RECORDING, SOURCE_FOLDER, SOURCE_RECORD,
                                                SOURCE_ROSBAG, AdapterStore, AdapterVersion, BackendContext,
-                                               Limits, OperatorIdError, PersonalizeJob, PersonalizeRequest,
+                                               Limits, OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
                                                PersonalizeResult, Progress, TrainingOptions, load_backend,
                                                validate_operator_id)
-from tinyalign_ros.nodes.ros_audio import (FLAVOURS, MESSAGE_NAMES, AudioDecoder, AudioFormat,
-                                           finite_or, info_class, message_class,
-                                           resolve_flavour)
+from tinyalign_ros.nodes.ros_audio import (FLAVOURS, MAX_MESSAGE_BYTES, MESSAGE_NAMES, AudioDecoder,
+                                           AudioFormat, CompressedAudioError, finite_or, info_class,
+                                           message_class, resolve_flavour)
+from tinyalign_ros.pipeline import MODES
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
+
+try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # pragma: no cover - Humble
+    try:
+        from rclpy.qos_event import SubscriptionEventCallbacks
+    except ImportError:
+        SubscriptionEventCallbacks = None
 
 try:  # Humble and Jazzy have it; keep main() working on older rclpy too
     from rclpy.executors import ExternalShutdownException
@@ -86,10 +95,24 @@ SOURCES_BY_CODE = {Personalize.Goal.SOURCE_RECORD: SOURCE_RECORD,
                    Personalize.Goal.SOURCE_FOLDER: SOURCE_FOLDER,
                    Personalize.Goal.SOURCE_ROSBAG: SOURCE_ROSBAG}
 LATENCY_KINDS = ('encode', 'project', 'first_token', 'total', 'queue')
-TOPIC_NAME = re.compile(r'^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
-OBJECTIVE_NAME = re.compile(r'^[a-z0-9_]{0,64}$')
-UTTERANCE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+# ROS name rules (rcl's topic-name validation): tokens of letters, digits and "_" not starting with
+# a digit, separated by single "/"; "~" (the node's private namespace) only at the start, followed
+# by "/"; "{substitutions}" (e.g. "{node}") stand for a token. Always matched in full.
+_TOPIC_TOKEN = r'[A-Za-z_][A-Za-z0-9_]*'
+TOPIC_NAME = re.compile(rf'/?{_TOPIC_TOKEN}(?:/{_TOPIC_TOKEN})*')
+TOPIC_SUBSTITUTION = re.compile(r'\{[A-Za-z_][A-Za-z0-9_]*\}')
+OBJECTIVE_NAME = re.compile(r'[a-z0-9_]{0,64}')
+UTTERANCE_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}')
 MAX_INSTRUCTION_CHARS = 2000
+MAX_NAME_CHARS = 255
+# Strings from outside (messages, goals, parameters) are echoed into logs, diagnostics and
+# responses at most this long, so one hostile field cannot be copied into every message.
+MAX_ECHO_CHARS = 120
+# A frame_id longer than this is not a frame id; the response then carries the configured one.
+MAX_FRAME_ID_CHARS = 256
+# Documented in AssistantResponse.msg, Metric.msg and Personalize.action: a float that was not
+# measured. NaN is not used: Humble's rosidl_python only accepts it since a late backport.
+NOT_MEASURED = -1.0
 MAX_UTTERANCES = 10000
 MAX_STEPS = 10_000_000
 MAX_SECONDS = 24 * 3600.0
@@ -169,6 +192,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('audio.qos_depth', 50, 'Depth of the best-effort audio subscription queue.', int_range=(1, 1000)),
     ParamSpec('audio.max_message_s', 5.0, 'Longest audio accepted in one message; longer ones are rejected '
               'as malformed before decoding.', float_range=(0.01, 60.0)),
+    ParamSpec('audio.max_message_bytes', MAX_MESSAGE_BYTES, 'Largest audio message accepted [bytes]; larger '
+              'ones are rejected before anything decodes them.', int_range=(1000, 256_000_000)),
+    ParamSpec('audio.expected_rate', 1.0, 'Seconds of audio a streaming microphone delivers per second; '
+              'diagnostics warn when less arrives (messages lost upstream). 0 = push-to-talk, no check.',
+              float_range=(0.0, 10.0)),
     # segmentation
     ParamSpec('segmentation', 'vad', 'vad: cut utterances with Silero VAD; message: every audio message is '
               'one utterance (push-to-talk or an upstream VAD).', choices=('vad', 'message')),
@@ -180,6 +208,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('segmenter.end_silence_s', 0.6, 'Silence that ends an utterance.', float_range=(0.05, 5.0)),
     ParamSpec('segmenter.max_buffer_s', 60.0, 'Upper bound on buffered audio.', float_range=(5.0, 600.0)),
     # pipeline
+    # responses
+    ParamSpec('response.frame_id', '', 'header.frame_id of responses; empty = the frame_id of the stamped '
+              'audio message the utterance came from (empty for unstamped audio). Runtime-changeable.',
+              read_only=False),
     ParamSpec('queue.size', 4, 'Utterances waiting for the pipeline; when full the oldest is dropped.',
               int_range=(1, 64)),
     ParamSpec('encoder.model', '', 'Whisper CTranslate2 folder; empty = the embedded tiny.en.'),
@@ -190,8 +222,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('llm.model', '', 'LLM folder or .gguf file; empty = the embedded SmolLM2-135M-Instruct.'),
     ParamSpec('llm.threads', 0, 'Torch threads for the LLM; 0 = torch default.', int_range=(0, 256)),
     ParamSpec('adapter', '', 'Base adapter folder used when no operator adapter is active; empty = shipped one.'),
-    ParamSpec('mode', 'aligned', 'aligned (encoder -> projector -> LLM) or cascade (Whisper text -> LLM). '
-              'Runtime-changeable.', read_only=False, choices=MODES),
+    ParamSpec('mode', 'aligned', "One of the engine's modes: aligned (encoder -> projector -> LLM), cascade "
+              '(Whisper text -> LLM), ... Runtime-changeable.', read_only=False, choices=MODES),
     ParamSpec('operator', '', 'Operator whose active adapter answers; empty = the base adapter. '
               'Runtime-changeable (the adapter is swapped without a restart).', read_only=False),
     ParamSpec('prompt.instruction', PromptConfig().instruction,
@@ -229,6 +261,37 @@ PARAMS: tuple[ParamSpec, ...] = (
 SPECS = {spec.name: spec for spec in PARAMS}
 
 
+def clip(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr``-free text of ``value`` cut to ``limit`` characters (echoed strings stay small)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f'{text[:limit]}... ({len(text)} characters)'
+
+
+def valid_topic_name(name: Any) -> bool:
+    """Whether ``name`` is a valid (absolute, relative or private) ROS topic name."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+        return False
+    body = TOPIC_SUBSTITUTION.sub('s', name)
+    if body == '~':
+        return True
+    if body.startswith('~/'):
+        body = body[2:]
+    return TOPIC_NAME.fullmatch(body) is not None
+
+
+def operator_id_problem(operator_id: Any) -> str | None:
+    """Why ``operator_id`` cannot name an operator (None: fine); the whole string must match."""
+    try:
+        validate_operator_id(operator_id)
+    except OperatorIdError:
+        pass
+    else:
+        if OPERATOR_ID_PATTERN.fullmatch(operator_id):
+            return None
+    return (f'operator id {clip(operator_id)!r} is not allowed: use 1-64 letters, digits, "_" or "-", '
+            'starting with a letter or digit (no "/", "\\", ".", spaces or line breaks)')
+
+
 def check_parameter(name: str, value: Any) -> str | None:
     """Why ``value`` is not acceptable for ``name`` (None: fine). Ranges are checked by rclpy."""
     spec = SPECS.get(name)
@@ -242,21 +305,20 @@ def check_parameter(name: str, value: Any) -> str | None:
                 return str(exc)
         elif value not in spec.choices:
             return f'{name} must be one of {list(spec.choices)}, got {value!r}'
+    if isinstance(value, str) and len(value) > MAX_INSTRUCTION_CHARS:
+        return f'{name} is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
     if name == 'operator' and value != '':
-        try:
-            validate_operator_id(value)
-        except OperatorIdError as exc:
-            return str(exc)
+        return operator_id_problem(value)
     if name == 'prompt.instruction':
         if not value.strip():
             return 'prompt.instruction must not be empty'
-        if len(value) > MAX_INSTRUCTION_CHARS:
-            return f'prompt.instruction is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
     if name == 'generation.max_new_tokens' and not 1 <= value <= 1024:
         return 'generation.max_new_tokens must be 1..1024'
     if name in ('audio.topic', 'audio.info_topic') and (value or name == 'audio.topic') \
-            and not TOPIC_NAME.match(value):
-        return f'{name} {value!r} is not a valid topic name'
+            and not valid_topic_name(value):
+        return f'{name} {clip(value)!r} is not a valid topic name'
+    if name == 'response.frame_id' and len(value) > MAX_FRAME_ID_CHARS:
+        return f'response.frame_id is {len(value)} characters; at most {MAX_FRAME_ID_CHARS}'
     return None
 
 
@@ -303,7 +365,7 @@ def dataset_exists(path: Path) -> bool:
 
 
 def metrics_to_msgs(metrics: dict[str, float]) -> list[Metric]:
-    return [Metric(name=str(k), value=finite_or(v, math.nan)) for k, v in sorted(metrics.items())]
+    return [Metric(name=clip(str(k)), value=finite_or(v, NOT_MEASURED)) for k, v in sorted(metrics.items())]
 
 
 @dataclass
@@ -315,6 +377,7 @@ class _Job:
     audio_truncated: bool
     enqueued: float
     frame_id: str
+    stamp_ns: int = 0  # ROS time of the end of the utterance
 
 
 @dataclass
@@ -322,6 +385,11 @@ class _Counters:
     """What diagnostics report; updated from several threads under the node's lock."""
 
     audio_messages: int = 0
+    compressed_dropped: int = 0
+    compressed_reported: int = 0
+    last_compressed: str = ''
+    lost_messages: int = 0  # reported by the middleware (message_lost QoS events)
+    lost_reported: int = 0
     audio_errors: int = 0
     audio_errors_reported: int = 0
     last_audio_error: str = ''
@@ -400,7 +468,9 @@ class AssistantNode(Node):
         self._audio_type = message_class(self._flavour, p('audio.message'))
         self._decoder = AudioDecoder(
             AudioFormat(p('audio.sample_format'), p('audio.channels'), p('audio.sample_rate')),
-            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'))
+            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'),
+            max_message_bytes=p('audio.max_message_bytes'))
+        self._stream_s = 0.0  # seconds of audio fed to the segmenter (its time base)
         self._segmenter_config = SegmenterConfig(
             threshold=p('segmenter.threshold'), min_speech_s=p('segmenter.min_speech_s'),
             max_utterance_s=p('segmenter.max_utterance_s'), padding_s=p('segmenter.padding_s'),
@@ -423,7 +493,9 @@ class AssistantNode(Node):
             self._backend_error = 'personalization is disabled (personalize.enabled is false)'
         self._prompts = load_prompts(p('personalize.prompts_file'))
         self._goal: _GoalState | None = None
-        self._goal_reserved = False
+        self._current_handle: Any = None  # the goal that runs or waits to run (single-goal server)
+        self._preempted: set[int] = set()  # ids of handles aborted by a newer goal
+        self._refused: set[int] = set()  # ids of handles that lost the accept race in reject mode
         self._goal_lock = threading.Lock()
         self._job_lock = threading.Lock()
         self._enroll_inbox: queue.Queue[Utterance | np.ndarray] = queue.Queue()
@@ -443,13 +515,15 @@ class AssistantNode(Node):
         self._audio_group = MutuallyExclusiveCallbackGroup()
         audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
                                reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-        self._audio_sub = self.create_subscription(self._audio_type, p('audio.topic'), self._on_audio, audio_qos,
-                                                   callback_group=self._audio_group)
+        self._audio_sub = self._subscribe_audio(p('audio.topic'), audio_qos)
         self._info_sub = None
         if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
+            # Volatile: a transient-local subscription does not match the volatile audio_info
+            # publisher of older audio_capture releases; a volatile one matches both, and
+            # audio_capture republishes audio_info every 5 s.
             info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                                   reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                                  durability=DurabilityPolicy.VOLATILE)
             self._info_sub = self.create_subscription(
                 info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
                 info_qos, callback_group=self._audio_group)
@@ -484,6 +558,25 @@ class AssistantNode(Node):
             f'{self._audio_type.__name__}, segmentation={p("segmentation")}); mode={self._mode}')
 
     # -- small helpers ----------------------------------------------------------------------------
+    def _subscribe_audio(self, topic: str, qos: QoSProfile) -> Any:
+        """The audio subscription, counting what the middleware reports lost where rclpy exposes it."""
+        if SubscriptionEventCallbacks is not None:
+            try:
+                return self.create_subscription(
+                    self._audio_type, topic, self._on_audio, qos, callback_group=self._audio_group,
+                    event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
+            except (TypeError, NotImplementedError) as exc:  # an RMW without the event
+                self.get_logger().info(f'lost-message events unavailable ({exc}); counting arrivals only')
+        return self.create_subscription(self._audio_type, topic, self._on_audio, qos,
+                                        callback_group=self._audio_group)
+
+    def _on_message_lost(self, info: Any) -> None:
+        change = int(getattr(info, 'total_count_change', 0) or 0)
+        with self._lock:
+            self._counters.lost_messages += max(change, 0)
+        self.get_logger().warning(f'the middleware lost {change} audio message(s) (total {info.total_count})',
+                                  throttle_duration_sec=5.0)
+
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
@@ -565,8 +658,8 @@ class AssistantNode(Node):
 
     @property
     def effective_mode(self) -> str:
-        """Cascade when asked for, or when the store says the operator is better served by it."""
-        return 'cascade' if 'cascade' in (self._mode, self._operator_mode) else 'aligned'
+        """The mode asked for, or cascade when the store says the operator is better served by it."""
+        return 'cascade' if self._operator_mode == 'cascade' and 'cascade' in MODES else self._mode
 
     @property
     def operator(self) -> str:
@@ -582,6 +675,7 @@ class AssistantNode(Node):
                 'last_audio_error': c.last_audio_error, 'info_messages': c.info_messages,
                 'utterances': c.utterances, 'dropped': c.dropped, 'answered': c.answered,
                 'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
+                'compressed_dropped': c.compressed_dropped, 'lost_messages': c.lost_messages,
                 'enrollment_utterances': c.enrollment_utterances}
 
     # -- adapters ---------------------------------------------------------------------------------
@@ -622,8 +716,9 @@ class AssistantNode(Node):
             response.success, response.message = False, self._backend_error or 'no adapter store'
             return response
         try:
-            operators = [validate_operator_id(request.operator_id)] if request.operator_id \
-                else list(self.store.operators())
+            if request.operator_id and operator_id_problem(request.operator_id):
+                raise OperatorIdError(operator_id_problem(request.operator_id))
+            operators = [request.operator_id] if request.operator_id else list(self.store.operators())
             infos = []
             for operator_id in operators:
                 mode = self.store.mode(operator_id)
@@ -651,7 +746,8 @@ class AssistantNode(Node):
             response.success, response.message = False, 'no operator given and no active operator'
             return response
         try:
-            validate_operator_id(operator_id)
+            if operator_id_problem(operator_id):
+                raise OperatorIdError(operator_id_problem(operator_id))
             with self._adapter_lock:
                 previous = self.store.active(operator_id)
                 response.previous_adapter_id = previous.adapter_id if previous else ''
@@ -680,31 +776,65 @@ class AssistantNode(Node):
     def _on_audio_info(self, msg: Any) -> None:
         try:
             fmt = self._decoder.set_info(msg)
+        except CompressedAudioError as exc:
+            with self._lock:
+                self._counters.info_messages += 1
+                self._counters.last_compressed = str(exc)
+            self.get_logger().error(f'{exc}; audio is dropped until PCM arrives', throttle_duration_sec=30.0)
+            return
         except Exception as exc:  # noqa: BLE001 - malformed input is counted, never fatal
             self._audio_error(f'audio_info: {exc}')
             return
         with self._lock:
             self._counters.info_messages += 1
+            self._counters.last_compressed = ''
         self.get_logger().info(f'audio format from {self._info_sub.topic_name}: {fmt.describe()}', once=True)
 
     def _on_audio(self, msg: Any) -> None:
+        received_ns = self.get_clock().now().nanoseconds
         try:
             samples = self._decoder.decode(msg, flush=self._segmenter is None)
-            frame_id = getattr(getattr(msg, 'header', None), 'frame_id', '') or self._audio_sub.topic_name
+            end_ns, frame_id = self._message_end(msg, received_ns)
             if self._segmenter is not None:
                 utterances = self._segmenter.feed(samples)
             else:
                 utterances = [self._whole_message_utterance(samples)] if samples.size else []
+        except CompressedAudioError as exc:
+            with self._lock:
+                self._counters.compressed_dropped += 1
+                self._counters.last_compressed = str(exc)
+            return
         except Exception as exc:  # noqa: BLE001 - the fuzz tests feed anything; the node must survive
             self._audio_error(str(exc))
             return
+        self._stream_s += samples.size / 16000.0
         with self._lock:
             self._counters.audio_messages += 1
             self._counters.messages_since_report += 1
             self._counters.seconds_since_report += samples.size / 16000.0
             self._counters.last_audio_time = time.monotonic()
         for utterance in utterances:
-            self._route(utterance, frame_id)
+            # The segmenter's times count the audio fed to it; the message just fed ends at end_ns.
+            behind_s = max(self._stream_s - utterance.end_s, 0.0) if self._segmenter is not None else 0.0
+            self._route(utterance, frame_id, end_ns - int(behind_s * 1e9))
+
+    def _message_end(self, msg: Any, received_ns: int) -> tuple[int, str]:
+        """ROS time of the last sample of ``msg`` and the frame_id its response carries.
+
+        A stamped message's header stamp is taken as the time of its last sample (audio_capture
+        and mgonzs13's audio_capturer stamp when a chunk is complete); unstamped audio is dated
+        by its arrival.
+        """
+        header = getattr(msg, 'header', None)
+        stamp_ns = 0
+        frame_id = ''
+        if header is not None:
+            stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+            frame_id = str(header.frame_id)
+            if len(frame_id) > MAX_FRAME_ID_CHARS:  # not a frame id: do not echo it into every response
+                frame_id = ''
+        configured = self._param('response.frame_id')
+        return (stamp_ns if stamp_ns > 0 else received_ns), (configured or frame_id)
 
     def _whole_message_utterance(self, samples: np.ndarray) -> Utterance:
         truncated = samples.size > self._max_utterance_samples
@@ -714,23 +844,29 @@ class AssistantNode(Node):
     def _audio_error(self, text: str) -> None:
         with self._lock:
             self._counters.audio_errors += 1
-            self._counters.last_audio_error = text
-        self.get_logger().warning(f'dropped an audio message: {text}', throttle_duration_sec=5.0)
+            self._counters.last_audio_error = clip(text, 400)
+        self.get_logger().warning(f'dropped an audio message: {clip(text, 400)}', throttle_duration_sec=5.0)
 
-    def _route(self, utterance: Utterance, frame_id: str) -> None:
+    def _route(self, utterance: Utterance, frame_id: str, stamp_ns: int) -> None:
         with self._lock:
             self._counters.utterances += 1
             recording = self._recording
         if recording:
             self._enroll_inbox.put(utterance)
             return
-        self.enqueue(utterance.audio, utterance.truncated, frame_id)
+        self.enqueue(utterance.audio, utterance.truncated, frame_id, stamp_ns)
 
-    def enqueue(self, audio: np.ndarray, audio_truncated: bool = False, frame_id: str = '') -> int:
-        """Queue one utterance for the pipeline (drop-oldest when full); returns its id."""
+    def enqueue(self, audio: np.ndarray, audio_truncated: bool = False, frame_id: str = '',
+                stamp_ns: int | None = None) -> int:
+        """Queue one utterance for the pipeline (drop-oldest when full); returns its id.
+
+        ``stamp_ns``: ROS time of the end of the utterance (default: now).
+        """
+        if stamp_ns is None:
+            stamp_ns = self.get_clock().now().nanoseconds
         with self._queue_cv:
             self._utterance_ids += 1
-            job = _Job(self._utterance_ids, audio, audio_truncated, time.monotonic(), frame_id)
+            job = _Job(self._utterance_ids, audio, audio_truncated, time.monotonic(), frame_id, stamp_ns)
             if len(self._queue) >= self._queue_size:
                 dropped = self._queue.popleft()
                 with self._lock:
@@ -784,19 +920,19 @@ class AssistantNode(Node):
         latency = {k: finite_or(response.latency_ms.get(k, math.nan), math.nan) for k in LATENCY_KINDS[:-1]}
         latency['queue'] = queue_ms
         msg = AssistantResponse()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(max(job.stamp_ns, 0), 1_000_000_000)
         msg.header.frame_id = job.frame_id
         msg.utterance_id = job.utterance_id
         msg.text = str(response.text)
-        msg.mode = str(response.mode)
+        msg.mode = str(getattr(response, 'path', None) or response.mode)  # the path that answered
         msg.transcript = str(getattr(response, 'transcript', None) or '')
         msg.operator_id = self._operator
         msg.adapter_id = str(response.adapter_id or '')
         msg.audio_duration_s = finite_or(response.audio_s)
-        msg.encode_ms = latency['encode']
-        msg.project_ms = latency['project']
-        msg.first_token_ms = latency['first_token']
-        msg.total_ms = latency['total']
+        msg.encode_ms = finite_or(latency['encode'], NOT_MEASURED)
+        msg.project_ms = finite_or(latency['project'], NOT_MEASURED)
+        msg.first_token_ms = finite_or(latency['first_token'], NOT_MEASURED)
+        msg.total_ms = finite_or(latency['total'], NOT_MEASURED)
         msg.queue_ms = float(queue_ms)
         msg.truncated = bool(response.truncated)
         msg.audio_truncated = bool(job.audio_truncated)
@@ -816,21 +952,20 @@ class AssistantNode(Node):
         """Why ``goal`` must be rejected (None: acceptable). Also used by tests."""
         if self.job is None:
             return self._backend_error or 'no personalization job available'
-        try:
-            validate_operator_id(goal.operator_id)
-        except OperatorIdError as exc:
-            return str(exc)
+        problem = operator_id_problem(goal.operator_id)
+        if problem:
+            return problem
         source = SOURCES_BY_CODE.get(goal.source)
         if source is None:
             return f'unknown source {goal.source}: use SOURCE_RECORD (0), SOURCE_FOLDER (1) or SOURCE_ROSBAG (2)'
         if source == SOURCE_FOLDER:
             if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
-                return f'folder {goal.path!r} does not exist or has no manifest.jsonl / metadata.csv'
+                return f'folder {clip(goal.path)!r} does not exist or has no manifest.jsonl / metadata.csv'
         if source == SOURCE_ROSBAG:
             if not goal.path or not bag_exists(Path(goal.path).expanduser()):
-                return f'rosbag {goal.path!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
-            if goal.topics and (len(goal.topics) != 2 or not all(TOPIC_NAME.match(t) for t in goal.topics)):
-                return f'topics must be [audio topic, transcript topic], got {list(goal.topics)}'
+                return f'rosbag {clip(goal.path)!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
+            if goal.topics and (len(goal.topics) != 2 or not all(valid_topic_name(t) for t in goal.topics)):
+                return f'topics must be [audio topic, transcript topic], got {clip(list(goal.topics))}'
         for name in ('max_record_s', 'max_train_s'):
             value = getattr(goal, name)
             if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
@@ -845,43 +980,59 @@ class AssistantNode(Node):
         if not math.isfinite(goal.gate_margin) or not 0.0 <= goal.gate_margin < 1.0:
             return f'gate_margin must be in [0, 1), got {goal.gate_margin}'
         if goal.method not in ('', Personalize.Goal.METHOD_PROJECTOR, Personalize.Goal.METHOD_LORA):
-            return f'method must be "", "projector" or "lora", got {goal.method!r}'
-        if not OBJECTIVE_NAME.match(goal.objective):
-            return f'objective {goal.objective!r} is not a valid name (lowercase letters, digits, _)'
-        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.match(i)]
+            return f'method must be "", "projector" or "lora", got {clip(goal.method)!r}'
+        if not OBJECTIVE_NAME.fullmatch(goal.objective):
+            return f'objective {clip(goal.objective)!r} is not a valid name (lowercase letters, digits, _)'
+        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.fullmatch(i)]
         if bad_ids:
-            return f'holdout_ids must be plain utterance ids, got {bad_ids[:3]}'
+            return f'holdout_ids must be plain utterance ids, got {clip(bad_ids[:3])}'
         if goal.holdout_ids and source == SOURCE_RECORD:
             return 'holdout_ids only apply to folder and rosbag sources'
         return None
 
     def _on_goal(self, goal: Any) -> GoalResponse:
+        """Accept or reject a goal request; reserves nothing (rclpy may still fail to create its handle)."""
         reason = self.validate_goal(goal)
         if reason is None and self._param('personalize.on_new_goal') == 'reject':
             with self._goal_lock:
-                if self._goal_reserved:
+                current = self._current_handle
+                if current is not None and current.is_active:
                     running = self._goal.operator_id if self._goal else '?'
-                    reason = f'busy personalizing {running!r}; cancel it first or set personalize.on_new_goal=preempt'
-                else:
-                    self._goal_reserved = True
+                    reason = (f'busy personalizing {clip(running)!r}; cancel it first or set '
+                              'personalize.on_new_goal=preempt')
         if reason is not None:
-            self.get_logger().warning(f'personalize goal rejected: {reason}')
+            self.get_logger().warning(f'personalize goal rejected: {clip(reason, 400)}')
             return GoalResponse.REJECT
         self.get_logger().info(f'personalize goal accepted for operator {goal.operator_id!r}')
         return GoalResponse.ACCEPT
 
     def _on_goal_accepted(self, goal_handle: Any) -> None:
+        """Track the one goal that runs or will run next, as ros2/examples' single-goal server does.
+
+        preempt: the previous goal is aborted whether it is running or still waiting for the job
+        lock. reject: a goal that won the accept race against another is refused in its execute
+        callback (rclpy runs goal requests of a reentrant group concurrently).
+        """
         with self._goal_lock:
-            self._goal_reserved = True
-            current = self._goal
-            if current is not None and current.handle.is_active:
-                self.get_logger().info(f'preempting the personalize goal of {current.operator_id!r}')
-                current.preempted = True
-                current.cancel.set()
-                try:
-                    current.handle.abort()
-                except RuntimeError:  # it reached a terminal state meanwhile
-                    pass
+            previous = self._current_handle
+            if previous is not None and previous.is_active:
+                if self._param('personalize.on_new_goal') == 'preempt':
+                    state = self._goal if self._goal is not None and self._goal.handle is previous else None
+                    name = state.operator_id if state else 'a waiting goal'
+                    self.get_logger().info(f'preempting the personalize goal of {name!r}')
+                    if state is not None:
+                        state.preempted = True
+                        state.cancel.set()
+                    self._preempted.add(id(previous))
+                    try:
+                        previous.abort()
+                    except RuntimeError:  # it reached a terminal state meanwhile
+                        pass
+                    self._current_handle = goal_handle
+                else:
+                    self._refused.add(id(goal_handle))
+            else:
+                self._current_handle = goal_handle
         goal_handle.execute()
 
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
@@ -893,24 +1044,40 @@ class AssistantNode(Node):
         goal = goal_handle.request
         state = _GoalState(goal_handle, goal.operator_id)
         result = Personalize.Result()
+        with self._goal_lock:
+            refused = id(goal_handle) in self._refused
+            self._refused.discard(id(goal_handle))
+        if refused:
+            result.message = 'busy personalizing another operator; cancel it first or set personalize.on_new_goal=preempt'
+            self._finish_goal(state, result, PersonalizeResult(success=False, message=result.message))
+            return result
         with self._job_lock:  # a preempted goal's job must have finished before the next starts
             with self._goal_lock:
-                self._goal = state
-            try:
-                outcome, record_s = self._run_goal(state, goal)
-            except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
-                outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
-                record_s = 0.0
-            finally:
-                with self._lock:
-                    self._recording = False
-                with self._goal_lock:
-                    if self._goal is state:
-                        self._goal = None
-                        self._goal_reserved = False
+                waited_out = not goal_handle.is_active or id(goal_handle) in self._preempted
+                if not waited_out:
+                    self._goal = state
+            if waited_out:  # preempted while it waited for the lock: it never runs
+                state.preempted = True
+                outcome, record_s = PersonalizeResult(success=False, message='never started'), 0.0
+            else:
+                try:
+                    outcome, record_s = self._run_goal(state, goal)
+                except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
+                    outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
+                    record_s = 0.0
+                finally:
+                    with self._lock:
+                        self._recording = False
+                    with self._goal_lock:
+                        if self._goal is state:
+                            self._goal = None
         self._fill_result(result, outcome, record_s, time.monotonic() - started)
-        self._last_result = f'{goal.operator_id}: {result.message}'
         self._finish_goal(state, result, outcome)
+        with self._goal_lock:
+            self._preempted.discard(id(goal_handle))
+            if self._current_handle is goal_handle:
+                self._current_handle = None
+        self._last_result = clip(f'{goal.operator_id}: {result.message}', 400)
         return result
 
     def _finish_goal(self, state: _GoalState, result: Any, outcome: PersonalizeResult) -> None:
@@ -988,7 +1155,7 @@ class AssistantNode(Node):
         fb.phase = progress.phase
         fb.progress = finite_or(min(max(progress.progress, 0.0), 1.0))
         fb.step = max(0, int(progress.step))
-        fb.loss = finite_or(progress.loss, math.nan)
+        fb.loss = finite_or(progress.loss, NOT_MEASURED)
         fb.eta_s = finite_or(progress.eta_s, -1.0)
         fb.prompt = state.prompt
         fb.utterances_recorded = state.recorded
@@ -1111,6 +1278,10 @@ class AssistantNode(Node):
             c.audio_errors_reported = c.audio_errors
             new_drops = c.dropped - c.dropped_reported
             c.dropped_reported = c.dropped
+            new_compressed = c.compressed_dropped - c.compressed_reported
+            c.compressed_reported = c.compressed_dropped
+            new_lost = c.lost_messages - c.lost_reported
+            c.lost_reported = c.lost_messages
             snapshot = replace(c)
         name = self.get_name()
         stale = self._param('diagnostics.stale_audio_s')
@@ -1121,7 +1292,10 @@ class AssistantNode(Node):
         audio = diag.Status(f'{name}: audio input', values={
             'topic': self._audio_sub.topic_name, 'flavour': self._flavour, 'message type': self._audio_type.__name__,
             'format': fmt.describe(), 'format from': source, 'messages/s': msg_rate,
-            'audio s per s': audio_rate, 'messages': snapshot.audio_messages,
+            'audio s per s': audio_rate, 'expected audio s per s': self._param('audio.expected_rate'),
+            'messages': snapshot.audio_messages,
+            'lost messages (middleware)': snapshot.lost_messages,
+            'compressed messages dropped': snapshot.compressed_dropped,
             'malformed messages': snapshot.audio_errors, 'last error': snapshot.last_audio_error,
             'utterances': snapshot.utterances,
             'segmenter buffered [s]': self._segmenter.buffered_s if self._segmenter else 0.0,
@@ -1132,6 +1306,15 @@ class AssistantNode(Node):
             audio.escalate(diag.WARN, f'no audio for {now - snapshot.last_audio_time:.0f} s')
         if new_errors:
             audio.escalate(diag.ERROR, f'{new_errors} malformed audio message(s): {snapshot.last_audio_error}')
+        if snapshot.last_compressed:
+            audio.escalate(diag.ERROR, f'{new_compressed} compressed message(s) dropped: {snapshot.last_compressed}')
+        if new_lost:
+            audio.escalate(diag.WARN, f'the middleware lost {new_lost} audio message(s): raise audio.qos_depth '
+                           'or lower the load')
+        expected = self._param('audio.expected_rate')
+        if expected > 0 and msg_rate > 0 and audio_rate < 0.9 * expected:
+            audio.escalate(diag.WARN, f'audio arrives at {audio_rate:.2f} s per s, expected {expected:.2f}: '
+                           'messages are lost on the way')
 
         with self._queue_cv:
             depth, busy = len(self._queue), self._busy

@@ -65,6 +65,11 @@ NUMPY_TYPES = {'F32LE': np.float32, 'S32LE': np.int32, 'S16LE': np.int16, 'S8': 
 PCM_CODINGS = ('', 'wave', 'wav', 'pcm', 'raw')
 
 MAX_CHANNELS = 32
+# Default cap on the bytes of one audio message: 5 s of 96 kHz stereo float32 fits; a message may
+# legally hold hundreds of megabytes, which must be refused before anything copies or decodes it.
+MAX_MESSAGE_BYTES = 4_000_000
+# Longest string field of an AudioInfo that is read at all (sample_format, coding_format).
+MAX_INFO_STRING = 64
 
 # Message definitions, for reading bags recorded without them (Humble's sqlite3 bags).
 MSG_DEFINITIONS = {
@@ -86,6 +91,10 @@ MSG_DEFINITIONS = {
 
 class AudioMessageError(AudioError):
     """An audio message this node cannot use (wrong layout, format, size); the message says why."""
+
+
+class CompressedAudioError(AudioMessageError):
+    """The AudioInfo says the stream is compressed (audio_capture's default is mp3): not decodable."""
 
 
 class FlavourError(RuntimeError):
@@ -167,15 +176,24 @@ class AudioFormat:
         return f'{self.sample_format} {self.channels} ch {self.sample_rate} Hz'
 
 
+def _info_string(info: Any, name: str) -> str:
+    """A short string field of an AudioInfo; an oversized one is refused without being echoed."""
+    value = str(getattr(info, name, '') or '')
+    if len(value) > MAX_INFO_STRING:
+        raise AudioMessageError(f'AudioInfo.{name} is {len(value)} characters long; at most {MAX_INFO_STRING}')
+    return value
+
+
 def format_from_info(info: Any) -> AudioFormat:
-    """Read an ``AudioInfo`` of either flavour."""
+    """Read an ``AudioInfo`` of either flavour; CompressedAudioError for a compressed stream."""
     try:
         if hasattr(info, 'sample_format'):  # ros-drivers
-            coding = str(getattr(info, 'coding_format', '') or '').strip().lower()
+            coding = _info_string(info, 'coding_format').strip().lower()
             if coding not in PCM_CODINGS:
-                raise AudioMessageError(
-                    f'coding_format {info.coding_format!r} is compressed audio; only raw PCM (wave) is supported')
-            return AudioFormat(str(info.sample_format), int(info.channels), int(info.sample_rate))
+                raise CompressedAudioError(
+                    f'audio_info says the stream is {coding!r} (compressed); only raw PCM (wave) is supported: '
+                    'start audio_capture with format:=wave')
+            return AudioFormat(_info_string(info, 'sample_format'), int(info.channels), int(info.sample_rate))
         if hasattr(info, 'format'):  # mgonzs13
             return AudioFormat(format_from_portaudio(int(info.format)), int(info.channels), int(info.rate))
     except AudioMessageError:
@@ -240,10 +258,24 @@ def frames_in(payload: AudioPayload, fmt: AudioFormat) -> int:
     return n // fmt.frame_bytes
 
 
-def check_duration(payload: AudioPayload, fmt: AudioFormat, max_seconds: float | None) -> float:
-    """Seconds of audio in a payload; raise before decoding when it is empty or too long."""
+def payload_bytes(payload: AudioPayload) -> int:
+    """Bytes the samples of a payload take, from its length and item size only."""
+    data = payload.data
+    itemsize = getattr(data, 'itemsize', None)
+    if itemsize is None:
+        itemsize = 1 if _is_bytes_like(data) else 8
+    return len(data) * int(itemsize)
+
+
+def check_duration(payload: AudioPayload, fmt: AudioFormat, max_seconds: float | None,
+                   max_bytes: int | None = None) -> float:
+    """Seconds of audio in a payload; raise before decoding when it is empty, too big or too long."""
     if len(payload.data) == 0:
         raise AudioMessageError('audio message is empty')
+    if max_bytes is not None:
+        size = payload_bytes(payload)
+        if size > max_bytes:
+            raise AudioMessageError(f'audio message holds {size} bytes, more than the {max_bytes} allowed per message')
     seconds = frames_in(payload, fmt) / fmt.sample_rate
     if max_seconds is not None and seconds > max_seconds:
         raise AudioMessageError(
@@ -260,19 +292,30 @@ class AudioDecoder:
     decodes without clicks at message boundaries; it restarts whenever the format changes.
     """
 
-    def __init__(self, default: AudioFormat, max_message_s: float = 5.0, use_info: bool = True) -> None:
+    def __init__(self, default: AudioFormat, max_message_s: float = 5.0, use_info: bool = True,
+                 max_message_bytes: int | None = MAX_MESSAGE_BYTES) -> None:
         self.default = default
         self.max_message_s = max_message_s
+        self.max_message_bytes = max_message_bytes
         self.use_info = use_info
         self.info_format: AudioFormat | None = None
+        # Set while the AudioInfo says the stream is compressed: its bytes are not PCM, so they are
+        # refused (not decoded as noise) until an AudioInfo announces PCM again.
+        self.compressed: str = ''
         self.current: AudioFormat | None = None
         self._stream: PcmStream | None = None
         self.received_s = 0.0
 
     def set_info(self, info: Any) -> AudioFormat:
-        fmt = format_from_info(info)
+        try:
+            fmt = format_from_info(info)
+        except CompressedAudioError as exc:
+            if self.use_info:
+                self.compressed = str(exc)
+            raise
         if self.use_info:
             self.info_format = fmt
+            self.compressed = ''
         return fmt
 
     def decode(self, msg: Any, flush: bool = False) -> np.ndarray:
@@ -282,8 +325,10 @@ class AudioDecoder:
         utterance, so no audio leaks into the next one.
         """
         payload = unpack(msg)
+        if payload.fmt is None and self.compressed:
+            raise CompressedAudioError(f'dropped until PCM arrives: {self.compressed}')
         fmt = payload.fmt or self.info_format or self.default
-        seconds = check_duration(payload, fmt, self.max_message_s)
+        seconds = check_duration(payload, fmt, self.max_message_s, self.max_message_bytes)
         if fmt != self.current or self._stream is None:
             self._stream = PcmStream(fmt.sample_format, fmt.channels, fmt.sample_rate)
             self.current = fmt

@@ -374,10 +374,11 @@ class Node:
         self.publishers.append(publisher)
         return publisher
 
-    def create_subscription(self, msg_type, topic, callback, qos_profile, *, callback_group=None, **_kwargs):
+    def create_subscription(self, msg_type, topic, callback, qos_profile, *, callback_group=None,
+                            event_callbacks=None, **_kwargs):
         group = self._group(callback_group)
         subscription = Subscription(self, msg_type, self.resolve_topic_name(topic), callback,
-                                    as_profile(qos_profile), group, topic)
+                                    as_profile(qos_profile), group, topic, event_callbacks=event_callbacks)
         group.add_entity(subscription)
         self.subscriptions.append(subscription)
         self._context.graph.add_subscription(subscription)
