@@ -27,6 +27,7 @@ import ast
 import math
 import random
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,7 @@ def test_operator_switch_hot_swaps_the_adapter(ros: list[Any], tmp_path: Path) -
     node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store,
                                        params={'personalize.backend': 'unused:unused'})
     assert node.set_parameters([Parameter('operator', value='alice')])[0].successful
+    assert node.wait_for_adapter()  # the adapter loads outside the parameter callback
     assert fake.adapter_id == 'alice-v2' and isinstance(fake.projector, Projector)
     probe.send(ros_env.speech_like(1.0))
     wait_for(lambda: probe.responses, 10, 'response', spinner)
@@ -371,6 +373,7 @@ def test_operator_switch_hot_swaps_the_adapter(ros: list[Any], tmp_path: Path) -
 
     # Back to no operator: the base adapter answers again.
     assert node.set_parameters([Parameter('operator', value='')])[0].successful
+    assert node.wait_for_adapter()  # the adapter loads outside the parameter callback
     assert (fake.projector, fake.adapter_id) == ('base-projector', 'base')
 
 
@@ -381,6 +384,7 @@ def test_operator_without_adapter_and_cascade_preference(ros: list[Any]) -> None
     store.set_mode('bob', 'cascade')
     node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store)
     assert node.set_parameters([Parameter('operator', value='bob')])[0].successful
+    assert node.wait_for_adapter()  # the adapter loads outside the parameter callback
     assert node.effective_mode == 'cascade' and fake.adapter_id == 'base'
     probe.send(ros_env.speech_like(0.5))
     wait_for(lambda: probe.responses, 10, 'response', spinner)
@@ -550,6 +554,7 @@ def test_real_pipeline_on_tiny_models(ros: list[Any], tiny_whisper_path: Path, t
     assert first.encode_ms > 0.0 and first.first_token_ms <= first.total_ms
     assert math.isclose(first.audio_duration_s, 1.0, abs_tol=1e-3)
     assert node.set_parameters([Parameter('operator', value='eve')])[0].successful
+    assert node.wait_for_adapter()  # the adapter loads outside the parameter callback
     assert pipeline.adapter_id == 'eve-v1' and pipeline.projector.is_bound
     assert node.set_parameters([Parameter('mode', value='cascade')])[0].successful
     probe.send(ros_env.speech_like(0.5))
@@ -761,3 +766,69 @@ def test_operator_ids_must_match_in_full(operator_id: str) -> None:
     if operator_id:
         assert 'not allowed' in (check_parameter('operator', operator_id) or '')
     assert operator_id_problem('alice') is None and check_parameter('operator', 'alice_2-b') is None
+
+
+def test_adapter_loads_outside_the_parameter_services_group(ros: list[Any], tmp_path: Path) -> None:
+    """``ros2 param set operator`` must not block the group the parameter services share with the
+    diagnostics timer while the adapter loads: validate in the callback, load in the adapter thread."""
+    from rcl_interfaces.srv import SetParameters
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow_loader(path: str) -> tuple[Any, dict[str, Any]]:
+        entered.set()
+        gate.wait(15)
+        return f'projector of {path}', {}
+
+    store = FakeStore()
+    store.add('alice', 'alice-v1', str(tmp_path))
+    node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store,
+                                       adapter_loader=slow_loader)
+    client = probe.node.create_client(SetParameters, f'{node.get_fully_qualified_name()}/set_parameters')
+    assert client.wait_for_service(timeout_sec=10)
+    request = SetParameters.Request(parameters=[Parameter('operator', value='alice').to_parameter_msg()])
+    try:
+        reply = wait_future(client.call_async(request), 5, 'set_parameters reply', spinner)
+        assert reply.results[0].successful
+        assert entered.wait(5)
+        count = len(probe.diagnostics)
+        wait_for(lambda: len(probe.diagnostics) >= count + 3, 5, 'diagnostics while the adapter loads', spinner)
+        assert fake.adapter_id == 'base'  # the old adapter answers until the new one is loaded
+    finally:
+        gate.set()
+    assert node.wait_for_adapter()
+    assert fake.adapter_id == 'alice-v1' and node.operator == 'alice'
+
+
+def test_adapter_that_fails_to_load_sets_the_parameter_back(ros: list[Any], tmp_path: Path) -> None:
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+
+    def failing_loader(path: str) -> tuple[Any, dict[str, Any]]:
+        raise ValueError('weights do not fit this LLM')
+
+    store = FakeStore()
+    store.add('bob', 'bob-v1', str(tmp_path))
+    node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(store, ''), store=store,
+                                       adapter_loader=failing_loader)
+    assert node.set_parameters([Parameter('operator', value='bob')])[0].successful
+    wait_for(lambda: node.get_parameter('operator').value == '', 10, 'operator set back', spinner)
+    assert node.wait_for_adapter() and fake.adapter_id == 'base' and node.operator == ''
+    wait_for(lambda: any('weights do not fit' in _status(d, 'pipeline').message for d in probe.diagnostics),
+             5, 'the load failure in diagnostics', spinner)
+
+
+def test_backend_outside_the_package_is_never_imported(ros: list[Any], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """personalize.backend comes from YAML: naming any importable module must not run it."""
+    marker = tmp_path / 'imported'
+    (tmp_path / 'evil_backend.py').write_text(f'open({str(marker)!r}, "w").close()\ndef factory(context):\n'
+                                              '    raise RuntimeError("should not be called")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour, params={'personalize.backend': 'evil_backend:factory'})
+    assert not marker.exists()
+    assert 'not allowed' in node._backend_error and node.job is None

@@ -103,6 +103,9 @@ TOPIC_NAME = re.compile(rf'/?{_TOPIC_TOKEN}(?:/{_TOPIC_TOKEN})*')
 TOPIC_SUBSTITUTION = re.compile(r'\{[A-Za-z_][A-Za-z0-9_]*\}')
 OBJECTIVE_NAME = re.compile(r'[a-z0-9_]{0,64}')
 UTTERANCE_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}')
+# personalize.backend names a factory inside this package only: a parameters file must not be able
+# to make the node import (and so run) an arbitrary module.
+BACKEND_SPEC = re.compile(r'tinyalign_ros(?:\.[a-z_][a-z0-9_]*)+:[A-Za-z_][A-Za-z0-9_]*')
 MAX_INSTRUCTION_CHARS = 2000
 MAX_NAME_CHARS = 255
 # Strings from outside (messages, goals, parameters) are echoed into logs, diagnostics and
@@ -482,6 +485,13 @@ class AssistantNode(Node):
         # Engine.
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
         self._adapter_loader = adapter_loader or self._default_adapter_loader
+        self._adapter_checker = self._default_adapter_checker if adapter_loader is None else None
+        self._operator_cv = threading.Condition()
+        self._operator_request: str | None = None
+        self._operator_loading = False
+        self._requested_operator = ''
+        self._adapter_error = ''
+        self._adapter_thread = threading.Thread(target=self._adapter_loop, name='tinyalign_adapter', daemon=True)
         self._base_adapter = (getattr(self.pipeline, 'projector', None), getattr(self.pipeline, 'adapter_id', None))
 
         # Personalization backend.
@@ -544,15 +554,18 @@ class AssistantNode(Node):
         self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
         self._last_report = time.monotonic()
         self._worker.start()
+        self._adapter_thread.start()
 
-        self._ready = True
         initial_operator = p('operator')
         if initial_operator:
             reason = self._switch_operator(initial_operator)
             if reason:
                 self.get_logger().error(f'cannot start as operator {initial_operator!r}: {reason}; '
                                         'answering with the base adapter')
-                self.set_parameters([Parameter('operator', value='')])
+        self._requested_operator = self._operator
+        self._ready = True
+        if self._operator != initial_operator:
+            self.set_parameters([Parameter('operator', value=self._operator)])
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(p("audio.topic"))} ({self._flavour} '
             f'{self._audio_type.__name__}, segmentation={p("segmentation")}); mode={self._mode}')
@@ -618,6 +631,13 @@ class AssistantNode(Node):
         return load_adapter(path, getattr(encoder, 'identity', None), getattr(llm, 'identity', None),
                             getattr(llm, 'embedding_matrix', None))
 
+    @staticmethod
+    def _default_adapter_checker(path: str) -> None:
+        """Read the adapter's metadata (cheap): a missing or damaged adapter is refused at once."""
+        from tinyalign_ros.adapter import read_metadata
+
+        read_metadata(path)
+
     def _load_backend(self) -> None:
         p = self._param
         store_dir = Path(p('personalize.store_dir')).expanduser() if p('personalize.store_dir') else default_store_dir()
@@ -625,6 +645,12 @@ class AssistantNode(Node):
             else store_dir.parent / 'work'
         context = BackendContext(pipeline=self.pipeline, store_dir=store_dir, work_dir=work_dir,
                                  log=self.get_logger().info)
+        spec = p('personalize.backend')
+        if not BACKEND_SPEC.fullmatch(spec):
+            self._backend_error = (f'personalize.backend {clip(spec)!r} is not allowed: only factories inside '
+                                   'the tinyalign_ros package ("tinyalign_ros.module:factory") are loaded')
+            self.get_logger().warning(self._backend_error)
+            return
         try:
             backend = load_backend(p('personalize.backend'), context)
         except Exception as exc:  # noqa: BLE001 - any failure only disables personalization
@@ -644,10 +670,16 @@ class AssistantNode(Node):
         if not getattr(self, '_ready', False):
             return SetParametersResult(successful=True)
         values = {p.name: p.value for p in parameters}
-        if 'operator' in values and values['operator'] != self._operator:
-            reason = self._switch_operator(values['operator'])
+        if 'operator' in values and values['operator'] != self._requested_operator:
+            # Only fast checks here: this callback runs in the group of the parameter services and
+            # the diagnostics timer. The adapter itself loads in the adapter thread.
+            reason = self._check_operator(values['operator'])
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+            self._requested_operator = values['operator']
+            with self._operator_cv:
+                self._operator_request = values['operator']
+                self._operator_cv.notify_all()
         if 'mode' in values:
             self._mode = values['mode']
         if 'prompt.instruction' in values:
@@ -689,6 +721,60 @@ class AssistantNode(Node):
                 adapter_id = version.adapter_id
             self.pipeline.set_adapter(projector, adapter_id)
         self.get_logger().info(f'adapter now {adapter_id!r}')
+
+    def _check_operator(self, operator_id: str) -> str | None:
+        """Why the node cannot answer as ``operator_id`` (None: it can), without loading weights."""
+        if not operator_id:
+            return None
+        if self.store is None:
+            return f'cannot switch operator: {self._backend_error or "no adapter store"}'
+        try:
+            version = self.store.active(operator_id)
+            self.store.mode(operator_id)
+        except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
+            return f'adapter store failed for operator {clip(operator_id)!r}: {exc}'
+        if version is not None and self._adapter_checker is not None:
+            try:
+                self._adapter_checker(version.path)
+            except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
+                return f'cannot load adapter {version.adapter_id}: {exc}'
+        return None
+
+    def _adapter_loop(self) -> None:
+        """Load the adapter of the latest requested operator; on failure set the parameter back."""
+        while not self._stop.is_set():
+            with self._operator_cv:
+                while self._operator_request is None and not self._stop.is_set():
+                    self._operator_cv.wait(0.5)
+                if self._stop.is_set():
+                    return
+                operator_id, self._operator_request = self._operator_request, None
+                self._operator_loading = True
+            if operator_id == self._operator:  # e.g. the parameter set back after a failure
+                reason = None
+            else:
+                reason = self._switch_operator(operator_id)
+                self._adapter_error = reason or ''
+            with self._operator_cv:
+                self._operator_loading = False
+                newer = self._operator_request is not None
+                self._operator_cv.notify_all()
+            if reason:
+                self.get_logger().error(f'cannot answer as operator {clip(operator_id)!r}: {reason}; '
+                                        f'still answering as {self._operator or "(base)"!r}')
+                if not newer:
+                    self.set_parameters([Parameter('operator', value=self._operator)])
+
+    def wait_for_adapter(self, timeout: float = 10.0) -> bool:
+        """Wait until no operator switch is pending (for tests and tools); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._operator_cv:
+            while self._operator_request is not None or self._operator_loading:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._operator_cv.wait(left)
+        return True
 
     def _switch_operator(self, operator_id: str) -> str | None:
         """Answer as ``operator_id`` from now on; returns why not, or None."""
@@ -1251,6 +1337,12 @@ class AssistantNode(Node):
         if operator_id != self._operator and not goal.activate:
             return
         if operator_id != self._operator:
+            # Loaded here (the execute callback is not in the parameter services' group), then the
+            # parameter follows, so the result says whether the new adapter answers.
+            reason = self._switch_operator(operator_id)
+            if reason:
+                outcome.message += f' (could not switch operator: {reason})'
+                return
             results = self.set_parameters([Parameter('operator', value=operator_id)])
             if not results[0].successful:
                 outcome.message += f' (could not switch operator: {results[0].reason})'
@@ -1320,6 +1412,7 @@ class AssistantNode(Node):
             depth, busy = len(self._queue), self._busy
         pipeline = diag.Status(f'{name}: pipeline', values={
             'mode': self._mode, 'effective mode': self.effective_mode, 'operator': self._operator or '(base)',
+            'operator requested': self._requested_operator or '(base)', 'adapter error': self._adapter_error,
             'adapter': getattr(self.pipeline, 'adapter_id', None) or '', 'queue depth': depth,
             'queue size': self._queue_size, 'busy': busy, 'dropped utterances': snapshot.dropped,
             'answered': snapshot.answered, 'errors': snapshot.pipeline_errors,
@@ -1330,6 +1423,8 @@ class AssistantNode(Node):
         pipeline.values.update(diag.latency_values(self._latency_training, 'total', 'total while training'))
         if new_drops:
             pipeline.escalate(diag.WARN, f'dropped {new_drops} utterance(s): answers are slower than questions')
+        if self._adapter_error:
+            pipeline.escalate(diag.WARN, self._adapter_error)
         if snapshot.last_pipeline_failed:
             pipeline.escalate(diag.ERROR, f'pipeline failed: {snapshot.last_pipeline_error}')
 
@@ -1361,8 +1456,12 @@ class AssistantNode(Node):
             goal.cancel.set()
         with self._queue_cv:
             self._queue_cv.notify_all()
+        with self._operator_cv:
+            self._operator_cv.notify_all()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        if self._adapter_thread.is_alive():
+            self._adapter_thread.join(timeout=5.0)
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None

@@ -127,6 +127,34 @@ class Node:
             for name, parameter in self._parameter_overrides.items():
                 if not self.has_parameter(name):
                     self.declare_parameter(name, parameter.value)
+        if start_parameter_services:
+            self._start_parameter_services()
+
+    def _start_parameter_services(self):
+        """``~/set_parameters`` and ``~/get_parameters`` in the default callback group, as
+        rclpy's ParameterService creates them: ``ros2 param set`` goes through these, so a slow
+        on-set-parameters callback blocks everything else in that group (timers by default)."""
+        from rcl_interfaces.srv import GetParameters, SetParameters
+
+        def set_parameters(request, response):
+            for param_msg in request.parameters:
+                try:
+                    parameter = Parameter.from_parameter_msg(param_msg)
+                    result = self.set_parameters([parameter])[0]
+                except Exception as exc:  # noqa: BLE001 - the service answers, as rclpy's does
+                    result = SetParametersResult(successful=False, reason=str(exc))
+                response.results.append(result)
+            return response
+
+        def get_parameters(request, response):
+            for name in request.names:
+                if self.has_parameter(name):
+                    response.values.append(self.get_parameter(name).get_parameter_value())
+            return response
+
+        prefix = self.get_fully_qualified_name()
+        self.create_service(SetParameters, f'{prefix}/set_parameters', set_parameters)
+        self.create_service(GetParameters, f'{prefix}/get_parameters', get_parameters)
 
     # -- identity ----------------------------------------------------------------------------
     @property
