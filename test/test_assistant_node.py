@@ -832,3 +832,74 @@ def test_backend_outside_the_package_is_never_imported(ros: list[Any], tmp_path:
     node, probe, spinner, fake = start(ros, flavour, params={'personalize.backend': 'evil_backend:factory'})
     assert not marker.exists()
     assert 'not allowed' in node._backend_error and node.job is None
+
+
+class _LaunchStubs:
+    """Just enough of launch / launch_ros to run the launch file's own code without ROS."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import types
+
+        class LaunchConfiguration:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def perform(self, context: dict[str, str]) -> str:
+                return context[self.name]
+
+        class Node:
+            def __init__(self, **kwargs: Any) -> None:
+                self.kwargs = kwargs
+
+        modules = {
+            'launch': {'LaunchDescription': list},
+            'launch.actions': {'DeclareLaunchArgument': lambda *a, **k: (a, k), 'OpaqueFunction': lambda **k: k},
+            'launch.substitutions': {'LaunchConfiguration': LaunchConfiguration, 'PathJoinSubstitution': list},
+            'launch_ros': {},
+            'launch_ros.actions': {'Node': Node},
+            'launch_ros.substitutions': {'FindPackageShare': str},
+        }
+        for name, attrs in modules.items():
+            module = types.ModuleType(name)
+            module.__dict__.update(attrs)
+            monkeypatch.setitem(__import__('sys').modules, name, module)
+        import importlib.util
+        spec = importlib.util.spec_from_file_location('assistant_launch', ROOT / 'launch' / 'assistant.launch.py')
+        self.module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.module)
+
+    def nodes(self, **arguments: str) -> list[Any]:
+        context = {'config_file': str(ROOT / 'config' / 'assistant.yaml'), 'namespace': '', 'audio_topic': '',
+                   'flavour': '', 'cascade': '', 'with_file_publisher': 'false', 'audio_files': ''}
+        context.update(arguments)
+        return self.module._nodes(context)
+
+
+def test_launch_overrides_only_what_the_user_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stubs = _LaunchStubs(monkeypatch)
+    config = tmp_path / 'mine.yaml'
+    config.write_text('/**/tinyalign_assistant:\n  ros__parameters:\n    audio:\n      topic: /mic/audio\n'
+                      '      flavour: mgonzs13\n    mode: cascade\n')
+    assistant, = stubs.nodes(config_file=str(config))
+    assert assistant.kwargs['parameters'] == [str(config)]  # the user's file wins: nothing after it
+    assistant, = stubs.nodes(config_file=str(config), audio_topic='/other', cascade='false')
+    assert assistant.kwargs['parameters'] == [str(config), {'audio.topic': '/other', 'mode': 'aligned'}]
+
+
+def test_launch_file_publisher_plays_where_the_assistant_listens(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    stubs = _LaunchStubs(monkeypatch)
+    config = tmp_path / 'mine.yaml'
+    config.write_text('/**/tinyalign_assistant:\n  ros__parameters:\n    audio:\n      topic: /mic/audio\n')
+    _assistant, publisher = stubs.nodes(config_file=str(config), with_file_publisher='true', audio_files='a.wav')
+    params = publisher.kwargs['parameters'][0]
+    assert (params['topic'], params['info_topic']) == ('/mic/audio', '/mic/audio_info')
+    _assistant, publisher = stubs.nodes(with_file_publisher='true', audio_files='a.wav', audio_topic='robot/audio')
+    params = publisher.kwargs['parameters'][0]
+    assert (params['topic'], params['info_topic']) == ('robot/audio', 'robot/audio_info')
+
+
+def test_launch_fails_on_a_missing_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stubs = _LaunchStubs(monkeypatch)
+    with pytest.raises(RuntimeError, match='does not exist'):
+        stubs.nodes(config_file=str(tmp_path / 'typo.yaml'))
