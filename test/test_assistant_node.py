@@ -903,3 +903,45 @@ def test_launch_fails_on_a_missing_config_file(monkeypatch: pytest.MonkeyPatch, 
     stubs = _LaunchStubs(monkeypatch)
     with pytest.raises(RuntimeError, match='does not exist'):
         stubs.nodes(config_file=str(tmp_path / 'typo.yaml'))
+
+
+def test_main_shuts_down_cleanly_while_an_answer_is_being_generated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown (Ctrl-C) mid-answer: main returns promptly, the executor's threads end, the worker
+    publishes nothing on destroyed publishers and no thread dies with a traceback."""
+    from tinyalign_ros.nodes import assistant_node
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    errors: list[Any] = []
+    monkeypatch.setattr(threading, 'excepthook', errors.append)
+    fake = FakePipeline(delay_s=3.0)
+    made: list[Any] = []
+
+    real_class = assistant_node.AssistantNode
+
+    def factory() -> Any:
+        node = real_class(pipeline=fake, parameter_overrides=[
+            Parameter('segmentation', value='message'), Parameter('personalize.enabled', value=False)])
+        made.append(node)
+        return node
+
+    monkeypatch.setattr(assistant_node, 'AssistantNode', factory)  # what main() builds
+    before = set(threading.enumerate())
+    runner = threading.Thread(target=assistant_node.main, kwargs={'args': []})
+    runner.start()
+    wait_for(lambda: made, 10, 'node created')
+    probe = Node('probe', context=made[0].context)
+    from tinyalign_ros.nodes import ros_audio
+    pub = probe.create_publisher(ros_audio.message_class(flavour), 'audio', QoSProfile(depth=10))
+    wait_for(lambda: pub.get_subscription_count() > 0, 10, 'subscriber')
+    pub.publish(ros_audio.encode(ros_env.speech_like(0.5), flavour, ros_audio.AudioFormat()))
+    assert fake.entered.wait(10)
+    probe.destroy_node()
+    stopped = time.monotonic()
+    rclpy.shutdown()  # what the SIGINT handler does
+    runner.join(timeout=10)
+    assert not runner.is_alive() and time.monotonic() - stopped < 2.5, 'main waited for the answer'
+    time.sleep(3.5)  # the abandoned answer finishes meanwhile
+    assert not errors, errors
+    left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert not left, f'threads still running after main returned: {[t.name for t in left]}'

@@ -440,3 +440,38 @@ def test_reject_mode_refuses_a_goal_that_won_the_accept_race(ros: list[Any], tmp
     assert len(s.job.requests) == 1
     wait_future(first.cancel_goal_async(), 10, 'cancel', s.spinner)
     assert s.result(first).status == GoalStatus.STATUS_CANCELED
+
+
+def test_enrollment_fails_clearly_under_a_single_threaded_executor(ros: list[Any], tmp_path: Path) -> None:
+    """Enrollment waits in the execute callback for audio callbacks: a single-threaded executor
+    cannot run them meanwhile, so the goal must fail at once with the reason, not stall."""
+    from rclpy.executors import SingleThreadedExecutor
+    from tinyalign_msgs.action import Personalize
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    store = FakeStore()
+    job = FakeJob(store, ros_env.save_tiny_adapter(tmp_path / 'trained', 'trained'), steps=1, step_s=0.01)
+    node = AssistantNode(pipeline=FakePipeline(), job=job, store=store, parameter_overrides=[
+        Parameter('segmentation', value='message'), Parameter('personalize.answer_timeout_s', value=5.0)])
+    ros.append(node)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    probe = Node('probe')
+    ros.append(probe)
+    client = ActionClient(probe, Personalize, 'personalize')
+    spinner = Spinner(probe).start()
+    ros.append(spinner)
+    try:
+        assert client.wait_for_server(timeout_sec=10)
+        goal = Personalize.Goal(operator_id='dave', source=Personalize.Goal.SOURCE_RECORD, max_utterances=3)
+        started = time.monotonic()
+        handle = wait_future(client.send_goal_async(goal), 10, 'goal response', spinner)
+        response = wait_future(handle.get_result_async(), 10, 'result', spinner)
+        assert time.monotonic() - started < 4.0  # one answer timeout is 5 s: it did not wait for prompts
+        assert response.status == GoalStatus.STATUS_ABORTED
+        assert 'MultiThreadedExecutor' in response.result.message and not job.requests
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)

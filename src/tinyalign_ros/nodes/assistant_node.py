@@ -53,7 +53,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -441,6 +441,7 @@ class AssistantNode(Node):
         self._adapter_lock = threading.RLock()
         self._ready = False
         self._stop = threading.Event()
+        self._publish_lock = threading.Lock()  # held by the worker while it publishes; stop() waits for it
         # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMS:
@@ -987,7 +988,9 @@ class AssistantNode(Node):
 
         def on_token(piece: str) -> None:
             pieces.append(piece)
-            self._partial_pub.publish(String(data=''.join(pieces)))
+            with self._publish_lock:
+                if not self._stop.is_set():
+                    self._partial_pub.publish(String(data=''.join(pieces)))
 
         try:
             response = self.pipeline.respond(job.audio, mode=mode, on_token=on_token,
@@ -1000,7 +1003,10 @@ class AssistantNode(Node):
             self.get_logger().error(f'pipeline failed on utterance {job.utterance_id}: {exc}',
                                     throttle_duration_sec=5.0)
             return
-        self._publish_response(job, response, queue_ms)
+        with self._publish_lock:
+            if self._stop.is_set():  # the node is going away: its publishers may already be destroyed
+                return
+            self._publish_response(job, response, queue_ms)
 
     def _publish_response(self, job: _Job, response: Any, queue_ms: float) -> None:
         latency = {k: finite_or(response.latency_ms.get(k, math.nan), math.nan) for k in LATENCY_KINDS[:-1]}
@@ -1214,6 +1220,9 @@ class AssistantNode(Node):
         utterances: list[tuple[np.ndarray, str]] = []
         record_s = 0.0
         if source == SOURCE_RECORD:
+            problem = self._enrollment_problem()
+            if problem:
+                return PersonalizeResult(success=False, message=problem), 0.0
             started = time.monotonic()
             utterances = self._record(state, limits)
             record_s = time.monotonic() - started
@@ -1231,6 +1240,25 @@ class AssistantNode(Node):
         if outcome.success and outcome.accepted and not self._stopped(state):
             self._adopt(goal, outcome)
         return outcome, record_s
+
+    def _enrollment_problem(self) -> str | None:
+        """Why enrollment cannot work under the executor spinning this node (None: it can).
+
+        Enrollment blocks the execute callback while audio callbacks deliver the answers, so the
+        executor must run at least two callbacks at once; a single-threaded one would stall until
+        every prompt timed out.
+        """
+        executor = self.executor
+        if executor is None:
+            return None
+        threads = getattr(executor, '_num_threads', None)
+        if threads is None:
+            threads = getattr(getattr(executor, '_executor', None), '_max_workers', None)
+        if isinstance(executor, SingleThreadedExecutor) or (threads is not None and threads < 2):
+            return (f'recording needs a MultiThreadedExecutor with at least 2 threads, but this node is spun by '
+                    f'a {type(executor).__name__}: audio callbacks could not deliver the answers while the goal '
+                    'waits for them (run the node with its main() or the launch file)')
+        return None
 
     def _stopped(self, state: _GoalState) -> bool:
         return state.cancel.is_set() or state.handle.is_cancel_requested or not state.handle.is_active
@@ -1448,32 +1476,48 @@ class AssistantNode(Node):
         return str(identity.get('name', '')) if isinstance(identity, dict) else ''
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def destroy_node(self) -> None:
-        """Stop the worker and any running job before the node goes away."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop answering, loading and personalizing; safe to call more than once.
+
+        An answer still being generated is abandoned (its thread publishes nothing once stopped),
+        so shutting down never waits for the LLM and never publishes on destroyed publishers.
+        """
         self._stop.set()
         goal = self._goal
         if goal is not None:
             goal.cancel.set()
         with self._queue_cv:
+            self._queue.clear()
             self._queue_cv.notify_all()
         with self._operator_cv:
             self._operator_cv.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
-        if self._adapter_thread.is_alive():
-            self._adapter_thread.join(timeout=5.0)
+        for thread in (self._worker, self._adapter_thread):
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=timeout)
+        with self._publish_lock:  # a publish in progress has finished; later ones see _stop
+            pass
+
+    def destroy_node(self) -> None:
+        """Stop the threads first, then the action server, then the node's publishers and the rest."""
+        self.stop()
         if self._action_server is not None:
             self._action_server.destroy()
             self._action_server = None
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    """``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them)."""
+def main(args: list[str] | None = None, *, node_factory: Callable[[], AssistantNode] | None = None) -> None:
+    """``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them).
+
+    Ctrl-C (or any shutdown of the context) ends the spin; the node's threads stop, the executor
+    shuts down, then the node is destroyed: nothing is published on a destroyed publisher and no
+    traceback is printed. ``node_factory`` builds the node (tests inject fakes).
+    """
     rclpy.init(args=args)
     node = None
+    executor = None
     try:
-        node = AssistantNode()
+        node = (node_factory or AssistantNode)()
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         executor.spin()
@@ -1481,9 +1525,12 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         if node is not None:
+            node.stop()
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':
