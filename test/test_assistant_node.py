@@ -945,3 +945,30 @@ def test_main_shuts_down_cleanly_while_an_answer_is_being_generated(monkeypatch:
     assert not errors, errors
     left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
     assert not left, f'threads still running after main returned: {[t.name for t in left]}'
+
+
+def test_modes_come_from_the_engine() -> None:
+    """One home for the list of modes: a mode the engine adds (e.g. auto) is accepted unchanged."""
+    from tinyalign_ros import pipeline
+    from tinyalign_ros.nodes import assistant_node
+
+    assert assistant_node.MODES is pipeline.MODES and assistant_node.SPECS['mode'].choices is pipeline.MODES
+    for mode in pipeline.MODES:
+        assert assistant_node.check_parameter('mode', mode) is None
+
+
+def test_response_says_which_path_answered(ros: list[Any]) -> None:
+    """When the engine chooses the path itself (a mode like auto), the response carries the path."""
+    class Choosing(FakePipeline):
+        def respond(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().respond(*args, **kwargs)
+            response.path = 'cascade'
+            response.mode = 'auto'
+            return response
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour, pipeline=Choosing())
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: probe.responses, 10, 'response', spinner)
+    assert probe.responses[0].mode == 'cascade'
