@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-r"""Launch the tinyalign_ros assistant (and optionally a file publisher standing in for a microphone).
+r"""
+Launch the tinyalign_ros assistant (and optionally a file publisher standing in for a microphone).
 
 Examples::
 
@@ -35,12 +36,12 @@ Arguments (an empty one overrides nothing: the config file's value applies):
 
 from pathlib import Path
 
-import yaml
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+import yaml
 
 TRUE = ('true', '1', 'yes', 'on')
 FALSE = ('false', '0', 'no', 'off')
@@ -48,7 +49,7 @@ NODE_NAME = 'tinyalign_assistant'
 
 
 def config_path(config_file):
-    """The parameters file, which must exist (launch_ros only warns about a missing one)."""
+    """Return the parameters file, which must exist (launch_ros only warns about a missing one)."""
     path = Path(config_file).expanduser()
     if not path.is_file():
         raise RuntimeError(f'config_file {config_file!r} does not exist')
@@ -56,7 +57,8 @@ def config_path(config_file):
 
 
 def assistant_parameters(config_file, audio_topic='', flavour='', cascade=''):
-    """The assistant's ``parameters``: the file, then only the overrides the user gave.
+    """
+    Return the assistant's ``parameters``: the file, then only the overrides the user gave.
 
     launch_ros passes a dict after the file, so an override that is always present would silently
     win over the user's YAML; empty launch arguments therefore override nothing.
@@ -124,13 +126,13 @@ def generate_launch_description():
                               description='Parameters YAML of the assistant node (must exist)'),
         DeclareLaunchArgument('namespace', default_value='', description='Namespace of the nodes'),
         DeclareLaunchArgument('audio_topic', default_value='',
-                              description="Audio topic; empty = the config file's audio.topic"),
+                              description='Audio topic; empty = the audio.topic of the config file'),
         DeclareLaunchArgument('flavour', default_value='',
-                              description="audio_common_msgs flavour: auto, ros-drivers or mgonzs13; "
-                                          "empty = the config file's audio.flavour"),
+                              description='audio_common_msgs flavour: auto, ros-drivers or mgonzs13; '
+                                          'empty = the audio.flavour of the config file'),
         DeclareLaunchArgument('cascade', default_value='',
-                              description="true: Whisper transcript -> LLM; false: aligned; empty = the "
-                                          "config file's mode"),
+                              description='true: Whisper transcript -> LLM; false: aligned; empty = the '
+                                          'mode of the config file'),
         DeclareLaunchArgument('with_file_publisher', default_value='false',
                               description='true: play audio_files instead of a microphone'),
         DeclareLaunchArgument('audio_files', default_value='',

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The assistant node against rclpy (real when installed, else the stand-in) with a fake pipeline.
+"""
+The assistant node against rclpy (real when installed, else the stand-in) with a fake pipeline.
 
 Covers: audio subscription -> response (both audio_common_msgs flavours), AudioInfo handling,
 VAD segmentation of synthesized speech, partial and latency topics, the bounded drop-oldest queue,
@@ -25,11 +26,11 @@ from __future__ import annotations
 import array
 import ast
 import math
+from pathlib import Path
 import random
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ import pytest
 import ros_env
 from ros_env import FakePipeline, FakeStore, Spinner, wait_for, wait_future
 
-import rclpy  # noqa: E402  (after ros_env chose real rclpy or the stand-in)
+import rclpy  # noqa: E402, I100  (after ros_env chose real rclpy or the stand-in)
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -55,7 +56,7 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def ros():
-    """rclpy initialised; nodes and spinners registered in the yielded list are cleaned up."""
+    """Initialise rclpy; nodes and spinners registered in the yielded list are cleaned up."""
     rclpy.init()
     things: list[Any] = []
     yield things
@@ -190,8 +191,11 @@ def test_compressed_stream_is_dropped_until_pcm_arrives(ros: list[Any]) -> None:
 
 @pytest.mark.parametrize('durability', ['volatile', 'transient_local'])
 def test_audio_info_from_either_audio_capture_release(ros: list[Any], durability: str) -> None:
-    """Older audio_capture releases publish audio_info volatile, 0.4.0 transient-local (republished
-    every 5 s): the assistant must receive both."""
+    """
+    Receive audio_info from either audio_capture release.
+
+    Older releases publish it volatile, 0.4.0 transient-local (republished every 5 s).
+    """
     if 'ros-drivers' not in ros_env.available_flavours():
         pytest.skip('the ros-drivers audio_common_msgs is not the installed flavour')
     ros_env.use_flavour('ros-drivers')
@@ -526,7 +530,8 @@ def test_fuzzed_audio_never_stops_the_node(ros: list[Any], flavour: str) -> None
 
 def test_real_pipeline_on_tiny_models(ros: list[Any], tiny_whisper_path: Path, tiny_llm_path: Path,
                                       tmp_path: Path) -> None:
-    """Integration: the engine's Pipeline (tiny random Whisper + tiny LLM) behind the node.
+    """
+    Integration: the engine's Pipeline (tiny random Whisper + tiny LLM) behind the node.
 
     Also hot-swaps to an adapter saved for exactly these models (checked against their identities).
     """
@@ -566,7 +571,8 @@ def test_real_pipeline_on_tiny_models(ros: list[Any], tiny_whisper_path: Path, t
 
 
 def test_best_effort_publisher_in_a_namespace(ros: list[Any], flavour: str) -> None:
-    """A SensorDataQoS (best-effort) publisher on /audio/audio, as audio_capture's launch file names it.
+    """
+    A SensorDataQoS (best-effort) publisher on /audio/audio, as audio_capture's launch file names it.
 
     The assistant's best-effort subscription receives it and finds the AudioInfo beside it
     (/audio/audio_info); a reliable subscriber does not match a best-effort publisher at all.
@@ -596,7 +602,7 @@ def test_best_effort_publisher_in_a_namespace(ros: list[Any], flavour: str) -> N
 
 def _stamped_setup(ros: list[Any], flavour: str, params: dict[str, Any] | None = None,
                    pipeline: Any = None) -> tuple[Any, Probe, Spinner, Any, Any]:
-    """The assistant on the flavour's stamped audio message, and a publisher of it."""
+    """Start the assistant on the flavour's stamped audio message, and a publisher of it."""
     from tinyalign_ros.nodes import ros_audio
 
     stamped = 'AudioDataStamped' if flavour == 'ros-drivers' else 'AudioStamped'
@@ -614,8 +620,11 @@ def _stamped_setup(ros: list[Any], flavour: str, params: dict[str, Any] | None =
 
 
 def test_response_header_is_the_stamp_of_the_audio_and_a_frame(ros: list[Any], flavour: str) -> None:
-    """header.stamp = end of the utterance's audio (not the finish time); frame_id from the audio or
-    the response.frame_id parameter (not the topic name)."""
+    """
+    Stamp responses with the end of the utterance's audio and a frame, not the finish time and topic.
+
+    frame_id comes from the audio or the response.frame_id parameter.
+    """
     node, probe, spinner, fake, send = _stamped_setup(ros, flavour, pipeline=FakePipeline(delay_s=0.2))
     send(ros_env.speech_like(0.5), 1234, 500_000_000, 'mic_link')
     wait_for(lambda: probe.responses, 10, 'response', spinner)
@@ -649,8 +658,8 @@ def test_vad_utterance_is_stamped_at_its_end(ros: list[Any]) -> None:
 
     flavour = ros_env.available_flavours()[0]
     ros_env.use_flavour(flavour)
-    node, probe, spinner, fake, send = _stamped_setup(ros, flavour, params={'segmentation': 'vad',
-                                                                           'audio.qos_depth': 500})
+    params = {'segmentation': 'vad', 'audio.qos_depth': 500}
+    node, probe, spinner, fake, send = _stamped_setup(ros, flavour, params=params)
     speech = synthesize('Please bring me the red toolbox from the workshop.')
     audio = np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(32000, np.float32)])
     chunk = 1600  # 0.1 s per message, stamped at its last sample; stream time starts at 100 s
@@ -692,8 +701,12 @@ def test_unmeasured_latencies_use_the_documented_sentinel(ros: list[Any]) -> Non
 
 
 def test_oversized_fields_are_not_echoed(ros: list[Any], flavour: str) -> None:
-    """A 100 kB sample_format or a 1 MB frame_id is refused or dropped, never copied into every
-    diagnostics message or response; one audio message over the byte cap is refused undecoded."""
+    """
+    Refuse or drop oversized fields instead of copying them into every message.
+
+    A 100 kB sample_format or a 1 MB frame_id never reaches diagnostics or responses; one audio
+    message over the byte cap is refused undecoded.
+    """
     from tinyalign_ros.nodes import ros_audio
 
     node, probe, spinner, fake, send = _stamped_setup(ros, flavour, params={'audio.max_message_bytes': 20000})
@@ -718,8 +731,12 @@ def test_oversized_fields_are_not_echoed(ros: list[Any], flavour: str) -> None:
 
 
 def test_middleware_losses_and_arrival_rate_are_diagnosed(ros: list[Any]) -> None:
-    """A burst that overflows the subscription queue is counted through the message_lost event, and
-    audio arriving slower than real time is reported against the expected rate."""
+    """
+    Count middleware losses and compare the arrival rate with the expected one.
+
+    A burst that overflows the subscription queue is counted through the message_lost event, and
+    audio arriving slower than real time is reported against the expected rate.
+    """
     flavour = ros_env.available_flavours()[0]
     ros_env.use_flavour(flavour)
     node, probe, spinner, fake = start(ros, flavour, params={'audio.qos_depth': 2, 'segmentation': 'vad'})
@@ -759,7 +776,7 @@ def test_invalid_topic_names_are_refused(name: str) -> None:
 
 @pytest.mark.parametrize('operator_id', ['alice\n', 'alice\n\n', 'a' * 64 + '\n', '../alice', 'alice/bob', ''])
 def test_operator_ids_must_match_in_full(operator_id: str) -> None:
-    """``re.match`` with ``$`` lets 'alice\\n' through (a folder named with a newline)."""
+    r"""``re.match`` with ``$`` lets 'alice\n' through (a folder named with a newline)."""
     from tinyalign_ros.nodes.assistant_node import check_parameter, operator_id_problem
 
     assert operator_id_problem(operator_id)
@@ -769,8 +786,12 @@ def test_operator_ids_must_match_in_full(operator_id: str) -> None:
 
 
 def test_adapter_loads_outside_the_parameter_services_group(ros: list[Any], tmp_path: Path) -> None:
-    """``ros2 param set operator`` must not block the group the parameter services share with the
-    diagnostics timer while the adapter loads: validate in the callback, load in the adapter thread."""
+    """
+    Load the adapter outside the group of the parameter services and the diagnostics timer.
+
+    ``ros2 param set operator`` must not block that group while the adapter loads: validate in the
+    callback, load in the adapter thread.
+    """
     from rcl_interfaces.srv import SetParameters
 
     flavour = ros_env.available_flavours()[0]
@@ -906,8 +927,12 @@ def test_launch_fails_on_a_missing_config_file(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_main_shuts_down_cleanly_while_an_answer_is_being_generated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shutdown (Ctrl-C) mid-answer: main returns promptly, the executor's threads end, the worker
-    publishes nothing on destroyed publishers and no thread dies with a traceback."""
+    """
+    Shut down cleanly (Ctrl-C) while an answer is being generated.
+
+    main returns promptly, the executor's threads end, the worker publishes nothing on destroyed
+    publishers and no thread dies with a traceback.
+    """
     from tinyalign_ros.nodes import assistant_node
 
     flavour = ros_env.available_flavours()[0]

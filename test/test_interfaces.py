@@ -16,14 +16,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from rosbags.typesys import get_types_from_msg
-
 import ros_env  # noqa: F401  (makes the interface packages importable: real ROS or the stand-in)
+from rosbags.typesys import get_types_from_msg
 
 ROOT = Path(__file__).resolve().parents[1]
 MSG_PKG = ROOT / 'msg'
@@ -189,7 +188,8 @@ def test_every_ros_module_the_nodes_import_is_an_exec_depend() -> None:
 
     exec_keys = {key for tag, key in _depends(ROOT / 'package.xml') if tag in ('depend', 'exec_depend')}
     imported = set()
-    for path in list((ROOT / 'src' / 'tinyalign_ros' / 'nodes').glob('*.py')) + [ROOT / 'launch' / 'assistant.launch.py']:
+    nodes = ROOT / 'src' / 'tinyalign_ros' / 'nodes'
+    for path in list(nodes.glob('*.py')) + [ROOT / 'launch' / 'assistant.launch.py']:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split('.')[0])

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The personalize action server: goal validation, feedback, cancel, result, enrollment, hot swap.
+"""
+The personalize action server: goal validation, feedback, cancel, result, enrollment, hot swap.
 
 A fake job implementing the PersonalizeJob protocol stands in for training; everything else is the
 real node over rclpy (or the stand-in). The last test checks the action goal state machine itself
@@ -22,9 +23,9 @@ against rcl_action's rules with a minimal server, so the stand-in cannot drift f
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,13 +34,13 @@ import pytest
 import ros_env
 from ros_env import FakeJob, FakePipeline, FakeStore, Spinner, wait_for, wait_future
 
-import rclpy  # noqa: E402
-from action_msgs.msg import GoalStatus  # noqa: E402
-from rclpy.action import ActionClient, ActionServer  # noqa: E402
-from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
+import rclpy  # noqa: E402, I100
+from action_msgs.msg import GoalStatus  # noqa: E402, I100
+from rclpy.action import ActionClient, ActionServer  # noqa: E402, I100
+from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402, I100
+from rclpy.node import Node  # noqa: E402, I100
+from rclpy.parameter import Parameter  # noqa: E402, I100
+from rclpy.qos import QoSProfile  # noqa: E402, I100
 
 
 @pytest.fixture
@@ -408,7 +409,7 @@ def test_preempt_aborts_a_goal_still_waiting_for_the_job(ros: list[Any], tmp_pat
 
 def test_accepted_goal_whose_handle_was_never_created_reserves_nothing(ros: list[Any], tmp_path: Path,
                                                                        dataset: Path) -> None:
-    """rclpy drops a goal whose handle it cannot create after ACCEPT: the next goal must still run."""
+    """Run the next goal after one whose handle rclpy could not create after ACCEPT (it drops those)."""
     from rclpy.action import GoalResponse
 
     s = Setup(ros, tmp_path, steps=2, step_s=0.01)
@@ -443,8 +444,12 @@ def test_reject_mode_refuses_a_goal_that_won_the_accept_race(ros: list[Any], tmp
 
 
 def test_enrollment_fails_clearly_under_a_single_threaded_executor(ros: list[Any], tmp_path: Path) -> None:
-    """Enrollment waits in the execute callback for audio callbacks: a single-threaded executor
-    cannot run them meanwhile, so the goal must fail at once with the reason, not stall."""
+    """
+    Fail enrollment at once under a single-threaded executor, with the reason, instead of stalling.
+
+    Enrollment waits in the execute callback for audio callbacks, which a single-threaded executor
+    cannot run meanwhile.
+    """
     from rclpy.executors import SingleThreadedExecutor
     from tinyalign_msgs.action import Personalize
     from tinyalign_ros.nodes.assistant_node import AssistantNode

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The assistant node: audio topic in, answers out, plus the personalize action server.
+"""
+The assistant node: audio topic in, answers out, plus the personalize action server.
 
 Everything heavy happens in the engine (:mod:`tinyalign_ros.pipeline`, :mod:`.segmenter`); this
 node only translates. Its threads:
@@ -37,20 +38,20 @@ publishes ``response`` (tinyalign_msgs/AssistantResponse), ``response/text`` (st
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass, field, replace
 import math
+from pathlib import Path
 import queue
 import re
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
@@ -62,17 +63,15 @@ from tinyalign_msgs.action import Personalize
 from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
 from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 
-from tinyalign_ros.audio import SAMPLE_FORMATS, normalize_format
+from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.job_interface import (PHASE_RECORDING, SOURCE_FOLDER, SOURCE_RECORD,
-                                               SOURCE_ROSBAG, AdapterStore, AdapterVersion, BackendContext,
-                                               Limits, OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
-                                               PersonalizeResult, Progress, TrainingOptions, load_backend,
-                                               validate_operator_id)
-from tinyalign_ros.nodes.ros_audio import (FLAVOURS, MAX_MESSAGE_BYTES, MESSAGE_NAMES, AudioDecoder,
-                                           AudioFormat, CompressedAudioError, finite_or, info_class,
-                                           message_class, resolve_flavour)
+from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, Limits, load_backend,
+                                               OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
+                                               PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
+                                               SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
+from tinyalign_ros.nodes.ros_audio import (AudioDecoder, AudioFormat, CompressedAudioError, finite_or, FLAVOURS,
+                                           info_class, MAX_MESSAGE_BYTES, message_class, MESSAGE_NAMES, resolve_flavour)
 from tinyalign_ros.pipeline import MODES
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 
@@ -326,7 +325,7 @@ def check_parameter(name: str, value: Any) -> str | None:
 
 
 def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
-    """The AudioInfo topic: the given one, else ``audio_info`` beside the audio topic (as audio_capture does)."""
+    """Return the AudioInfo topic: the given one, else ``audio_info`` beside the audio topic (as audio_capture)."""
     if info_topic:
         return info_topic
     head, separator, _name = audio_topic.rpartition('/')
@@ -334,7 +333,7 @@ def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
 
 
 def default_store_dir() -> Path:
-    """The engine's default adapter store, so the CLI and the node share operators' adapters."""
+    """Return the engine's default adapter store, so the CLI and the node share operators' adapters."""
     from tinyalign_ros.store import default_store_root
 
     return default_store_root()
@@ -355,7 +354,7 @@ def load_prompts(path: str) -> list[str]:
 
 
 def bag_exists(path: Path) -> bool:
-    """A rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
+    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
     if path.is_file():
         return path.suffix in ('.db3', '.mcap')
     if path.is_dir():
@@ -425,7 +424,8 @@ class _GoalState:
 
 
 class AssistantNode(Node):
-    """Listens, answers, and personalizes. See the module docstring for topics and threads.
+    """
+    Listens, answers, and personalizes. See the module docstring for topics and threads.
 
     ``pipeline``, ``job``, ``store`` and ``adapter_loader`` can be injected (tests use fakes);
     otherwise they are built from the parameters. ``adapter_loader(path) -> (projector, metadata)``
@@ -573,7 +573,7 @@ class AssistantNode(Node):
 
     # -- small helpers ----------------------------------------------------------------------------
     def _subscribe_audio(self, topic: str, qos: QoSProfile) -> Any:
-        """The audio subscription, counting what the middleware reports lost where rclpy exposes it."""
+        """Subscribe to audio, counting what the middleware reports lost where rclpy exposes it."""
         if SubscriptionEventCallbacks is not None:
             try:
                 return self.create_subscription(
@@ -691,7 +691,7 @@ class AssistantNode(Node):
 
     @property
     def effective_mode(self) -> str:
-        """The mode asked for, or cascade when the store says the operator is better served by it."""
+        """Return the mode asked for, or cascade when the store says the operator is better served by it."""
         return 'cascade' if self._operator_mode == 'cascade' and 'cascade' in MODES else self._mode
 
     @property
@@ -699,7 +699,7 @@ class AssistantNode(Node):
         return self._operator
 
     def statistics(self) -> dict[str, Any]:
-        """A snapshot of the counters diagnostics report (for tests and debugging)."""
+        """Return a snapshot of the counters diagnostics report (for tests and debugging)."""
         with self._lock:
             c = replace(self._counters)
         with self._queue_cv:
@@ -906,7 +906,8 @@ class AssistantNode(Node):
             self._route(utterance, frame_id, end_ns - int(behind_s * 1e9))
 
     def _message_end(self, msg: Any, received_ns: int) -> tuple[int, str]:
-        """ROS time of the last sample of ``msg`` and the frame_id its response carries.
+        """
+        ROS time of the last sample of ``msg`` and the frame_id its response carries.
 
         A stamped message's header stamp is taken as the time of its last sample (audio_capture
         and mgonzs13's audio_capturer stamp when a chunk is complete); unstamped audio is dated
@@ -945,7 +946,8 @@ class AssistantNode(Node):
 
     def enqueue(self, audio: np.ndarray, audio_truncated: bool = False, frame_id: str = '',
                 stamp_ns: int | None = None) -> int:
-        """Queue one utterance for the pipeline (drop-oldest when full); returns its id.
+        """
+        Queue one utterance for the pipeline (drop-oldest when full); returns its id.
 
         ``stamp_ns``: ROS time of the end of the utterance (default: now).
         """
@@ -1099,7 +1101,8 @@ class AssistantNode(Node):
         return GoalResponse.ACCEPT
 
     def _on_goal_accepted(self, goal_handle: Any) -> None:
-        """Track the one goal that runs or will run next, as ros2/examples' single-goal server does.
+        """
+        Track the one goal that runs or will run next, as ros2/examples' single-goal server does.
 
         preempt: the previous goal is aborted whether it is running or still waiting for the job
         lock. reject: a goal that won the accept race against another is refused in its execute
@@ -1140,7 +1143,8 @@ class AssistantNode(Node):
             refused = id(goal_handle) in self._refused
             self._refused.discard(id(goal_handle))
         if refused:
-            result.message = 'busy personalizing another operator; cancel it first or set personalize.on_new_goal=preempt'
+            result.message = ('busy personalizing another operator; cancel it first or set '
+                              'personalize.on_new_goal=preempt')
             self._finish_goal(state, result, PersonalizeResult(success=False, message=result.message))
             return result
         with self._job_lock:  # a preempted goal's job must have finished before the next starts
@@ -1242,7 +1246,8 @@ class AssistantNode(Node):
         return outcome, record_s
 
     def _enrollment_problem(self) -> str | None:
-        """Why enrollment cannot work under the executor spinning this node (None: it can).
+        """
+        Why enrollment cannot work under the executor spinning this node (None: it can).
 
         Enrollment blocks the execute callback while audio callbacks deliver the answers, so the
         executor must run at least two callbacks at once; a single-threaded one would stall until
@@ -1477,7 +1482,8 @@ class AssistantNode(Node):
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop answering, loading and personalizing; safe to call more than once.
+        """
+        Stop answering, loading and personalizing; safe to call more than once.
 
         An answer still being generated is abandoned (its thread publishes nothing once stopped),
         so shutting down never waits for the LLM and never publishes on destroyed publishers.
@@ -1507,7 +1513,8 @@ class AssistantNode(Node):
 
 
 def main(args: list[str] | None = None, *, node_factory: Callable[[], AssistantNode] | None = None) -> None:
-    """``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them).
+    """
+    ``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them).
 
     Ctrl-C (or any shutdown of the context) ends the spin; the node's threads stop, the executor
     shuts down, then the node is destroyed: nothing is published on a destroyed publisher and no

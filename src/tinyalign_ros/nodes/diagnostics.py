@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-r"""Diagnostics for rqt_runtime_monitor / rqt_robot_monitor, built without diagnostic_updater.
+r"""
+Diagnostics for rqt_runtime_monitor / rqt_robot_monitor, built without diagnostic_updater.
 
 The node publishes ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` from its own timer.
 ``diagnostic_updater`` is not used: it would add a dependency and declare its own parameter, and
@@ -24,10 +25,10 @@ Status levels are the message's own constants (bytes in rclpy: ``DiagnosticStatu
 
 from __future__ import annotations
 
-import math
-import threading
 from collections import deque
 from dataclasses import dataclass, field
+import math
+import threading
 from typing import Any, Iterable
 
 import numpy as np

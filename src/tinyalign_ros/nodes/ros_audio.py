@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Audio messages <-> float32 16 kHz samples, for both packages named ``audio_common_msgs``.
+"""
+Audio messages <-> float32 16 kHz samples, for both packages named ``audio_common_msgs``.
 
 Two incompatible message packages share the name (see docs/ros2.md):
 
@@ -33,16 +34,16 @@ and checks sizes first, so a malformed or oversized message costs nothing and is
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass
 import importlib
 import math
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from tinyalign_ros.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioError,
-                                 PcmStream, format_from_portaudio, normalize_format, sample_width)
+from tinyalign_ros.audio import (AudioError, format_from_portaudio, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, normalize_format,
+                                 PcmStream, SAMPLE_RATE, sample_width)
 
 FLAVOUR_ROS_DRIVERS = 'ros-drivers'
 FLAVOUR_MGONZS13 = 'mgonzs13'
@@ -135,7 +136,7 @@ def resolve_flavour(requested: str, module: ModuleType | None = None) -> str:
 
 
 def message_class(flavour: str, name: str = '') -> type:
-    """The audio message class of ``flavour`` named ``name`` ('' = the flavour's usual one)."""
+    """Return the audio message class of ``flavour`` named ``name`` ('' = the flavour's usual one)."""
     names = MESSAGE_NAMES[flavour]
     name = name or names[0]
     if name not in names:
@@ -177,7 +178,7 @@ class AudioFormat:
 
 
 def _info_string(info: Any, name: str) -> str:
-    """A short string field of an AudioInfo; an oversized one is refused without being echoed."""
+    """Read a short string field of an AudioInfo; an oversized one is refused without being echoed."""
     value = str(getattr(info, name, '') or '')
     if len(value) > MAX_INFO_STRING:
         raise AudioMessageError(f'AudioInfo.{name} is {len(value)} characters long; at most {MAX_INFO_STRING}')
@@ -285,7 +286,8 @@ def check_duration(payload: AudioPayload, fmt: AudioFormat, max_seconds: float |
 
 
 class AudioDecoder:
-    """Turns one topic's messages into a continuous float32 16 kHz stream.
+    """
+    Turns one topic's messages into a continuous float32 16 kHz stream.
 
     The format comes from the message (mgonzs13), else from the last ``AudioInfo`` (ros-drivers),
     else from the configured default. One resampler is kept per stream, so a 44.1 kHz stream
@@ -319,7 +321,8 @@ class AudioDecoder:
         return fmt
 
     def decode(self, msg: Any, flush: bool = False) -> np.ndarray:
-        """Return the float32 16 kHz samples of one message.
+        """
+        Return the float32 16 kHz samples of one message.
 
         ``flush`` also returns what the resampler holds back: use it when every message is a whole
         utterance, so no audio leaks into the next one.
@@ -364,7 +367,8 @@ def float_to_samples(samples: np.ndarray, sample_format: str) -> np.ndarray:
 
 def encode(samples: np.ndarray, flavour: str, fmt: AudioFormat, message_name: str = '',
            stamp: Any = None, frame_id: str = '') -> Any:
-    """Build one audio message of ``flavour`` holding ``samples`` (float, mono, at fmt.sample_rate).
+    """
+    Build one audio message of ``flavour`` holding ``samples`` (float, mono, at fmt.sample_rate).
 
     Mono input is duplicated to ``fmt.channels`` channels. Sequence fields get ``array.array``
     values: rosidl_python refuses numpy arrays there.
@@ -390,7 +394,7 @@ def encode(samples: np.ndarray, flavour: str, fmt: AudioFormat, message_name: st
 
 
 def info_message(flavour: str, fmt: AudioFormat, chunk: int = 0) -> Any:
-    """An ``AudioInfo`` describing ``fmt`` in ``flavour``'s layout."""
+    """Build an ``AudioInfo`` describing ``fmt`` in ``flavour``'s layout."""
     info = info_class()()
     if flavour == FLAVOUR_ROS_DRIVERS:
         info.channels = fmt.channels
@@ -417,7 +421,7 @@ def flavour_of_bag_type(msgtype: str, msgdef: str = '') -> str:
 
 
 def finite_or(value: float, default: float = 0.0) -> float:
-    """A float safe for a ROS float field (NaN/Inf become ``default``)."""
+    """Return a float safe for a ROS float field (NaN/Inf become ``default``)."""
     value = float(value)
     return value if math.isfinite(value) else default
 
@@ -473,7 +477,8 @@ def _bag_types(connection: Any) -> dict[str, Any]:
 
 def read_bag_audio(path: str, topic: str = '', default: AudioFormat | None = None,
                    max_message_s: float | None = 5.0) -> BagAudio:
-    """Read an audio topic of either flavour from a rosbag2 (sqlite3 or mcap) with ``rosbags``.
+    """
+    Read an audio topic of either flavour from a rosbag2 (sqlite3 or mcap) with ``rosbags``.
 
     Bags recorded on Humble carry no message definitions; the flavour is then guessed from the type
     name (``AudioStamped``/``Audio`` are mgonzs13, ``AudioData`` is ros-drivers unless the bag's

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.node.Node: parameters with rclpy's declaration semantics, and entity factories.
+"""
+rclpy.node.Node: parameters with rclpy's declaration semantics, and entity factories.
 
 Parameter behaviour copied from rclpy (Humble/Jazzy agree on it):
 - declaring infers a static type from the default (or takes a ``Parameter.Type``); an override
@@ -26,16 +27,14 @@ Parameter behaviour copied from rclpy (Humble/Jazzy agree on it):
 
 import math
 
-import yaml
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
-
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.client import Client
 from rclpy.clock import Clock, ClockType
 from rclpy.context import get_default_context
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              NotInitializedException, ParameterAlreadyDeclaredException,
-                              ParameterNotDeclaredException, ParameterUninitializedException)
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException, NotInitializedException,
+                              ParameterAlreadyDeclaredException, ParameterNotDeclaredException,
+                              ParameterUninitializedException)
 from rclpy.logging import get_logger
 from rclpy.names import expand, validate_namespace
 from rclpy.parameter import Parameter
@@ -44,6 +43,7 @@ from rclpy.qos import as_profile, qos_profile_services_default
 from rclpy.service import Service
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
+import yaml
 
 
 def _parse_ros_args(args):
@@ -131,9 +131,12 @@ class Node:
             self._start_parameter_services()
 
     def _start_parameter_services(self):
-        """``~/set_parameters`` and ``~/get_parameters`` in the default callback group, as
-        rclpy's ParameterService creates them: ``ros2 param set`` goes through these, so a slow
-        on-set-parameters callback blocks everything else in that group (timers by default)."""
+        """
+        Serve ``~/set_parameters`` and ``~/get_parameters`` as rclpy's ParameterService does.
+
+        They are in the default callback group: ``ros2 param set`` goes through them, so a slow
+        on-set-parameters callback blocks everything else in that group (timers by default).
+        """
         from rcl_interfaces.srv import GetParameters, SetParameters
 
         def set_parameters(request, response):

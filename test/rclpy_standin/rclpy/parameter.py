@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.parameter: Parameter with its Type enum, as in rclpy (type inference included).
+"""
+rclpy.parameter: Parameter with its Type enum, as in rclpy (type inference included).
 
 Note the real quirk kept here: an empty list infers BYTE_ARRAY (``all()`` of nothing is True),
 so a node that wants an empty string-array default must declare the type explicitly.
@@ -21,8 +22,8 @@ so a node that wants an empty string-array default must declare the type explici
 import array
 from enum import Enum
 
-import yaml
 from rcl_interfaces.msg import ParameterType
+import yaml
 
 PARAMETER_SEPARATOR_STRING = '.'
 
@@ -121,7 +122,7 @@ class Parameter:
         return f'Parameter(name={self._name!r}, type={self._type_.name}, value={self._value!r})'
 
     def get_parameter_value(self):
-        """This value as an rcl_interfaces ParameterValue (what the parameter services carry)."""
+        """Return this value as an rcl_interfaces ParameterValue (what the parameter services carry)."""
         from rcl_interfaces.msg import ParameterValue
 
         msg = ParameterValue(type=self._type_.value)

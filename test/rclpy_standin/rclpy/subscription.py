@@ -14,8 +14,8 @@
 
 """rclpy.subscription.Subscription: a QoS-bounded inbox drained by executors."""
 
-import threading
 from dataclasses import dataclass
+import threading
 
 from rclpy._graph import Inbox
 from rclpy.qos import HistoryPolicy
