@@ -997,3 +997,40 @@ def test_response_says_which_path_answered(ros: list[Any]) -> None:
     probe.send(ros_env.speech_like(0.5))
     wait_for(lambda: probe.responses, 10, 'response', spinner)
     assert probe.responses[0].mode == 'cascade'
+
+
+@pytest.mark.parametrize('name, value, good', [
+    ('mode', 'cascade', True), ('mode', 'telepathy', False),
+    ('prompt.instruction', 'Reply in three words.', True), ('prompt.instruction', '  ', False),
+    ('generation.max_new_tokens', 7, True), ('generation.max_new_tokens', 0, False),
+    ('response.frame_id', 'base_link', True), ('response.frame_id', 'x' * 300, False),
+    ('operator', 'carol', True), ('operator', 'carol\n', False), ('audio.topic', 'other', False),
+])
+def test_ros2_param_set_on_runtime_parameters(ros: list[Any], name: str, value: Any, good: bool) -> None:
+    """``ros2 param set`` goes through the parameter service: valid values apply, others are refused."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.srv import GetParameters, SetParameters
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    node, probe, spinner, fake = start(ros, flavour, job=ros_env.FakeJob(FakeStore(), ''), store=FakeStore())
+    prefix = node.get_fully_qualified_name()
+    setter = probe.node.create_client(SetParameters, f'{prefix}/set_parameters')
+    getter = probe.node.create_client(GetParameters, f'{prefix}/get_parameters')
+    assert setter.wait_for_service(timeout_sec=10) and getter.wait_for_service(timeout_sec=10)
+    before = node.get_parameter(name).value
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    result = wait_future(setter.call_async(request), 10, 'set_parameters', spinner).results[0]
+    assert result.successful == good, result.reason
+    assert good or result.reason
+    reply = wait_future(getter.call_async(GetParameters.Request(names=[name])), 10, 'get_parameters', spinner)
+    stored = Parameter.from_parameter_msg(ParameterMsg(name=name, value=reply.values[0])).value
+    assert stored == (value if good else before)
+    if name == 'operator' and good:
+        assert node.wait_for_adapter() and node.operator == value
+    elif good and name != 'response.frame_id':
+        probe.send(ros_env.speech_like(0.5))
+        wait_for(lambda: fake.calls, 10, 'an answer with the new value', spinner)
+        applied = {'mode': fake.calls[0]['mode'], 'prompt.instruction': fake.calls[0]['instruction'],
+                   'generation.max_new_tokens': fake.calls[0]['max_new_tokens']}
+        assert applied[name] == value
