@@ -1034,3 +1034,97 @@ def test_ros2_param_set_on_runtime_parameters(ros: list[Any], name: str, value: 
         applied = {'mode': fake.calls[0]['mode'], 'prompt.instruction': fake.calls[0]['instruction'],
                    'generation.max_new_tokens': fake.calls[0]['max_new_tokens']}
         assert applied[name] == value
+
+
+def _state(node: Any) -> str:
+    """Label of the node's primary lifecycle state (stand-in property, or rclpy's state machine)."""
+    state = getattr(node, 'lifecycle_state', None)
+    return state.label if state is not None else node._state_machine.current_state[1]
+
+
+def test_lifecycle_transitions(ros: list[Any]) -> None:
+    """
+    Drive the node through every lifecycle transition, as a lifecycle manager would.
+
+    Unconfigured -> inactive (models loaded, silent) -> active (answers) -> inactive -> active ->
+    cleanup (unloaded) -> configure again -> shutdown.
+    """
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    fake = FakePipeline()
+    node = AssistantNode(pipeline=fake, parameter_overrides=[
+        Parameter('autostart', value=False), Parameter('segmentation', value='message'),
+        Parameter('personalize.enabled', value=False), Parameter('diagnostics.period_s', value=0.2)])
+    ros.append(node)
+    probe = Probe(ros, flavour)
+    spinner = Spinner(node, probe.node).start()
+    ros.append(spinner)
+    assert _state(node) == 'unconfigured' and probe.node.count_publishers('response') == 0
+    assert probe.audio_pub.get_subscription_count() == 0
+
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and _state(node) == 'inactive'
+    wait_for(lambda: probe.node.count_publishers('response') == 1, 10, 'response publisher', spinner)
+    wait_for(lambda: any(_value(_status(d, 'audio input'), 'state') == 'inactive' for d in probe.diagnostics),
+             5, 'diagnostics while inactive', spinner)
+    assert probe.audio_pub.get_subscription_count() == 0  # inactive: not listening
+
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS and _state(node) == 'active'
+    wait_for(lambda: probe.audio_pub.get_subscription_count() > 0, 10, 'audio subscriber', spinner)
+    probe.send(ros_env.speech_like(0.5))
+    wait_for(lambda: len(probe.responses) == 1, 10, 'answer while active', spinner)
+
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS and _state(node) == 'inactive'
+    wait_for(lambda: probe.audio_pub.get_subscription_count() == 0, 10, 'audio unsubscribed', spinner)
+    probe.send(ros_env.speech_like(0.5))
+    time.sleep(0.5)
+    assert len(probe.responses) == 1 and node.pipeline is fake  # silent, models still loaded
+
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    wait_for(lambda: probe.audio_pub.get_subscription_count() > 0, 10, 'audio subscriber again', spinner)
+    probe.send(ros_env.speech_like(0.6))
+    wait_for(lambda: len(probe.responses) == 2, 10, 'answer after reactivation', spinner)
+
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    worker = node._worker
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS and _state(node) == 'unconfigured'
+    assert not worker.is_alive()
+    wait_for(lambda: probe.node.count_publishers('response') == 0, 10, 'publishers destroyed', spinner)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node._worker.is_alive()
+    assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS and _state(node) == 'finalized'
+    assert not node._worker.is_alive()
+
+
+def test_lifecycle_configure_failure_leaves_the_node_unconfigured(ros: list[Any]) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    other = 'mgonzs13' if flavour == 'ros-drivers' else 'ros-drivers'
+    node = AssistantNode(pipeline=FakePipeline(), parameter_overrides=[
+        Parameter('autostart', value=False), Parameter('audio.flavour', value=other)])
+    ros.append(node)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert _state(node) == 'unconfigured' and 'flavour' in str(node._configure_error)
+    assert node.count_publishers('response') == 0 and node.count_publishers('/diagnostics') == 0
+
+
+def test_inactive_assistant_rejects_goals(ros: list[Any], tmp_path: Path) -> None:
+    from rclpy.action import GoalResponse
+    from tinyalign_msgs.action import Personalize
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    flavour = ros_env.available_flavours()[0]
+    ros_env.use_flavour(flavour)
+    store = FakeStore()
+    node = AssistantNode(pipeline=FakePipeline(), job=ros_env.FakeJob(store, ''), store=store,
+                         parameter_overrides=[Parameter('autostart', value=False)])
+    ros.append(node)
+    node.trigger_configure()
+    goal = Personalize.Goal(operator_id='dave', source=Personalize.Goal.SOURCE_RECORD)
+    assert node._on_goal(goal) == GoalResponse.REJECT
+    node.trigger_activate()
+    assert node._on_goal(goal) == GoalResponse.ACCEPT

@@ -55,7 +55,7 @@ import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, String
@@ -177,6 +177,8 @@ class ParamSpec:
 
 PARAMS: tuple[ParamSpec, ...] = (
     # audio input
+    ParamSpec('autostart', True, 'Configure and activate at start-up (what `ros2 launch` relies on); false: '
+              'stay unconfigured until a lifecycle manager drives the transitions.'),
     ParamSpec('audio.topic', 'audio', 'Audio topic to listen to (audio_common_msgs, either flavour).'),
     ParamSpec('audio.info_topic', '', 'Latched AudioInfo topic giving the sample format of the ros-drivers '
               'flavour; empty = audio_info next to the audio topic (/mic/audio -> /mic/audio_info).'),
@@ -423,7 +425,7 @@ class _GoalState:
     recorded: int = 0
 
 
-class AssistantNode(Node):
+class AssistantNode(LifecycleNode):
     """
     Listens, answers, and personalizes. See the module docstring for topics and threads.
 
@@ -437,17 +439,93 @@ class AssistantNode(Node):
                  adapter_loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None,
                  node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        self._injected = (pipeline, job, store, adapter_loader)
         self._lock = threading.Lock()
         self._adapter_lock = threading.RLock()
-        self._ready = False
+        self._ready = False  # configured: runtime parameter changes apply
+        self._active = False  # active: audio is answered and goals are accepted
         self._stop = threading.Event()
         self._publish_lock = threading.Lock()  # held by the worker while it publishes; stop() waits for it
+        self._configure_error: Exception | None = None
+        self._worker: threading.Thread | None = None
+        self._adapter_thread: threading.Thread | None = None
+        self._audio_sub: Any = None
+        self._info_sub: Any = None
+        self._action_server: Any = None
+        self._services: list[Any] = []
+        self._diag_timer: Any = None
+        self._goal: _GoalState | None = None
+        self._operator = ''
+        self._requested_operator = ''
+        self._operator_cv = threading.Condition()
+        self._operator_request: str | None = None
+        self._operator_loading = False
+        self._queue_cv = threading.Condition()
+        self._queue: deque[_Job] = deque()
         # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
-        p = self._param
+        if self._param('autostart'):
+            # What `ros2 launch` relies on; a lifecycle manager sets autostart to false and drives
+            # the transitions itself.
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise self._configure_error or NodeConfigError('configuring the assistant failed')
+            self.trigger_activate()
 
+    # -- lifecycle transitions ---------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the models and the personalization backend; create publishers, services, action."""
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - a failed configure leaves the node unconfigured
+            self._configure_error = exc
+            self.get_logger().error(f'configure failed: {type(exc).__name__}: {exc}')
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to audio and start answering; the lifecycle publishers come alive."""
+        self._subscribe_inputs()
+        self._active = True
+        self.get_logger().info(
+            f'listening on {self._audio_topic()} ({self._flavour} {self._audio_type.__name__}, '
+            f'segmentation={self._param("segmentation")}); mode={self._mode}')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop answering (audio unsubscribed, waiting utterances dropped); models stay loaded."""
+        self._active = False
+        for subscription in (self._audio_sub, self._info_sub):
+            if subscription is not None:
+                self.destroy_subscription(subscription)
+        self._audio_sub = self._info_sub = None
+        with self._queue_cv:
+            self._queue.clear()
+        goal = self._goal
+        if goal is not None:
+            goal.cancel.set()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unload: stop the threads, destroy what configure created, drop the models."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        pipeline, job, store, adapter_loader = self._injected
+        p = self._param
+        self._stop = threading.Event()
+        self._configure_error = None
         self._prompt = PromptConfig(instruction=p('prompt.instruction'), placement=p('prompt.placement'),
                                     system=p('prompt.system') or None)
         self._generation = GenerationConfig(
@@ -461,9 +539,8 @@ class AssistantNode(Node):
         self._latency = diag.LatencyWindow(p('diagnostics.latency_window'))
         self._latency_training = diag.LatencyWindow(p('diagnostics.latency_window'))
         self._utterance_ids = 0
-        self._queue: deque[_Job] = deque()
+        self._queue = deque()
         self._queue_size = p('queue.size')
-        self._queue_cv = threading.Condition()
         self._busy = False
         self._worker = threading.Thread(target=self._work_loop, name='tinyalign_pipeline', daemon=True)
 
@@ -487,8 +564,7 @@ class AssistantNode(Node):
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
         self._adapter_loader = adapter_loader or self._default_adapter_loader
         self._adapter_checker = self._default_adapter_checker if adapter_loader is None else None
-        self._operator_cv = threading.Condition()
-        self._operator_request: str | None = None
+        self._operator_request = None
         self._operator_loading = False
         self._requested_operator = ''
         self._adapter_error = ''
@@ -503,7 +579,7 @@ class AssistantNode(Node):
         if not p('personalize.enabled'):
             self._backend_error = 'personalization is disabled (personalize.enabled is false)'
         self._prompts = load_prompts(p('personalize.prompts_file'))
-        self._goal: _GoalState | None = None
+        self._goal = None
         self._current_handle: Any = None  # the goal that runs or waits to run (single-goal server)
         self._preempted: set[int] = set()  # ids of handles aborted by a newer goal
         self._refused: set[int] = set()  # ids of handles that lost the accept race in reject mode
@@ -513,44 +589,33 @@ class AssistantNode(Node):
         self._recording = False
         self._last_result = ''
 
-        # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable).
+        # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable). The
+        # answer topics are lifecycle publishers: silent unless the node is active. Diagnostics
+        # keep reporting while inactive.
         reliable = QoSProfile(depth=10)
-        self._response_pub = self.create_publisher(AssistantResponse, 'response', reliable)
-        self._text_pub = self.create_publisher(String, 'response/text', reliable)
-        self._partial_pub = self.create_publisher(String, 'response/partial', reliable)
-        self._prompt_pub = self.create_publisher(String, 'personalize/prompt', reliable)
-        self._latency_pubs = {k: self.create_publisher(Float32, f'latency/{k}_ms', reliable) for k in LATENCY_KINDS}
+        self._response_pub = self.create_lifecycle_publisher(AssistantResponse, 'response', reliable)
+        self._text_pub = self.create_lifecycle_publisher(String, 'response/text', reliable)
+        self._partial_pub = self.create_lifecycle_publisher(String, 'response/partial', reliable)
+        self._prompt_pub = self.create_lifecycle_publisher(String, 'personalize/prompt', reliable)
+        self._latency_pubs = {k: self.create_lifecycle_publisher(Float32, f'latency/{k}_ms', reliable)
+                              for k in LATENCY_KINDS}
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
-
-        # Inputs. Best effort receives from reliable and best-effort publishers alike.
         self._audio_group = MutuallyExclusiveCallbackGroup()
-        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
-                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-        self._audio_sub = self._subscribe_audio(p('audio.topic'), audio_qos)
-        self._info_sub = None
-        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
-            # Volatile: a transient-local subscription does not match the volatile audio_info
-            # publisher of older audio_capture releases; a volatile one matches both, and
-            # audio_capture republishes audio_info every 5 s.
-            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                  reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.VOLATILE)
-            self._info_sub = self.create_subscription(
-                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
-                info_qos, callback_group=self._audio_group)
 
         # Personalization and adapters: reentrant so cancel and services are served during a goal.
         self._action_group = ReentrantCallbackGroup()
         self._action_server = None
+        self._services = []
         if p('personalize.enabled'):
             self._action_server = ActionServer(
                 self, Personalize, 'personalize', execute_callback=self._execute_goal,
                 goal_callback=self._on_goal, handle_accepted_callback=self._on_goal_accepted,
                 cancel_callback=self._on_cancel, callback_group=self._action_group)
-            self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
-                                callback_group=self._action_group)
-            self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
-                                callback_group=self._action_group)
+            self._services = [
+                self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
+                                    callback_group=self._action_group),
+                self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
+                                    callback_group=self._action_group)]
 
         self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
         self._last_report = time.monotonic()
@@ -567,9 +632,59 @@ class AssistantNode(Node):
         self._ready = True
         if self._operator != initial_operator:
             self.set_parameters([Parameter('operator', value=self._operator)])
-        self.get_logger().info(
-            f'listening on {self.resolve_topic_name(p("audio.topic"))} ({self._flavour} '
-            f'{self._audio_type.__name__}, segmentation={p("segmentation")}); mode={self._mode}')
+
+    def _subscribe_inputs(self) -> None:
+        """Audio and AudioInfo subscriptions (created on activate, destroyed on deactivate)."""
+        p = self._param
+        # Best effort receives from reliable and best-effort publishers alike.
+        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
+                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+        self._audio_sub = self._subscribe_audio(p('audio.topic'), audio_qos)
+        self._info_sub = None
+        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
+            # Volatile: a transient-local subscription does not match the volatile audio_info
+            # publisher of older audio_capture releases; a volatile one matches both, and
+            # audio_capture republishes audio_info every 5 s.
+            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                  reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.VOLATILE)
+            self._info_sub = self.create_subscription(
+                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
+                info_qos, callback_group=self._audio_group)
+
+    def _teardown(self) -> None:
+        """Undo configure: threads stopped, publishers, services, action and timer destroyed."""
+        self.stop()
+        self._ready = False
+        self._active = False
+        for subscription in (self._audio_sub, self._info_sub):
+            if subscription is not None:
+                self.destroy_subscription(subscription)
+        self._audio_sub = self._info_sub = None
+        if self._action_server is not None:
+            self._action_server.destroy()
+            self._action_server = None
+        for service in self._services:
+            self.destroy_service(service)
+        self._services = []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        destroy_managed = getattr(self, 'destroy_lifecycle_publisher', self.destroy_publisher)
+        for name in ('_response_pub', '_text_pub', '_partial_pub', '_prompt_pub'):
+            publisher = self.__dict__.pop(name, None)
+            if publisher is not None:
+                destroy_managed(publisher)
+        for publisher in self.__dict__.pop('_latency_pubs', {}).values():
+            destroy_managed(publisher)
+        diag_pub = self.__dict__.pop('_diag_pub', None)
+        if diag_pub is not None:
+            self.destroy_publisher(diag_pub)
+        self.pipeline = self._injected[0]
+        self.job, self.store = self._injected[1], self._injected[2]
+
+    def _audio_topic(self) -> str:
+        return self.resolve_topic_name(self._param('audio.topic'))
 
     # -- small helpers ----------------------------------------------------------------------------
     def _subscribe_audio(self, topic: str, qos: QoSProfile) -> Any:
@@ -1087,6 +1202,8 @@ class AssistantNode(Node):
     def _on_goal(self, goal: Any) -> GoalResponse:
         """Accept or reject a goal request; reserves nothing (rclpy may still fail to create its handle)."""
         reason = self.validate_goal(goal)
+        if reason is None and not self._active:
+            reason = 'the assistant is not active (activate it through its lifecycle first)'
         if reason is None and self._param('personalize.on_new_goal') == 'reject':
             with self._goal_lock:
                 current = self._current_handle
@@ -1237,7 +1354,7 @@ class AssistantNode(Node):
                                          'publishing, and did the operator answer the prompts?'), record_s
         topics = list(goal.topics)
         if source == SOURCE_ROSBAG and not topics:
-            topics = [self._audio_sub.topic_name, self.resolve_topic_name('personalize/prompt')]
+            topics = [self._audio_topic(), self.resolve_topic_name('personalize/prompt')]
         request = PersonalizeRequest(operator_id=goal.operator_id, source=source, path=goal.path, topics=topics,
                                      utterances=utterances, limits=limits, options=options)
         outcome = self._run_job(state, request)
@@ -1415,7 +1532,8 @@ class AssistantNode(Node):
             ('audio_info' if self._decoder.info_format else 'parameters')
 
         audio = diag.Status(f'{name}: audio input', values={
-            'topic': self._audio_sub.topic_name, 'flavour': self._flavour, 'message type': self._audio_type.__name__,
+            'topic': self._audio_topic(), 'state': 'active' if self._active else 'inactive',
+            'flavour': self._flavour, 'message type': self._audio_type.__name__,
             'format': fmt.describe(), 'format from': source, 'messages/s': msg_rate,
             'audio s per s': audio_rate, 'expected audio s per s': self._param('audio.expected_rate'),
             'messages': snapshot.audio_messages,
@@ -1498,17 +1616,14 @@ class AssistantNode(Node):
         with self._operator_cv:
             self._operator_cv.notify_all()
         for thread in (self._worker, self._adapter_thread):
-            if thread.is_alive() and thread is not threading.current_thread():
+            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=timeout)
         with self._publish_lock:  # a publish in progress has finished; later ones see _stop
             pass
 
     def destroy_node(self) -> None:
         """Stop the threads first, then the action server, then the node's publishers and the rest."""
-        self.stop()
-        if self._action_server is not None:
-            self._action_server.destroy()
-            self._action_server = None
+        self._teardown()
         super().destroy_node()
 
 
