@@ -15,12 +15,12 @@
 """
 ament_flake8 over the package, as `colcon test` runs it on a ROS 2 machine.
 
-The real linter (see ament_lint.py for where it comes from) with ament's configuration and the
+The real linter (see lint_runner.py for where it comes from) with ament's configuration and the
 flake8 plugins a Jazzy machine has (builtins, comprehensions, docstrings, import-order, quotes);
 the only project setting is the line length (120).
 """
 
-from ament_lint import errors_by_file, LINE_LENGTH, PACKAGE_PATHS, ROS_LAYER_PATHS, run
+from lint_runner import errors_by_file, LINE_LENGTH, PACKAGE_PATHS, ROS_LAYER_PATHS, run
 import pytest
 
 

@@ -14,7 +14,7 @@
 
 """ament_pep257 (docstring conventions) over the package, as `colcon test` runs it on ROS 2."""
 
-from ament_lint import errors_by_file, PACKAGE_PATHS, ROS_LAYER_PATHS, run
+from lint_runner import errors_by_file, PACKAGE_PATHS, ROS_LAYER_PATHS, run
 import pytest
 
 
