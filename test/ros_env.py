@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The one switch between the real rclpy and the stand-in, plus helpers shared by the ROS tests.
+"""
+The one switch between the real rclpy and the stand-in, plus helpers shared by the ROS tests.
 
 Importing this module makes ``import rclpy`` work: the real one when ROS 2 is sourced, otherwise
 test/rclpy_standin. Test code uses only the real rclpy API; the few things that only the stand-in
@@ -22,10 +23,10 @@ say so.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import importlib
 import threading
 import time
-from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 try:
@@ -131,7 +132,8 @@ def wait_future(future: Any, timeout: float = 10.0, what: str = 'future', spinne
 
 # -- fakes shared by the node tests -----------------------------------------------------------------
 class FakePipeline:
-    """Implements Pipeline.respond/set_adapter instantly; records what it was asked.
+    """
+    Implements Pipeline.respond/set_adapter instantly; records what it was asked.
 
     The answer names the audio length and the adapter, so tests can tell which adapter answered.
     ``gate`` (set by default) lets a test hold the worker to fill the queue.
@@ -234,7 +236,8 @@ class FakeStore:
 
 
 class FakeJob:
-    """A PersonalizeJob that 'trains' for ``steps`` short steps, reporting progress and honouring cancel.
+    """
+    A PersonalizeJob that 'trains' for ``steps`` short steps, reporting progress and honouring cancel.
 
     On success it registers ``adapter_path`` in ``store`` as a new active version (as the real job does
     when its quality gate accepts the adapter).
@@ -278,7 +281,7 @@ class FakeJob:
 
 
 def save_tiny_adapter(path: Any, adapter_id: str) -> str:
-    """A real adapter folder (tiny projector) so the node's default loader is exercised."""
+    """Save a real adapter folder (tiny projector) so the node's default loader is exercised."""
     from tinyalign_ros.adapter import save_adapter
     from tinyalign_ros.projector import ProjectorConfig, build_projector
 
@@ -289,7 +292,7 @@ def save_tiny_adapter(path: Any, adapter_id: str) -> str:
 
 
 def speech_like(seconds: float, rate: int = 16000, freq: float = 220.0) -> Any:
-    """A float32 tone (not speech: for 'message' segmentation tests that need no VAD)."""
+    """Return a float32 tone (not speech: for 'message' segmentation tests that need no VAD)."""
     import numpy as np
 
     t = np.arange(int(seconds * rate)) / rate

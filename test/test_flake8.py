@@ -12,35 +12,31 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_flake8 over the package, as `colcon test` runs it on a ROS 2 machine.
+"""
+ament_flake8 over the package, as `colcon test` runs it on a ROS 2 machine.
 
-Skipped where ament_flake8 is not installed (it is a ROS package, not on PyPI). ament's own
-configuration is used with the project's two conventions: lines up to 120 characters, and imports
-grouped and sorted the isort way (``import x`` before ``from x import y`` in a group), which
-ament's google import-order style would flag (I100/I201).
+The real linter (see lint_runner.py for where it comes from) with ament's configuration and the
+flake8 plugins a Jazzy machine has (builtins, comprehensions, docstrings, import-order, quotes);
+the only project setting is the line length (120).
 """
 
-from pathlib import Path
-
+from lint_runner import errors_by_file, LINE_LENGTH, PACKAGE_PATHS, ROS_LAYER_PATHS, run
 import pytest
 
-ament_flake8 = pytest.importorskip('ament_flake8.main', reason='ament_flake8 is not installed (ROS 2 only)')
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = """[flake8]
-extend-ignore = B902,C816,D100,D101,D102,D103,D104,D105,D106,D107,D203,D212,D404,I100,I201,I202
-import-order-style = google
-max-line-length = 120
-show-source = true
-statistics = true
-"""
+def _check(paths: tuple[str, ...]) -> None:
+    rc, output = run('ament_flake8.main', ['--linelength', LINE_LENGTH, *paths])
+    counts = errors_by_file(output)
+    assert rc == 0, f'ament_flake8: {sum(counts.values())} errors in {len(counts)} files: {counts}\n{output[-4000:]}'
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
-def test_flake8(tmp_path: Path) -> None:
-    config = tmp_path / 'flake8.ini'
-    config.write_text(CONFIG)
-    paths = [str(ROOT / name) for name in ('src', 'test', 'launch')]
-    rc, errors = ament_flake8.main_with_errors(argv=['--config', str(config), *paths])
-    assert rc == 0, f'Found {len(errors)} code style errors / warnings:\n' + '\n'.join(errors)
+def test_flake8() -> None:
+    _check(PACKAGE_PATHS)
+
+
+@pytest.mark.flake8
+@pytest.mark.linter
+def test_flake8_ros_layer() -> None:
+    _check(ROS_LAYER_PATHS)

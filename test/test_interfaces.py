@@ -16,14 +16,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from rosbags.typesys import get_types_from_msg
-
 import ros_env  # noqa: F401  (makes the interface packages importable: real ROS or the stand-in)
+from rosbags.typesys import get_types_from_msg
 
 ROOT = Path(__file__).resolve().parents[1]
 MSG_PKG = ROOT / 'msg'
@@ -146,3 +145,55 @@ def test_embedded_audio_definitions_match_the_interface_files() -> None:
         for name, text in definitions.items():
             on_disk = (folder / f'{name.rsplit("/", 1)[1]}.msg').read_text()
             assert parse(text, name) == parse(on_disk, name), name
+
+
+# Keys that resolve in rosdistro's rosdep database (rosdep/base.yaml, rosdep/python.yaml) or are
+# released ROS packages. ``rosdep install`` stops at the first key it cannot resolve, so a key
+# outside this list (``espeak-ng`` is one: base.yaml only has ``espeak``) must be an apt install
+# documented in docs/ros2.md instead.
+ROSDEP_SYSTEM_KEYS = frozenset({
+    'python3-numpy', 'python3-yaml', 'python3-psutil', 'python3-matplotlib', 'python3-tqdm',
+    'python3-pytest', 'espeak',
+})
+ROS_PACKAGES = frozenset({
+    'rclpy', 'rcl_interfaces', 'std_msgs', 'diagnostic_msgs', 'audio_common_msgs', 'launch', 'launch_ros',
+    'builtin_interfaces', 'action_msgs', 'ament_cmake', 'rosidl_default_generators', 'rosidl_default_runtime',
+    'ament_copyright', 'ament_flake8', 'ament_pep257', 'launch_testing', 'launch_testing_ros',
+    'tinyalign_msgs',
+})
+DEPEND_TAGS = ('depend', 'build_depend', 'buildtool_depend', 'exec_depend', 'test_depend', 'build_export_depend')
+
+
+def _depends(package_xml: Path) -> list[tuple[str, str]]:
+    root = ET.parse(package_xml).getroot()
+    return [(e.tag, (e.text or '').strip()) for e in root if e.tag in DEPEND_TAGS]
+
+
+@pytest.mark.parametrize('package_xml', [ROOT / 'package.xml', MSG_PKG / 'package.xml'], ids=['root', 'msg'])
+def test_every_dependency_is_a_rosdep_key(package_xml: Path) -> None:
+    unknown = sorted({key for _tag, key in _depends(package_xml)} - ROSDEP_SYSTEM_KEYS - ROS_PACKAGES)
+    assert not unknown, f'{package_xml.parent.name}/package.xml: {unknown} are not rosdep keys'
+
+
+@pytest.mark.parametrize('package_xml', [ROOT / 'package.xml', MSG_PKG / 'package.xml'], ids=['root', 'msg'])
+def test_no_dependency_is_listed_twice(package_xml: Path) -> None:
+    """One tag per key: ``<depend>`` already covers build, build-export and exec."""
+    keys = [key for _tag, key in _depends(package_xml)]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    assert not duplicates, f'{package_xml.parent.name}/package.xml lists {duplicates} more than once'
+
+
+def test_every_ros_module_the_nodes_import_is_an_exec_depend() -> None:
+    import ast
+
+    exec_keys = {key for tag, key in _depends(ROOT / 'package.xml') if tag in ('depend', 'exec_depend')}
+    imported = set()
+    nodes = ROOT / 'src' / 'tinyalign_ros' / 'nodes'
+    for path in list(nodes.glob('*.py')) + [ROOT / 'launch' / 'assistant.launch.py']:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split('.')[0])
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name.split('.')[0] for alias in node.names)
+    missing = sorted((imported & ROS_PACKAGES) - exec_keys)
+    assert not missing, f'the nodes import {missing} but package.xml has no exec_depend on them'

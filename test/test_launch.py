@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""launch_testing: assistant.launch.py with the file publisher, on a machine with ROS 2 sourced.
+"""
+launch_testing: assistant.launch.py with the file publisher, on a machine with ROS 2 sourced.
 
 This is the one test that needs real ROS 2 (launch, launch_testing, the installed tinyalign_msgs and
 the package's executables), so it is skipped where launch_testing cannot be imported; everything
@@ -21,22 +22,22 @@ through ``audio_file_publisher`` and waits for the assistant's answer (real embe
 first answer can take a while on a small CPU) and for its diagnostics.
 """
 
+from pathlib import Path
 import tempfile
 import time
 import unittest
-from pathlib import Path
 
 import pytest
 
 launch_testing = pytest.importorskip(
     'launch_testing', reason='launch_testing is part of ROS 2: this test runs only where ROS 2 is sourced')
 
-import launch  # noqa: E402
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
-import rclpy  # noqa: E402
-from launch.actions import IncludeLaunchDescription  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+import launch  # noqa: E402, I100
+import launch_testing.actions  # noqa: E402, I100
+import launch_testing.asserts  # noqa: E402, I100
+import rclpy  # noqa: E402, I100
+from launch.actions import IncludeLaunchDescription  # noqa: E402, I100
+from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402, I100
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = 'launch_test'
@@ -44,7 +45,7 @@ ANSWER_TIMEOUT_S = 300.0
 
 
 def _launch_file() -> str:
-    """The installed launch file when the package is installed (colcon test), else the source one."""
+    """Return the installed launch file when the package is installed (colcon test), else the source one."""
     try:
         from ament_index_python.packages import get_package_share_directory
         installed = Path(get_package_share_directory('tinyalign_ros')) / 'launch' / 'assistant.launch.py'

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The personalize action server: goal validation, feedback, cancel, result, enrollment, hot swap.
+"""
+The personalize action server: goal validation, feedback, cancel, result, enrollment, hot swap.
 
 A fake job implementing the PersonalizeJob protocol stands in for training; everything else is the
 real node over rclpy (or the stand-in). The last test checks the action goal state machine itself
@@ -22,9 +23,9 @@ against rcl_action's rules with a minimal server, so the stand-in cannot drift f
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,13 +34,13 @@ import pytest
 import ros_env
 from ros_env import FakeJob, FakePipeline, FakeStore, Spinner, wait_for, wait_future
 
-import rclpy  # noqa: E402
-from action_msgs.msg import GoalStatus  # noqa: E402
-from rclpy.action import ActionClient, ActionServer  # noqa: E402
-from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile  # noqa: E402
+import rclpy  # noqa: E402, I100
+from action_msgs.msg import GoalStatus  # noqa: E402, I100
+from rclpy.action import ActionClient, ActionServer  # noqa: E402, I100
+from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402, I100
+from rclpy.node import Node  # noqa: E402, I100
+from rclpy.parameter import Parameter  # noqa: E402, I100
+from rclpy.qos import QoSProfile  # noqa: E402, I100
 
 
 @pytest.fixture
@@ -384,3 +385,98 @@ def test_job_interface_types() -> None:
         ji.Limits(max_steps=0)
     with pytest.raises(ji.BackendError, match='module:factory'):
         ji.load_backend('no_colon', ji.BackendContext(pipeline=None, store_dir=Path('.'), work_dir=Path('.')))
+
+
+def test_preempt_aborts_a_goal_still_waiting_for_the_job(ros: list[Any], tmp_path: Path, dataset: Path) -> None:
+    """A, then B (preempts A, waits for A's job to stop), then C: B must never run; only A and C do."""
+    s = Setup(ros, tmp_path, params={'personalize.on_new_goal': 'preempt'}, steps=40, step_s=0.3)
+    folder = {'source': s.Personalize.Goal.SOURCE_FOLDER, 'path': str(dataset)}
+    first, _fb, _t = s.send(s.goal(operator_id='a', **folder))
+    assert first.accepted and s.job.started.wait(5)
+    second, _fb, _t = s.send(s.goal(operator_id='b', **folder))
+    third, _fb, _t = s.send(s.goal(operator_id='c', **folder))
+    assert second.accepted and third.accepted
+    second_result = s.result(second)
+    assert second_result.status == GoalStatus.STATUS_ABORTED
+    assert 'preempted' in second_result.result.message
+    wait_for(lambda: len(s.job.requests) >= 2, 10, 'the third goal to start', s.spinner)
+    assert [r.operator_id for r in s.job.requests] == ['a', 'c']
+    assert s.result(first).status == GoalStatus.STATUS_ABORTED
+    wait_future(third.cancel_goal_async(), 10, 'cancel', s.spinner)
+    assert s.result(third).status == GoalStatus.STATUS_CANCELED
+    assert [r.operator_id for r in s.job.requests] == ['a', 'c']
+
+
+def test_accepted_goal_whose_handle_was_never_created_reserves_nothing(ros: list[Any], tmp_path: Path,
+                                                                       dataset: Path) -> None:
+    """Run the next goal after one whose handle rclpy could not create after ACCEPT (it drops those)."""
+    from rclpy.action import GoalResponse
+
+    s = Setup(ros, tmp_path, steps=2, step_s=0.01)
+    goal = s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset))
+    assert s.node._on_goal(goal) == GoalResponse.ACCEPT  # no handle, no accepted callback follows
+    handle, _fb, _t = s.send(goal)
+    assert handle.accepted
+    assert s.result(handle).status == GoalStatus.STATUS_SUCCEEDED
+
+
+def test_reject_mode_refuses_a_goal_that_won_the_accept_race(ros: list[Any], tmp_path: Path,
+                                                             dataset: Path) -> None:
+    """Two goals accepted concurrently in reject mode: the second is aborted unrun, the first runs."""
+    s = Setup(ros, tmp_path, steps=200, step_s=0.02)
+    goal = s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset))
+    first, _fb, _t = s.send(goal)
+    assert first.accepted and s.job.started.wait(5)
+    from rclpy.action import GoalResponse
+
+    server = s.node._action_server
+    server.register_goal_callback(lambda request: GoalResponse.ACCEPT)  # both passed the check at once
+    try:
+        second, _fb, _t = s.send(goal)
+    finally:
+        server.register_goal_callback(s.node._on_goal)
+    assert second.accepted
+    response = s.result(second)
+    assert response.status == GoalStatus.STATUS_ABORTED and 'busy' in response.result.message
+    assert len(s.job.requests) == 1
+    wait_future(first.cancel_goal_async(), 10, 'cancel', s.spinner)
+    assert s.result(first).status == GoalStatus.STATUS_CANCELED
+
+
+def test_enrollment_fails_clearly_under_a_single_threaded_executor(ros: list[Any], tmp_path: Path) -> None:
+    """
+    Fail enrollment at once under a single-threaded executor, with the reason, instead of stalling.
+
+    Enrollment waits in the execute callback for audio callbacks, which a single-threaded executor
+    cannot run meanwhile.
+    """
+    from rclpy.executors import SingleThreadedExecutor
+    from tinyalign_msgs.action import Personalize
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    store = FakeStore()
+    job = FakeJob(store, ros_env.save_tiny_adapter(tmp_path / 'trained', 'trained'), steps=1, step_s=0.01)
+    node = AssistantNode(pipeline=FakePipeline(), job=job, store=store, parameter_overrides=[
+        Parameter('segmentation', value='message'), Parameter('personalize.answer_timeout_s', value=5.0)])
+    ros.append(node)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    probe = Node('probe')
+    ros.append(probe)
+    client = ActionClient(probe, Personalize, 'personalize')
+    spinner = Spinner(probe).start()
+    ros.append(spinner)
+    try:
+        assert client.wait_for_server(timeout_sec=10)
+        goal = Personalize.Goal(operator_id='dave', source=Personalize.Goal.SOURCE_RECORD, max_utterances=3)
+        started = time.monotonic()
+        handle = wait_future(client.send_goal_async(goal), 10, 'goal response', spinner)
+        response = wait_future(handle.get_result_async(), 10, 'result', spinner)
+        assert time.monotonic() - started < 4.0  # one answer timeout is 5 s: it did not wait for prompts
+        assert response.status == GoalStatus.STATUS_ABORTED
+        assert 'MultiThreadedExecutor' in response.result.message and not job.requests
+    finally:
+        executor.shutdown()
+        thread.join(timeout=5)

@@ -22,9 +22,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import ros_env
 import soxr
 
-import ros_env
 from tinyalign_ros.audio import AudioError
 from tinyalign_ros.nodes import ros_audio
 from tinyalign_ros.nodes.ros_audio import AudioDecoder, AudioFormat, AudioMessageError

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Rosbag replay: a bag written with rosbags is played into the assistant node.
+"""
+Rosbag replay: a bag written with rosbags is played into the assistant node.
 
 The bag's audio_common_msgs types are registered from the .msg text; audio_file_publisher replays the
 bag, and the assistant segments and answers each spoken question in it.
@@ -25,17 +26,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
-from rosbags.rosbag2 import Writer
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
 import ros_env
 from ros_env import FakePipeline, Spinner, wait_for
+from rosbags.rosbag2 import Writer
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores
+import soundfile as sf
 
-import rclpy  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+import rclpy  # noqa: E402, I100
+from rclpy.node import Node  # noqa: E402, I100
+from rclpy.parameter import Parameter  # noqa: E402, I100
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402, I100
 
 from tinyalign_ros.nodes import ros_audio  # noqa: E402
 from tinyalign_ros.synth import synthesize  # noqa: E402
@@ -45,7 +45,7 @@ QUESTIONS = ('What is the battery level?', 'Go to the kitchen, please.')
 
 
 def typestore_for(flavour: str) -> Any:
-    """A Humble typestore plus the audio_common_msgs of ``flavour``, parsed from the .msg files."""
+    """Return a Humble typestore plus the audio_common_msgs of ``flavour``, parsed from the .msg files."""
     store = get_typestore(Stores.ROS2_HUMBLE)
     types: dict[str, Any] = {}
     for path in sorted((INTERFACES / flavour / 'msg').glob('*.msg')):

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A faithful in-process stand-in for the rclpy subset tinyalign_ros uses (see rclpy/__init__.py).
+"""
+A faithful in-process stand-in for the rclpy subset tinyalign_ros uses (see rclpy/__init__.py).
 
 ``install()`` makes ``import rclpy`` and the interface packages (std_msgs, diagnostic_msgs,
 audio_common_msgs, tinyalign_msgs, ...) resolve to the stand-in. Only test/ros_env.py calls it,
@@ -21,8 +22,8 @@ and only when the real rclpy is not importable.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+import sys
 
 from . import msggen
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Python message classes generated from ROS interface text (.msg/.srv/.action), like rosidl_python.
+"""
+Python message classes generated from ROS interface text (.msg/.srv/.action), like rosidl_python.
 
 The definitions are parsed with the rosbags msg parser (the same grammar ROS uses), never
 hand-written, so the stand-in's ``tinyalign_msgs`` are exactly the files in ``msg/`` of this repo.
@@ -33,15 +34,15 @@ Services get ``Request``/``Response`` and actions ``Goal``/``Result``/``Feedback
 from __future__ import annotations
 
 import array
+from collections import UserList, UserString
+from collections.abc import Sequence, Set
 import importlib
 import importlib.abc
 import importlib.machinery
 import math
+from pathlib import Path
 import sys
 import types
-from collections import UserList, UserString
-from collections.abc import Sequence, Set
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -286,7 +287,8 @@ def _property(field: Field) -> property:
 
 
 class Registry:
-    """All interface packages of one stand-in installation, built on first use.
+    """
+    All interface packages of one stand-in installation, built on first use.
 
     ``audio_common_msgs`` exists in two incompatible flavours; :meth:`set_audio_flavour`
     regenerates only that package so every other class keeps its identity.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Thin ROS 2 nodes over the engine: they translate messages and parameters, nothing more.
+"""
+Thin ROS 2 nodes over the engine: they translate messages and parameters, nothing more.
 
 - :mod:`.assistant_node`: audio topic -> utterances -> pipeline -> responses; personalize action;
   adapter services; diagnostics.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The assistant node: audio topic in, answers out, plus the personalize action server.
+"""
+The assistant node: audio topic in, answers out, plus the personalize action server.
 
 Everything heavy happens in the engine (:mod:`tinyalign_ros.pipeline`, :mod:`.segmenter`); this
 node only translates. Its threads:
@@ -37,24 +38,24 @@ publishes ``response`` (tinyalign_msgs/AssistantResponse), ``response/text`` (st
 
 from __future__ import annotations
 
+from collections import deque
+from dataclasses import dataclass, field, replace
 import math
+from pathlib import Path
 import queue
 import re
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, String
@@ -62,18 +63,25 @@ from tinyalign_msgs.action import Personalize
 from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
 from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 
-from tinyalign_ros.audio import SAMPLE_FORMATS, normalize_format
+from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.job_interface import (MODES, PHASE_RECORDING, SOURCE_FOLDER, SOURCE_RECORD,
-                                               SOURCE_ROSBAG, AdapterStore, AdapterVersion, BackendContext,
-                                               Limits, OperatorIdError, PersonalizeJob, PersonalizeRequest,
-                                               PersonalizeResult, Progress, TrainingOptions, load_backend,
-                                               validate_operator_id)
-from tinyalign_ros.nodes.ros_audio import (FLAVOURS, MESSAGE_NAMES, AudioDecoder, AudioFormat,
-                                           finite_or, info_class, message_class,
-                                           resolve_flavour)
+from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, Limits, load_backend,
+                                               OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
+                                               PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
+                                               SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
+from tinyalign_ros.nodes.ros_audio import (AudioDecoder, AudioFormat, CompressedAudioError, finite_or, FLAVOURS,
+                                           info_class, MAX_MESSAGE_BYTES, message_class, MESSAGE_NAMES, resolve_flavour)
+from tinyalign_ros.pipeline import MODES
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
+
+try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # pragma: no cover - Humble
+    try:
+        from rclpy.qos_event import SubscriptionEventCallbacks
+    except ImportError:
+        SubscriptionEventCallbacks = None
 
 try:  # Humble and Jazzy have it; keep main() working on older rclpy too
     from rclpy.executors import ExternalShutdownException
@@ -86,10 +94,27 @@ SOURCES_BY_CODE = {Personalize.Goal.SOURCE_RECORD: SOURCE_RECORD,
                    Personalize.Goal.SOURCE_FOLDER: SOURCE_FOLDER,
                    Personalize.Goal.SOURCE_ROSBAG: SOURCE_ROSBAG}
 LATENCY_KINDS = ('encode', 'project', 'first_token', 'total', 'queue')
-TOPIC_NAME = re.compile(r'^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$')
-OBJECTIVE_NAME = re.compile(r'^[a-z0-9_]{0,64}$')
-UTTERANCE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+# ROS name rules (rcl's topic-name validation): tokens of letters, digits and "_" not starting with
+# a digit, separated by single "/"; "~" (the node's private namespace) only at the start, followed
+# by "/"; "{substitutions}" (e.g. "{node}") stand for a token. Always matched in full.
+_TOPIC_TOKEN = r'[A-Za-z_][A-Za-z0-9_]*'
+TOPIC_NAME = re.compile(rf'/?{_TOPIC_TOKEN}(?:/{_TOPIC_TOKEN})*')
+TOPIC_SUBSTITUTION = re.compile(r'\{[A-Za-z_][A-Za-z0-9_]*\}')
+OBJECTIVE_NAME = re.compile(r'[a-z0-9_]{0,64}')
+UTTERANCE_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}')
+# personalize.backend names a factory inside this package only: a parameters file must not be able
+# to make the node import (and so run) an arbitrary module.
+BACKEND_SPEC = re.compile(r'tinyalign_ros(?:\.[a-z_][a-z0-9_]*)+:[A-Za-z_][A-Za-z0-9_]*')
 MAX_INSTRUCTION_CHARS = 2000
+MAX_NAME_CHARS = 255
+# Strings from outside (messages, goals, parameters) are echoed into logs, diagnostics and
+# responses at most this long, so one hostile field cannot be copied into every message.
+MAX_ECHO_CHARS = 120
+# A frame_id longer than this is not a frame id; the response then carries the configured one.
+MAX_FRAME_ID_CHARS = 256
+# Documented in AssistantResponse.msg, Metric.msg and Personalize.action: a float that was not
+# measured. NaN is not used: Humble's rosidl_python only accepts it since a late backport.
+NOT_MEASURED = -1.0
 MAX_UTTERANCES = 10000
 MAX_STEPS = 10_000_000
 MAX_SECONDS = 24 * 3600.0
@@ -152,6 +177,8 @@ class ParamSpec:
 
 PARAMS: tuple[ParamSpec, ...] = (
     # audio input
+    ParamSpec('autostart', True, 'Configure and activate at start-up (what `ros2 launch` relies on); false: '
+              'stay unconfigured until a lifecycle manager drives the transitions.'),
     ParamSpec('audio.topic', 'audio', 'Audio topic to listen to (audio_common_msgs, either flavour).'),
     ParamSpec('audio.info_topic', '', 'Latched AudioInfo topic giving the sample format of the ros-drivers '
               'flavour; empty = audio_info next to the audio topic (/mic/audio -> /mic/audio_info).'),
@@ -169,6 +196,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('audio.qos_depth', 50, 'Depth of the best-effort audio subscription queue.', int_range=(1, 1000)),
     ParamSpec('audio.max_message_s', 5.0, 'Longest audio accepted in one message; longer ones are rejected '
               'as malformed before decoding.', float_range=(0.01, 60.0)),
+    ParamSpec('audio.max_message_bytes', MAX_MESSAGE_BYTES, 'Largest audio message accepted [bytes]; larger '
+              'ones are rejected before anything decodes them.', int_range=(1000, 256_000_000)),
+    ParamSpec('audio.expected_rate', 1.0, 'Seconds of audio a streaming microphone delivers per second; '
+              'diagnostics warn when less arrives (messages lost upstream). 0 = push-to-talk, no check.',
+              float_range=(0.0, 10.0)),
     # segmentation
     ParamSpec('segmentation', 'vad', 'vad: cut utterances with Silero VAD; message: every audio message is '
               'one utterance (push-to-talk or an upstream VAD).', choices=('vad', 'message')),
@@ -180,6 +212,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('segmenter.end_silence_s', 0.6, 'Silence that ends an utterance.', float_range=(0.05, 5.0)),
     ParamSpec('segmenter.max_buffer_s', 60.0, 'Upper bound on buffered audio.', float_range=(5.0, 600.0)),
     # pipeline
+    # responses
+    ParamSpec('response.frame_id', '', 'header.frame_id of responses; empty = the frame_id of the stamped '
+              'audio message the utterance came from (empty for unstamped audio). Runtime-changeable.',
+              read_only=False),
     ParamSpec('queue.size', 4, 'Utterances waiting for the pipeline; when full the oldest is dropped.',
               int_range=(1, 64)),
     ParamSpec('encoder.model', '', 'Whisper CTranslate2 folder; empty = the embedded tiny.en.'),
@@ -190,8 +226,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('llm.model', '', 'LLM folder or .gguf file; empty = the embedded SmolLM2-135M-Instruct.'),
     ParamSpec('llm.threads', 0, 'Torch threads for the LLM; 0 = torch default.', int_range=(0, 256)),
     ParamSpec('adapter', '', 'Base adapter folder used when no operator adapter is active; empty = shipped one.'),
-    ParamSpec('mode', 'aligned', 'aligned (encoder -> projector -> LLM) or cascade (Whisper text -> LLM). '
-              'Runtime-changeable.', read_only=False, choices=MODES),
+    ParamSpec('mode', 'aligned', "One of the engine's modes: aligned (encoder -> projector -> LLM), cascade "
+              '(Whisper text -> LLM), ... Runtime-changeable.', read_only=False, choices=MODES),
     ParamSpec('operator', '', 'Operator whose active adapter answers; empty = the base adapter. '
               'Runtime-changeable (the adapter is swapped without a restart).', read_only=False),
     ParamSpec('prompt.instruction', PromptConfig().instruction,
@@ -229,6 +265,37 @@ PARAMS: tuple[ParamSpec, ...] = (
 SPECS = {spec.name: spec for spec in PARAMS}
 
 
+def clip(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """``repr``-free text of ``value`` cut to ``limit`` characters (echoed strings stay small)."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f'{text[:limit]}... ({len(text)} characters)'
+
+
+def valid_topic_name(name: Any) -> bool:
+    """Whether ``name`` is a valid (absolute, relative or private) ROS topic name."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+        return False
+    body = TOPIC_SUBSTITUTION.sub('s', name)
+    if body == '~':
+        return True
+    if body.startswith('~/'):
+        body = body[2:]
+    return TOPIC_NAME.fullmatch(body) is not None
+
+
+def operator_id_problem(operator_id: Any) -> str | None:
+    """Why ``operator_id`` cannot name an operator (None: fine); the whole string must match."""
+    try:
+        validate_operator_id(operator_id)
+    except OperatorIdError:
+        pass
+    else:
+        if OPERATOR_ID_PATTERN.fullmatch(operator_id):
+            return None
+    return (f'operator id {clip(operator_id)!r} is not allowed: use 1-64 letters, digits, "_" or "-", '
+            'starting with a letter or digit (no "/", "\\", ".", spaces or line breaks)')
+
+
 def check_parameter(name: str, value: Any) -> str | None:
     """Why ``value`` is not acceptable for ``name`` (None: fine). Ranges are checked by rclpy."""
     spec = SPECS.get(name)
@@ -242,26 +309,25 @@ def check_parameter(name: str, value: Any) -> str | None:
                 return str(exc)
         elif value not in spec.choices:
             return f'{name} must be one of {list(spec.choices)}, got {value!r}'
+    if isinstance(value, str) and len(value) > MAX_INSTRUCTION_CHARS:
+        return f'{name} is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
     if name == 'operator' and value != '':
-        try:
-            validate_operator_id(value)
-        except OperatorIdError as exc:
-            return str(exc)
+        return operator_id_problem(value)
     if name == 'prompt.instruction':
         if not value.strip():
             return 'prompt.instruction must not be empty'
-        if len(value) > MAX_INSTRUCTION_CHARS:
-            return f'prompt.instruction is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
     if name == 'generation.max_new_tokens' and not 1 <= value <= 1024:
         return 'generation.max_new_tokens must be 1..1024'
     if name in ('audio.topic', 'audio.info_topic') and (value or name == 'audio.topic') \
-            and not TOPIC_NAME.match(value):
-        return f'{name} {value!r} is not a valid topic name'
+            and not valid_topic_name(value):
+        return f'{name} {clip(value)!r} is not a valid topic name'
+    if name == 'response.frame_id' and len(value) > MAX_FRAME_ID_CHARS:
+        return f'response.frame_id is {len(value)} characters; at most {MAX_FRAME_ID_CHARS}'
     return None
 
 
 def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
-    """The AudioInfo topic: the given one, else ``audio_info`` beside the audio topic (as audio_capture does)."""
+    """Return the AudioInfo topic: the given one, else ``audio_info`` beside the audio topic (as audio_capture)."""
     if info_topic:
         return info_topic
     head, separator, _name = audio_topic.rpartition('/')
@@ -269,7 +335,7 @@ def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
 
 
 def default_store_dir() -> Path:
-    """The engine's default adapter store, so the CLI and the node share operators' adapters."""
+    """Return the engine's default adapter store, so the CLI and the node share operators' adapters."""
     from tinyalign_ros.store import default_store_root
 
     return default_store_root()
@@ -290,7 +356,7 @@ def load_prompts(path: str) -> list[str]:
 
 
 def bag_exists(path: Path) -> bool:
-    """A rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
+    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
     if path.is_file():
         return path.suffix in ('.db3', '.mcap')
     if path.is_dir():
@@ -303,7 +369,7 @@ def dataset_exists(path: Path) -> bool:
 
 
 def metrics_to_msgs(metrics: dict[str, float]) -> list[Metric]:
-    return [Metric(name=str(k), value=finite_or(v, math.nan)) for k, v in sorted(metrics.items())]
+    return [Metric(name=clip(str(k)), value=finite_or(v, NOT_MEASURED)) for k, v in sorted(metrics.items())]
 
 
 @dataclass
@@ -315,6 +381,7 @@ class _Job:
     audio_truncated: bool
     enqueued: float
     frame_id: str
+    stamp_ns: int = 0  # ROS time of the end of the utterance
 
 
 @dataclass
@@ -322,6 +389,11 @@ class _Counters:
     """What diagnostics report; updated from several threads under the node's lock."""
 
     audio_messages: int = 0
+    compressed_dropped: int = 0
+    compressed_reported: int = 0
+    last_compressed: str = ''
+    lost_messages: int = 0  # reported by the middleware (message_lost QoS events)
+    lost_reported: int = 0
     audio_errors: int = 0
     audio_errors_reported: int = 0
     last_audio_error: str = ''
@@ -353,8 +425,9 @@ class _GoalState:
     recorded: int = 0
 
 
-class AssistantNode(Node):
-    """Listens, answers, and personalizes. See the module docstring for topics and threads.
+class AssistantNode(LifecycleNode):
+    """
+    Listens, answers, and personalizes. See the module docstring for topics and threads.
 
     ``pipeline``, ``job``, ``store`` and ``adapter_loader`` can be injected (tests use fakes);
     otherwise they are built from the parameters. ``adapter_loader(path) -> (projector, metadata)``
@@ -366,16 +439,93 @@ class AssistantNode(Node):
                  adapter_loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None,
                  node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        self._injected = (pipeline, job, store, adapter_loader)
         self._lock = threading.Lock()
         self._adapter_lock = threading.RLock()
-        self._ready = False
+        self._ready = False  # configured: runtime parameter changes apply
+        self._active = False  # active: audio is answered and goals are accepted
         self._stop = threading.Event()
+        self._publish_lock = threading.Lock()  # held by the worker while it publishes; stop() waits for it
+        self._configure_error: Exception | None = None
+        self._worker: threading.Thread | None = None
+        self._adapter_thread: threading.Thread | None = None
+        self._audio_sub: Any = None
+        self._info_sub: Any = None
+        self._action_server: Any = None
+        self._services: list[Any] = []
+        self._diag_timer: Any = None
+        self._goal: _GoalState | None = None
+        self._operator = ''
+        self._requested_operator = ''
+        self._operator_cv = threading.Condition()
+        self._operator_request: str | None = None
+        self._operator_loading = False
+        self._queue_cv = threading.Condition()
+        self._queue: deque[_Job] = deque()
         # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
-        p = self._param
+        if self._param('autostart'):
+            # What `ros2 launch` relies on; a lifecycle manager sets autostart to false and drives
+            # the transitions itself.
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise self._configure_error or NodeConfigError('configuring the assistant failed')
+            self.trigger_activate()
 
+    # -- lifecycle transitions ---------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the models and the personalization backend; create publishers, services, action."""
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - a failed configure leaves the node unconfigured
+            self._configure_error = exc
+            self.get_logger().error(f'configure failed: {type(exc).__name__}: {exc}')
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to audio and start answering; the lifecycle publishers come alive."""
+        self._subscribe_inputs()
+        self._active = True
+        self.get_logger().info(
+            f'listening on {self._audio_topic()} ({self._flavour} {self._audio_type.__name__}, '
+            f'segmentation={self._param("segmentation")}); mode={self._mode}')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop answering (audio unsubscribed, waiting utterances dropped); models stay loaded."""
+        self._active = False
+        for subscription in (self._audio_sub, self._info_sub):
+            if subscription is not None:
+                self.destroy_subscription(subscription)
+        self._audio_sub = self._info_sub = None
+        with self._queue_cv:
+            self._queue.clear()
+        goal = self._goal
+        if goal is not None:
+            goal.cancel.set()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unload: stop the threads, destroy what configure created, drop the models."""
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        pipeline, job, store, adapter_loader = self._injected
+        p = self._param
+        self._stop = threading.Event()
+        self._configure_error = None
         self._prompt = PromptConfig(instruction=p('prompt.instruction'), placement=p('prompt.placement'),
                                     system=p('prompt.system') or None)
         self._generation = GenerationConfig(
@@ -389,9 +539,8 @@ class AssistantNode(Node):
         self._latency = diag.LatencyWindow(p('diagnostics.latency_window'))
         self._latency_training = diag.LatencyWindow(p('diagnostics.latency_window'))
         self._utterance_ids = 0
-        self._queue: deque[_Job] = deque()
+        self._queue = deque()
         self._queue_size = p('queue.size')
-        self._queue_cv = threading.Condition()
         self._busy = False
         self._worker = threading.Thread(target=self._work_loop, name='tinyalign_pipeline', daemon=True)
 
@@ -400,7 +549,9 @@ class AssistantNode(Node):
         self._audio_type = message_class(self._flavour, p('audio.message'))
         self._decoder = AudioDecoder(
             AudioFormat(p('audio.sample_format'), p('audio.channels'), p('audio.sample_rate')),
-            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'))
+            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'),
+            max_message_bytes=p('audio.max_message_bytes'))
+        self._stream_s = 0.0  # seconds of audio fed to the segmenter (its time base)
         self._segmenter_config = SegmenterConfig(
             threshold=p('segmenter.threshold'), min_speech_s=p('segmenter.min_speech_s'),
             max_utterance_s=p('segmenter.max_utterance_s'), padding_s=p('segmenter.padding_s'),
@@ -412,6 +563,12 @@ class AssistantNode(Node):
         # Engine.
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
         self._adapter_loader = adapter_loader or self._default_adapter_loader
+        self._adapter_checker = self._default_adapter_checker if adapter_loader is None else None
+        self._operator_request = None
+        self._operator_loading = False
+        self._requested_operator = ''
+        self._adapter_error = ''
+        self._adapter_thread = threading.Thread(target=self._adapter_loop, name='tinyalign_adapter', daemon=True)
         self._base_adapter = (getattr(self.pipeline, 'projector', None), getattr(self.pipeline, 'adapter_id', None))
 
         # Personalization backend.
@@ -422,68 +579,133 @@ class AssistantNode(Node):
         if not p('personalize.enabled'):
             self._backend_error = 'personalization is disabled (personalize.enabled is false)'
         self._prompts = load_prompts(p('personalize.prompts_file'))
-        self._goal: _GoalState | None = None
-        self._goal_reserved = False
+        self._goal = None
+        self._current_handle: Any = None  # the goal that runs or waits to run (single-goal server)
+        self._preempted: set[int] = set()  # ids of handles aborted by a newer goal
+        self._refused: set[int] = set()  # ids of handles that lost the accept race in reject mode
         self._goal_lock = threading.Lock()
         self._job_lock = threading.Lock()
         self._enroll_inbox: queue.Queue[Utterance | np.ndarray] = queue.Queue()
         self._recording = False
         self._last_result = ''
 
-        # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable).
+        # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable). The
+        # answer topics are lifecycle publishers: silent unless the node is active. Diagnostics
+        # keep reporting while inactive.
         reliable = QoSProfile(depth=10)
-        self._response_pub = self.create_publisher(AssistantResponse, 'response', reliable)
-        self._text_pub = self.create_publisher(String, 'response/text', reliable)
-        self._partial_pub = self.create_publisher(String, 'response/partial', reliable)
-        self._prompt_pub = self.create_publisher(String, 'personalize/prompt', reliable)
-        self._latency_pubs = {k: self.create_publisher(Float32, f'latency/{k}_ms', reliable) for k in LATENCY_KINDS}
+        self._response_pub = self.create_lifecycle_publisher(AssistantResponse, 'response', reliable)
+        self._text_pub = self.create_lifecycle_publisher(String, 'response/text', reliable)
+        self._partial_pub = self.create_lifecycle_publisher(String, 'response/partial', reliable)
+        self._prompt_pub = self.create_lifecycle_publisher(String, 'personalize/prompt', reliable)
+        self._latency_pubs = {k: self.create_lifecycle_publisher(Float32, f'latency/{k}_ms', reliable)
+                              for k in LATENCY_KINDS}
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
-
-        # Inputs. Best effort receives from reliable and best-effort publishers alike.
         self._audio_group = MutuallyExclusiveCallbackGroup()
-        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
-                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-        self._audio_sub = self.create_subscription(self._audio_type, p('audio.topic'), self._on_audio, audio_qos,
-                                                   callback_group=self._audio_group)
-        self._info_sub = None
-        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
-            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                  reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self._info_sub = self.create_subscription(
-                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
-                info_qos, callback_group=self._audio_group)
 
         # Personalization and adapters: reentrant so cancel and services are served during a goal.
         self._action_group = ReentrantCallbackGroup()
         self._action_server = None
+        self._services = []
         if p('personalize.enabled'):
             self._action_server = ActionServer(
                 self, Personalize, 'personalize', execute_callback=self._execute_goal,
                 goal_callback=self._on_goal, handle_accepted_callback=self._on_goal_accepted,
                 cancel_callback=self._on_cancel, callback_group=self._action_group)
-            self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
-                                callback_group=self._action_group)
-            self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
-                                callback_group=self._action_group)
+            self._services = [
+                self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
+                                    callback_group=self._action_group),
+                self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
+                                    callback_group=self._action_group)]
 
         self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
         self._last_report = time.monotonic()
         self._worker.start()
+        self._adapter_thread.start()
 
-        self._ready = True
         initial_operator = p('operator')
         if initial_operator:
             reason = self._switch_operator(initial_operator)
             if reason:
                 self.get_logger().error(f'cannot start as operator {initial_operator!r}: {reason}; '
                                         'answering with the base adapter')
-                self.set_parameters([Parameter('operator', value='')])
-        self.get_logger().info(
-            f'listening on {self.resolve_topic_name(p("audio.topic"))} ({self._flavour} '
-            f'{self._audio_type.__name__}, segmentation={p("segmentation")}); mode={self._mode}')
+        self._requested_operator = self._operator
+        self._ready = True
+        if self._operator != initial_operator:
+            self.set_parameters([Parameter('operator', value=self._operator)])
+
+    def _subscribe_inputs(self) -> None:
+        """Audio and AudioInfo subscriptions (created on activate, destroyed on deactivate)."""
+        p = self._param
+        # Best effort receives from reliable and best-effort publishers alike.
+        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
+                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+        self._audio_sub = self._subscribe_audio(p('audio.topic'), audio_qos)
+        self._info_sub = None
+        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
+            # Volatile: a transient-local subscription does not match the volatile audio_info
+            # publisher of older audio_capture releases; a volatile one matches both, and
+            # audio_capture republishes audio_info every 5 s.
+            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                  reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.VOLATILE)
+            self._info_sub = self.create_subscription(
+                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
+                info_qos, callback_group=self._audio_group)
+
+    def _teardown(self) -> None:
+        """Undo configure: threads stopped, publishers, services, action and timer destroyed."""
+        self.stop()
+        self._ready = False
+        self._active = False
+        for subscription in (self._audio_sub, self._info_sub):
+            if subscription is not None:
+                self.destroy_subscription(subscription)
+        self._audio_sub = self._info_sub = None
+        if self._action_server is not None:
+            self._action_server.destroy()
+            self._action_server = None
+        for service in self._services:
+            self.destroy_service(service)
+        self._services = []
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        destroy_managed = getattr(self, 'destroy_lifecycle_publisher', self.destroy_publisher)
+        for name in ('_response_pub', '_text_pub', '_partial_pub', '_prompt_pub'):
+            publisher = self.__dict__.pop(name, None)
+            if publisher is not None:
+                destroy_managed(publisher)
+        for publisher in self.__dict__.pop('_latency_pubs', {}).values():
+            destroy_managed(publisher)
+        diag_pub = self.__dict__.pop('_diag_pub', None)
+        if diag_pub is not None:
+            self.destroy_publisher(diag_pub)
+        self.pipeline = self._injected[0]
+        self.job, self.store = self._injected[1], self._injected[2]
+
+    def _audio_topic(self) -> str:
+        return self.resolve_topic_name(self._param('audio.topic'))
 
     # -- small helpers ----------------------------------------------------------------------------
+    def _subscribe_audio(self, topic: str, qos: QoSProfile) -> Any:
+        """Subscribe to audio, counting what the middleware reports lost where rclpy exposes it."""
+        if SubscriptionEventCallbacks is not None:
+            try:
+                return self.create_subscription(
+                    self._audio_type, topic, self._on_audio, qos, callback_group=self._audio_group,
+                    event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
+            except (TypeError, NotImplementedError) as exc:  # an RMW without the event
+                self.get_logger().info(f'lost-message events unavailable ({exc}); counting arrivals only')
+        return self.create_subscription(self._audio_type, topic, self._on_audio, qos,
+                                        callback_group=self._audio_group)
+
+    def _on_message_lost(self, info: Any) -> None:
+        change = int(getattr(info, 'total_count_change', 0) or 0)
+        with self._lock:
+            self._counters.lost_messages += max(change, 0)
+        self.get_logger().warning(f'the middleware lost {change} audio message(s) (total {info.total_count})',
+                                  throttle_duration_sec=5.0)
+
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
@@ -525,6 +747,13 @@ class AssistantNode(Node):
         return load_adapter(path, getattr(encoder, 'identity', None), getattr(llm, 'identity', None),
                             getattr(llm, 'embedding_matrix', None))
 
+    @staticmethod
+    def _default_adapter_checker(path: str) -> None:
+        """Read the adapter's metadata (cheap): a missing or damaged adapter is refused at once."""
+        from tinyalign_ros.adapter import read_metadata
+
+        read_metadata(path)
+
     def _load_backend(self) -> None:
         p = self._param
         store_dir = Path(p('personalize.store_dir')).expanduser() if p('personalize.store_dir') else default_store_dir()
@@ -532,6 +761,12 @@ class AssistantNode(Node):
             else store_dir.parent / 'work'
         context = BackendContext(pipeline=self.pipeline, store_dir=store_dir, work_dir=work_dir,
                                  log=self.get_logger().info)
+        spec = p('personalize.backend')
+        if not BACKEND_SPEC.fullmatch(spec):
+            self._backend_error = (f'personalize.backend {clip(spec)!r} is not allowed: only factories inside '
+                                   'the tinyalign_ros package ("tinyalign_ros.module:factory") are loaded')
+            self.get_logger().warning(self._backend_error)
+            return
         try:
             backend = load_backend(p('personalize.backend'), context)
         except Exception as exc:  # noqa: BLE001 - any failure only disables personalization
@@ -551,10 +786,16 @@ class AssistantNode(Node):
         if not getattr(self, '_ready', False):
             return SetParametersResult(successful=True)
         values = {p.name: p.value for p in parameters}
-        if 'operator' in values and values['operator'] != self._operator:
-            reason = self._switch_operator(values['operator'])
+        if 'operator' in values and values['operator'] != self._requested_operator:
+            # Only fast checks here: this callback runs in the group of the parameter services and
+            # the diagnostics timer. The adapter itself loads in the adapter thread.
+            reason = self._check_operator(values['operator'])
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+            self._requested_operator = values['operator']
+            with self._operator_cv:
+                self._operator_request = values['operator']
+                self._operator_cv.notify_all()
         if 'mode' in values:
             self._mode = values['mode']
         if 'prompt.instruction' in values:
@@ -565,15 +806,15 @@ class AssistantNode(Node):
 
     @property
     def effective_mode(self) -> str:
-        """Cascade when asked for, or when the store says the operator is better served by it."""
-        return 'cascade' if 'cascade' in (self._mode, self._operator_mode) else 'aligned'
+        """Return the mode asked for, or cascade when the store says the operator is better served by it."""
+        return 'cascade' if self._operator_mode == 'cascade' and 'cascade' in MODES else self._mode
 
     @property
     def operator(self) -> str:
         return self._operator
 
     def statistics(self) -> dict[str, Any]:
-        """A snapshot of the counters diagnostics report (for tests and debugging)."""
+        """Return a snapshot of the counters diagnostics report (for tests and debugging)."""
         with self._lock:
             c = replace(self._counters)
         with self._queue_cv:
@@ -582,6 +823,7 @@ class AssistantNode(Node):
                 'last_audio_error': c.last_audio_error, 'info_messages': c.info_messages,
                 'utterances': c.utterances, 'dropped': c.dropped, 'answered': c.answered,
                 'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
+                'compressed_dropped': c.compressed_dropped, 'lost_messages': c.lost_messages,
                 'enrollment_utterances': c.enrollment_utterances}
 
     # -- adapters ---------------------------------------------------------------------------------
@@ -595,6 +837,60 @@ class AssistantNode(Node):
                 adapter_id = version.adapter_id
             self.pipeline.set_adapter(projector, adapter_id)
         self.get_logger().info(f'adapter now {adapter_id!r}')
+
+    def _check_operator(self, operator_id: str) -> str | None:
+        """Why the node cannot answer as ``operator_id`` (None: it can), without loading weights."""
+        if not operator_id:
+            return None
+        if self.store is None:
+            return f'cannot switch operator: {self._backend_error or "no adapter store"}'
+        try:
+            version = self.store.active(operator_id)
+            self.store.mode(operator_id)
+        except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
+            return f'adapter store failed for operator {clip(operator_id)!r}: {exc}'
+        if version is not None and self._adapter_checker is not None:
+            try:
+                self._adapter_checker(version.path)
+            except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
+                return f'cannot load adapter {version.adapter_id}: {exc}'
+        return None
+
+    def _adapter_loop(self) -> None:
+        """Load the adapter of the latest requested operator; on failure set the parameter back."""
+        while not self._stop.is_set():
+            with self._operator_cv:
+                while self._operator_request is None and not self._stop.is_set():
+                    self._operator_cv.wait(0.5)
+                if self._stop.is_set():
+                    return
+                operator_id, self._operator_request = self._operator_request, None
+                self._operator_loading = True
+            if operator_id == self._operator:  # e.g. the parameter set back after a failure
+                reason = None
+            else:
+                reason = self._switch_operator(operator_id)
+                self._adapter_error = reason or ''
+            with self._operator_cv:
+                self._operator_loading = False
+                newer = self._operator_request is not None
+                self._operator_cv.notify_all()
+            if reason:
+                self.get_logger().error(f'cannot answer as operator {clip(operator_id)!r}: {reason}; '
+                                        f'still answering as {self._operator or "(base)"!r}')
+                if not newer:
+                    self.set_parameters([Parameter('operator', value=self._operator)])
+
+    def wait_for_adapter(self, timeout: float = 10.0) -> bool:
+        """Wait until no operator switch is pending (for tests and tools); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._operator_cv:
+            while self._operator_request is not None or self._operator_loading:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._operator_cv.wait(left)
+        return True
 
     def _switch_operator(self, operator_id: str) -> str | None:
         """Answer as ``operator_id`` from now on; returns why not, or None."""
@@ -622,8 +918,9 @@ class AssistantNode(Node):
             response.success, response.message = False, self._backend_error or 'no adapter store'
             return response
         try:
-            operators = [validate_operator_id(request.operator_id)] if request.operator_id \
-                else list(self.store.operators())
+            if request.operator_id and operator_id_problem(request.operator_id):
+                raise OperatorIdError(operator_id_problem(request.operator_id))
+            operators = [request.operator_id] if request.operator_id else list(self.store.operators())
             infos = []
             for operator_id in operators:
                 mode = self.store.mode(operator_id)
@@ -651,7 +948,8 @@ class AssistantNode(Node):
             response.success, response.message = False, 'no operator given and no active operator'
             return response
         try:
-            validate_operator_id(operator_id)
+            if operator_id_problem(operator_id):
+                raise OperatorIdError(operator_id_problem(operator_id))
             with self._adapter_lock:
                 previous = self.store.active(operator_id)
                 response.previous_adapter_id = previous.adapter_id if previous else ''
@@ -680,31 +978,66 @@ class AssistantNode(Node):
     def _on_audio_info(self, msg: Any) -> None:
         try:
             fmt = self._decoder.set_info(msg)
+        except CompressedAudioError as exc:
+            with self._lock:
+                self._counters.info_messages += 1
+                self._counters.last_compressed = str(exc)
+            self.get_logger().error(f'{exc}; audio is dropped until PCM arrives', throttle_duration_sec=30.0)
+            return
         except Exception as exc:  # noqa: BLE001 - malformed input is counted, never fatal
             self._audio_error(f'audio_info: {exc}')
             return
         with self._lock:
             self._counters.info_messages += 1
+            self._counters.last_compressed = ''
         self.get_logger().info(f'audio format from {self._info_sub.topic_name}: {fmt.describe()}', once=True)
 
     def _on_audio(self, msg: Any) -> None:
+        received_ns = self.get_clock().now().nanoseconds
         try:
             samples = self._decoder.decode(msg, flush=self._segmenter is None)
-            frame_id = getattr(getattr(msg, 'header', None), 'frame_id', '') or self._audio_sub.topic_name
+            end_ns, frame_id = self._message_end(msg, received_ns)
             if self._segmenter is not None:
                 utterances = self._segmenter.feed(samples)
             else:
                 utterances = [self._whole_message_utterance(samples)] if samples.size else []
+        except CompressedAudioError as exc:
+            with self._lock:
+                self._counters.compressed_dropped += 1
+                self._counters.last_compressed = str(exc)
+            return
         except Exception as exc:  # noqa: BLE001 - the fuzz tests feed anything; the node must survive
             self._audio_error(str(exc))
             return
+        self._stream_s += samples.size / 16000.0
         with self._lock:
             self._counters.audio_messages += 1
             self._counters.messages_since_report += 1
             self._counters.seconds_since_report += samples.size / 16000.0
             self._counters.last_audio_time = time.monotonic()
         for utterance in utterances:
-            self._route(utterance, frame_id)
+            # The segmenter's times count the audio fed to it; the message just fed ends at end_ns.
+            behind_s = max(self._stream_s - utterance.end_s, 0.0) if self._segmenter is not None else 0.0
+            self._route(utterance, frame_id, end_ns - int(behind_s * 1e9))
+
+    def _message_end(self, msg: Any, received_ns: int) -> tuple[int, str]:
+        """
+        ROS time of the last sample of ``msg`` and the frame_id its response carries.
+
+        A stamped message's header stamp is taken as the time of its last sample (audio_capture
+        and mgonzs13's audio_capturer stamp when a chunk is complete); unstamped audio is dated
+        by its arrival.
+        """
+        header = getattr(msg, 'header', None)
+        stamp_ns = 0
+        frame_id = ''
+        if header is not None:
+            stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+            frame_id = str(header.frame_id)
+            if len(frame_id) > MAX_FRAME_ID_CHARS:  # not a frame id: do not echo it into every response
+                frame_id = ''
+        configured = self._param('response.frame_id')
+        return (stamp_ns if stamp_ns > 0 else received_ns), (configured or frame_id)
 
     def _whole_message_utterance(self, samples: np.ndarray) -> Utterance:
         truncated = samples.size > self._max_utterance_samples
@@ -714,23 +1047,30 @@ class AssistantNode(Node):
     def _audio_error(self, text: str) -> None:
         with self._lock:
             self._counters.audio_errors += 1
-            self._counters.last_audio_error = text
-        self.get_logger().warning(f'dropped an audio message: {text}', throttle_duration_sec=5.0)
+            self._counters.last_audio_error = clip(text, 400)
+        self.get_logger().warning(f'dropped an audio message: {clip(text, 400)}', throttle_duration_sec=5.0)
 
-    def _route(self, utterance: Utterance, frame_id: str) -> None:
+    def _route(self, utterance: Utterance, frame_id: str, stamp_ns: int) -> None:
         with self._lock:
             self._counters.utterances += 1
             recording = self._recording
         if recording:
             self._enroll_inbox.put(utterance)
             return
-        self.enqueue(utterance.audio, utterance.truncated, frame_id)
+        self.enqueue(utterance.audio, utterance.truncated, frame_id, stamp_ns)
 
-    def enqueue(self, audio: np.ndarray, audio_truncated: bool = False, frame_id: str = '') -> int:
-        """Queue one utterance for the pipeline (drop-oldest when full); returns its id."""
+    def enqueue(self, audio: np.ndarray, audio_truncated: bool = False, frame_id: str = '',
+                stamp_ns: int | None = None) -> int:
+        """
+        Queue one utterance for the pipeline (drop-oldest when full); returns its id.
+
+        ``stamp_ns``: ROS time of the end of the utterance (default: now).
+        """
+        if stamp_ns is None:
+            stamp_ns = self.get_clock().now().nanoseconds
         with self._queue_cv:
             self._utterance_ids += 1
-            job = _Job(self._utterance_ids, audio, audio_truncated, time.monotonic(), frame_id)
+            job = _Job(self._utterance_ids, audio, audio_truncated, time.monotonic(), frame_id, stamp_ns)
             if len(self._queue) >= self._queue_size:
                 dropped = self._queue.popleft()
                 with self._lock:
@@ -765,7 +1105,9 @@ class AssistantNode(Node):
 
         def on_token(piece: str) -> None:
             pieces.append(piece)
-            self._partial_pub.publish(String(data=''.join(pieces)))
+            with self._publish_lock:
+                if not self._stop.is_set():
+                    self._partial_pub.publish(String(data=''.join(pieces)))
 
         try:
             response = self.pipeline.respond(job.audio, mode=mode, on_token=on_token,
@@ -778,25 +1120,28 @@ class AssistantNode(Node):
             self.get_logger().error(f'pipeline failed on utterance {job.utterance_id}: {exc}',
                                     throttle_duration_sec=5.0)
             return
-        self._publish_response(job, response, queue_ms)
+        with self._publish_lock:
+            if self._stop.is_set():  # the node is going away: its publishers may already be destroyed
+                return
+            self._publish_response(job, response, queue_ms)
 
     def _publish_response(self, job: _Job, response: Any, queue_ms: float) -> None:
         latency = {k: finite_or(response.latency_ms.get(k, math.nan), math.nan) for k in LATENCY_KINDS[:-1]}
         latency['queue'] = queue_ms
         msg = AssistantResponse()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(max(job.stamp_ns, 0), 1_000_000_000)
         msg.header.frame_id = job.frame_id
         msg.utterance_id = job.utterance_id
         msg.text = str(response.text)
-        msg.mode = str(response.mode)
+        msg.mode = str(getattr(response, 'path', None) or response.mode)  # the path that answered
         msg.transcript = str(getattr(response, 'transcript', None) or '')
         msg.operator_id = self._operator
         msg.adapter_id = str(response.adapter_id or '')
         msg.audio_duration_s = finite_or(response.audio_s)
-        msg.encode_ms = latency['encode']
-        msg.project_ms = latency['project']
-        msg.first_token_ms = latency['first_token']
-        msg.total_ms = latency['total']
+        msg.encode_ms = finite_or(latency['encode'], NOT_MEASURED)
+        msg.project_ms = finite_or(latency['project'], NOT_MEASURED)
+        msg.first_token_ms = finite_or(latency['first_token'], NOT_MEASURED)
+        msg.total_ms = finite_or(latency['total'], NOT_MEASURED)
         msg.queue_ms = float(queue_ms)
         msg.truncated = bool(response.truncated)
         msg.audio_truncated = bool(job.audio_truncated)
@@ -816,21 +1161,20 @@ class AssistantNode(Node):
         """Why ``goal`` must be rejected (None: acceptable). Also used by tests."""
         if self.job is None:
             return self._backend_error or 'no personalization job available'
-        try:
-            validate_operator_id(goal.operator_id)
-        except OperatorIdError as exc:
-            return str(exc)
+        problem = operator_id_problem(goal.operator_id)
+        if problem:
+            return problem
         source = SOURCES_BY_CODE.get(goal.source)
         if source is None:
             return f'unknown source {goal.source}: use SOURCE_RECORD (0), SOURCE_FOLDER (1) or SOURCE_ROSBAG (2)'
         if source == SOURCE_FOLDER:
             if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
-                return f'folder {goal.path!r} does not exist or has no manifest.jsonl / metadata.csv'
+                return f'folder {clip(goal.path)!r} does not exist or has no manifest.jsonl / metadata.csv'
         if source == SOURCE_ROSBAG:
             if not goal.path or not bag_exists(Path(goal.path).expanduser()):
-                return f'rosbag {goal.path!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
-            if goal.topics and (len(goal.topics) != 2 or not all(TOPIC_NAME.match(t) for t in goal.topics)):
-                return f'topics must be [audio topic, transcript topic], got {list(goal.topics)}'
+                return f'rosbag {clip(goal.path)!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
+            if goal.topics and (len(goal.topics) != 2 or not all(valid_topic_name(t) for t in goal.topics)):
+                return f'topics must be [audio topic, transcript topic], got {clip(list(goal.topics))}'
         for name in ('max_record_s', 'max_train_s'):
             value = getattr(goal, name)
             if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
@@ -845,43 +1189,62 @@ class AssistantNode(Node):
         if not math.isfinite(goal.gate_margin) or not 0.0 <= goal.gate_margin < 1.0:
             return f'gate_margin must be in [0, 1), got {goal.gate_margin}'
         if goal.method not in ('', Personalize.Goal.METHOD_PROJECTOR, Personalize.Goal.METHOD_LORA):
-            return f'method must be "", "projector" or "lora", got {goal.method!r}'
-        if not OBJECTIVE_NAME.match(goal.objective):
-            return f'objective {goal.objective!r} is not a valid name (lowercase letters, digits, _)'
-        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.match(i)]
+            return f'method must be "", "projector" or "lora", got {clip(goal.method)!r}'
+        if not OBJECTIVE_NAME.fullmatch(goal.objective):
+            return f'objective {clip(goal.objective)!r} is not a valid name (lowercase letters, digits, _)'
+        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.fullmatch(i)]
         if bad_ids:
-            return f'holdout_ids must be plain utterance ids, got {bad_ids[:3]}'
+            return f'holdout_ids must be plain utterance ids, got {clip(bad_ids[:3])}'
         if goal.holdout_ids and source == SOURCE_RECORD:
             return 'holdout_ids only apply to folder and rosbag sources'
         return None
 
     def _on_goal(self, goal: Any) -> GoalResponse:
+        """Accept or reject a goal request; reserves nothing (rclpy may still fail to create its handle)."""
         reason = self.validate_goal(goal)
+        if reason is None and not self._active:
+            reason = 'the assistant is not active (activate it through its lifecycle first)'
         if reason is None and self._param('personalize.on_new_goal') == 'reject':
             with self._goal_lock:
-                if self._goal_reserved:
+                current = self._current_handle
+                if current is not None and current.is_active:
                     running = self._goal.operator_id if self._goal else '?'
-                    reason = f'busy personalizing {running!r}; cancel it first or set personalize.on_new_goal=preempt'
-                else:
-                    self._goal_reserved = True
+                    reason = (f'busy personalizing {clip(running)!r}; cancel it first or set '
+                              'personalize.on_new_goal=preempt')
         if reason is not None:
-            self.get_logger().warning(f'personalize goal rejected: {reason}')
+            self.get_logger().warning(f'personalize goal rejected: {clip(reason, 400)}')
             return GoalResponse.REJECT
         self.get_logger().info(f'personalize goal accepted for operator {goal.operator_id!r}')
         return GoalResponse.ACCEPT
 
     def _on_goal_accepted(self, goal_handle: Any) -> None:
+        """
+        Track the one goal that runs or will run next, as ros2/examples' single-goal server does.
+
+        preempt: the previous goal is aborted whether it is running or still waiting for the job
+        lock. reject: a goal that won the accept race against another is refused in its execute
+        callback (rclpy runs goal requests of a reentrant group concurrently).
+        """
         with self._goal_lock:
-            self._goal_reserved = True
-            current = self._goal
-            if current is not None and current.handle.is_active:
-                self.get_logger().info(f'preempting the personalize goal of {current.operator_id!r}')
-                current.preempted = True
-                current.cancel.set()
-                try:
-                    current.handle.abort()
-                except RuntimeError:  # it reached a terminal state meanwhile
-                    pass
+            previous = self._current_handle
+            if previous is not None and previous.is_active:
+                if self._param('personalize.on_new_goal') == 'preempt':
+                    state = self._goal if self._goal is not None and self._goal.handle is previous else None
+                    name = state.operator_id if state else 'a waiting goal'
+                    self.get_logger().info(f'preempting the personalize goal of {name!r}')
+                    if state is not None:
+                        state.preempted = True
+                        state.cancel.set()
+                    self._preempted.add(id(previous))
+                    try:
+                        previous.abort()
+                    except RuntimeError:  # it reached a terminal state meanwhile
+                        pass
+                    self._current_handle = goal_handle
+                else:
+                    self._refused.add(id(goal_handle))
+            else:
+                self._current_handle = goal_handle
         goal_handle.execute()
 
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
@@ -893,24 +1256,41 @@ class AssistantNode(Node):
         goal = goal_handle.request
         state = _GoalState(goal_handle, goal.operator_id)
         result = Personalize.Result()
+        with self._goal_lock:
+            refused = id(goal_handle) in self._refused
+            self._refused.discard(id(goal_handle))
+        if refused:
+            result.message = ('busy personalizing another operator; cancel it first or set '
+                              'personalize.on_new_goal=preempt')
+            self._finish_goal(state, result, PersonalizeResult(success=False, message=result.message))
+            return result
         with self._job_lock:  # a preempted goal's job must have finished before the next starts
             with self._goal_lock:
-                self._goal = state
-            try:
-                outcome, record_s = self._run_goal(state, goal)
-            except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
-                outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
-                record_s = 0.0
-            finally:
-                with self._lock:
-                    self._recording = False
-                with self._goal_lock:
-                    if self._goal is state:
-                        self._goal = None
-                        self._goal_reserved = False
+                waited_out = not goal_handle.is_active or id(goal_handle) in self._preempted
+                if not waited_out:
+                    self._goal = state
+            if waited_out:  # preempted while it waited for the lock: it never runs
+                state.preempted = True
+                outcome, record_s = PersonalizeResult(success=False, message='never started'), 0.0
+            else:
+                try:
+                    outcome, record_s = self._run_goal(state, goal)
+                except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
+                    outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
+                    record_s = 0.0
+                finally:
+                    with self._lock:
+                        self._recording = False
+                    with self._goal_lock:
+                        if self._goal is state:
+                            self._goal = None
         self._fill_result(result, outcome, record_s, time.monotonic() - started)
-        self._last_result = f'{goal.operator_id}: {result.message}'
         self._finish_goal(state, result, outcome)
+        with self._goal_lock:
+            self._preempted.discard(id(goal_handle))
+            if self._current_handle is goal_handle:
+                self._current_handle = None
+        self._last_result = clip(f'{goal.operator_id}: {result.message}', 400)
         return result
 
     def _finish_goal(self, state: _GoalState, result: Any, outcome: PersonalizeResult) -> None:
@@ -961,6 +1341,9 @@ class AssistantNode(Node):
         utterances: list[tuple[np.ndarray, str]] = []
         record_s = 0.0
         if source == SOURCE_RECORD:
+            problem = self._enrollment_problem()
+            if problem:
+                return PersonalizeResult(success=False, message=problem), 0.0
             started = time.monotonic()
             utterances = self._record(state, limits)
             record_s = time.monotonic() - started
@@ -971,13 +1354,33 @@ class AssistantNode(Node):
                                          'publishing, and did the operator answer the prompts?'), record_s
         topics = list(goal.topics)
         if source == SOURCE_ROSBAG and not topics:
-            topics = [self._audio_sub.topic_name, self.resolve_topic_name('personalize/prompt')]
+            topics = [self._audio_topic(), self.resolve_topic_name('personalize/prompt')]
         request = PersonalizeRequest(operator_id=goal.operator_id, source=source, path=goal.path, topics=topics,
                                      utterances=utterances, limits=limits, options=options)
         outcome = self._run_job(state, request)
         if outcome.success and outcome.accepted and not self._stopped(state):
             self._adopt(goal, outcome)
         return outcome, record_s
+
+    def _enrollment_problem(self) -> str | None:
+        """
+        Why enrollment cannot work under the executor spinning this node (None: it can).
+
+        Enrollment blocks the execute callback while audio callbacks deliver the answers, so the
+        executor must run at least two callbacks at once; a single-threaded one would stall until
+        every prompt timed out.
+        """
+        executor = self.executor
+        if executor is None:
+            return None
+        threads = getattr(executor, '_num_threads', None)
+        if threads is None:
+            threads = getattr(getattr(executor, '_executor', None), '_max_workers', None)
+        if isinstance(executor, SingleThreadedExecutor) or (threads is not None and threads < 2):
+            return (f'recording needs a MultiThreadedExecutor with at least 2 threads, but this node is spun by '
+                    f'a {type(executor).__name__}: audio callbacks could not deliver the answers while the goal '
+                    'waits for them (run the node with its main() or the launch file)')
+        return None
 
     def _stopped(self, state: _GoalState) -> bool:
         return state.cancel.is_set() or state.handle.is_cancel_requested or not state.handle.is_active
@@ -988,7 +1391,7 @@ class AssistantNode(Node):
         fb.phase = progress.phase
         fb.progress = finite_or(min(max(progress.progress, 0.0), 1.0))
         fb.step = max(0, int(progress.step))
-        fb.loss = finite_or(progress.loss, math.nan)
+        fb.loss = finite_or(progress.loss, NOT_MEASURED)
         fb.eta_s = finite_or(progress.eta_s, -1.0)
         fb.prompt = state.prompt
         fb.utterances_recorded = state.recorded
@@ -1084,6 +1487,12 @@ class AssistantNode(Node):
         if operator_id != self._operator and not goal.activate:
             return
         if operator_id != self._operator:
+            # Loaded here (the execute callback is not in the parameter services' group), then the
+            # parameter follows, so the result says whether the new adapter answers.
+            reason = self._switch_operator(operator_id)
+            if reason:
+                outcome.message += f' (could not switch operator: {reason})'
+                return
             results = self.set_parameters([Parameter('operator', value=operator_id)])
             if not results[0].successful:
                 outcome.message += f' (could not switch operator: {results[0].reason})'
@@ -1111,6 +1520,10 @@ class AssistantNode(Node):
             c.audio_errors_reported = c.audio_errors
             new_drops = c.dropped - c.dropped_reported
             c.dropped_reported = c.dropped
+            new_compressed = c.compressed_dropped - c.compressed_reported
+            c.compressed_reported = c.compressed_dropped
+            new_lost = c.lost_messages - c.lost_reported
+            c.lost_reported = c.lost_messages
             snapshot = replace(c)
         name = self.get_name()
         stale = self._param('diagnostics.stale_audio_s')
@@ -1119,9 +1532,13 @@ class AssistantNode(Node):
             ('audio_info' if self._decoder.info_format else 'parameters')
 
         audio = diag.Status(f'{name}: audio input', values={
-            'topic': self._audio_sub.topic_name, 'flavour': self._flavour, 'message type': self._audio_type.__name__,
+            'topic': self._audio_topic(), 'state': 'active' if self._active else 'inactive',
+            'flavour': self._flavour, 'message type': self._audio_type.__name__,
             'format': fmt.describe(), 'format from': source, 'messages/s': msg_rate,
-            'audio s per s': audio_rate, 'messages': snapshot.audio_messages,
+            'audio s per s': audio_rate, 'expected audio s per s': self._param('audio.expected_rate'),
+            'messages': snapshot.audio_messages,
+            'lost messages (middleware)': snapshot.lost_messages,
+            'compressed messages dropped': snapshot.compressed_dropped,
             'malformed messages': snapshot.audio_errors, 'last error': snapshot.last_audio_error,
             'utterances': snapshot.utterances,
             'segmenter buffered [s]': self._segmenter.buffered_s if self._segmenter else 0.0,
@@ -1132,11 +1549,21 @@ class AssistantNode(Node):
             audio.escalate(diag.WARN, f'no audio for {now - snapshot.last_audio_time:.0f} s')
         if new_errors:
             audio.escalate(diag.ERROR, f'{new_errors} malformed audio message(s): {snapshot.last_audio_error}')
+        if snapshot.last_compressed:
+            audio.escalate(diag.ERROR, f'{new_compressed} compressed message(s) dropped: {snapshot.last_compressed}')
+        if new_lost:
+            audio.escalate(diag.WARN, f'the middleware lost {new_lost} audio message(s): raise audio.qos_depth '
+                           'or lower the load')
+        expected = self._param('audio.expected_rate')
+        if expected > 0 and msg_rate > 0 and audio_rate < 0.9 * expected:
+            audio.escalate(diag.WARN, f'audio arrives at {audio_rate:.2f} s per s, expected {expected:.2f}: '
+                           'messages are lost on the way')
 
         with self._queue_cv:
             depth, busy = len(self._queue), self._busy
         pipeline = diag.Status(f'{name}: pipeline', values={
             'mode': self._mode, 'effective mode': self.effective_mode, 'operator': self._operator or '(base)',
+            'operator requested': self._requested_operator or '(base)', 'adapter error': self._adapter_error,
             'adapter': getattr(self.pipeline, 'adapter_id', None) or '', 'queue depth': depth,
             'queue size': self._queue_size, 'busy': busy, 'dropped utterances': snapshot.dropped,
             'answered': snapshot.answered, 'errors': snapshot.pipeline_errors,
@@ -1147,6 +1574,8 @@ class AssistantNode(Node):
         pipeline.values.update(diag.latency_values(self._latency_training, 'total', 'total while training'))
         if new_drops:
             pipeline.escalate(diag.WARN, f'dropped {new_drops} utterance(s): answers are slower than questions')
+        if self._adapter_error:
+            pipeline.escalate(diag.WARN, self._adapter_error)
         if snapshot.last_pipeline_failed:
             pipeline.escalate(diag.ERROR, f'pipeline failed: {snapshot.last_pipeline_error}')
 
@@ -1170,28 +1599,47 @@ class AssistantNode(Node):
         return str(identity.get('name', '')) if isinstance(identity, dict) else ''
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def destroy_node(self) -> None:
-        """Stop the worker and any running job before the node goes away."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """
+        Stop answering, loading and personalizing; safe to call more than once.
+
+        An answer still being generated is abandoned (its thread publishes nothing once stopped),
+        so shutting down never waits for the LLM and never publishes on destroyed publishers.
+        """
         self._stop.set()
         goal = self._goal
         if goal is not None:
             goal.cancel.set()
         with self._queue_cv:
+            self._queue.clear()
             self._queue_cv.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
-        if self._action_server is not None:
-            self._action_server.destroy()
-            self._action_server = None
+        with self._operator_cv:
+            self._operator_cv.notify_all()
+        for thread in (self._worker, self._adapter_thread):
+            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=timeout)
+        with self._publish_lock:  # a publish in progress has finished; later ones see _stop
+            pass
+
+    def destroy_node(self) -> None:
+        """Stop the threads first, then the action server, then the node's publishers and the rest."""
+        self._teardown()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    """``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them)."""
+def main(args: list[str] | None = None, *, node_factory: Callable[[], AssistantNode] | None = None) -> None:
+    """
+    ``ros2 run tinyalign_ros assistant_node`` (models load once; the action server shares them).
+
+    Ctrl-C (or any shutdown of the context) ends the spin; the node's threads stop, the executor
+    shuts down, then the node is destroyed: nothing is published on a destroyed publisher and no
+    traceback is printed. ``node_factory`` builds the node (tests inject fakes).
+    """
     rclpy.init(args=args)
     node = None
+    executor = None
     try:
-        node = AssistantNode()
+        node = (node_factory or AssistantNode)()
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         executor.spin()
@@ -1199,9 +1647,12 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         if node is not None:
+            node.stop()
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        if node is not None:
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
 
 
 if __name__ == '__main__':

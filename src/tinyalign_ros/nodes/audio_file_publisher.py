@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Play WAV/FLAC files or a rosbag2 audio topic onto an audio topic, in real time, in either flavour.
+"""
+Play WAV/FLAC files or a rosbag2 audio topic onto an audio topic, in real time, in either flavour.
 
 For demos, tests and robots without a microphone: the assistant cannot tell this node from
 ``audio_capture`` (ros-drivers) or ``audio_capturer_node`` (mgonzs13). Files are decoded by the
@@ -29,16 +30,15 @@ import threading
 from typing import Any
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from tinyalign_ros.audio import SAMPLE_FORMATS, SAMPLE_RATE, load_audio
-from tinyalign_ros.nodes.ros_audio import (FLAVOUR_ROS_DRIVERS, FLAVOURS, MESSAGE_NAMES, AudioFormat, encode,
-                                           info_class, info_message, message_class, read_bag_audio,
-                                           resolve_flavour)
+from tinyalign_ros.audio import load_audio, SAMPLE_FORMATS, SAMPLE_RATE
+from tinyalign_ros.nodes.ros_audio import (AudioFormat, encode, FLAVOUR_ROS_DRIVERS, FLAVOURS, info_class, info_message,
+                                           message_class, MESSAGE_NAMES, read_bag_audio, resolve_flavour)
 
 try:
     from rclpy.executors import ExternalShutdownException

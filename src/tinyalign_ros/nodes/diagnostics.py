@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-r"""Diagnostics for rqt_runtime_monitor / rqt_robot_monitor, built without diagnostic_updater.
+r"""
+Diagnostics for rqt_runtime_monitor / rqt_robot_monitor, built without diagnostic_updater.
 
 The node publishes ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` from its own timer.
 ``diagnostic_updater`` is not used: it would add a dependency and declare its own parameter, and
@@ -24,15 +25,18 @@ Status levels are the message's own constants (bytes in rclpy: ``DiagnosticStatu
 
 from __future__ import annotations
 
-import math
-import threading
 from collections import deque
 from dataclasses import dataclass, field
+import math
+import threading
 from typing import Any, Iterable
 
 import numpy as np
 
 OK, WARN, ERROR, STALE = 'OK', 'WARN', 'ERROR', 'STALE'
+# A status message or value longer than this is cut: fields copied from hostile input (a 100 kB
+# sample_format) must not be repeated in every diagnostics message.
+MAX_TEXT_CHARS = 200
 _SEVERITY = {OK: 0, WARN: 1, ERROR: 2, STALE: 3}
 
 
@@ -77,12 +81,17 @@ class Status:
             self.level, self.message = level, message
 
 
+def cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f'{text[:limit]}... ({len(text)} characters)'
+
+
 def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f'{value:.1f}' if math.isfinite(value) else 'n/a'
     if value is None:
         return ''
-    return str(value)
+    return cut(str(value))
 
 
 def latency_values(window: LatencyWindow, kind: str, label: str) -> dict[str, str]:
@@ -106,9 +115,9 @@ def to_message(statuses: list[Status], stamp: Any, hardware_id: str) -> Any:
         msg = DiagnosticStatus()
         msg.level = levels[status.level]
         msg.name = status.name
-        msg.message = status.message
-        msg.hardware_id = hardware_id
-        msg.values = [KeyValue(key=str(k), value=format_value(v)) for k, v in status.values.items()]
+        msg.message = cut(status.message)
+        msg.hardware_id = cut(hardware_id)
+        msg.values = [KeyValue(key=cut(str(k)), value=format_value(v)) for k, v in status.values.items()]
         out.append(msg)
     array.status = out
     return array

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Audio messages <-> float32 16 kHz samples, for both packages named ``audio_common_msgs``.
+"""
+Audio messages <-> float32 16 kHz samples, for both packages named ``audio_common_msgs``.
 
 Two incompatible message packages share the name (see docs/ros2.md):
 
@@ -33,16 +34,16 @@ and checks sizes first, so a malformed or oversized message costs nothing and is
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass
 import importlib
 import math
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from tinyalign_ros.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, SAMPLE_RATE, AudioError,
-                                 PcmStream, format_from_portaudio, normalize_format, sample_width)
+from tinyalign_ros.audio import (AudioError, format_from_portaudio, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, normalize_format,
+                                 PcmStream, SAMPLE_RATE, sample_width)
 
 FLAVOUR_ROS_DRIVERS = 'ros-drivers'
 FLAVOUR_MGONZS13 = 'mgonzs13'
@@ -65,6 +66,11 @@ NUMPY_TYPES = {'F32LE': np.float32, 'S32LE': np.int32, 'S16LE': np.int16, 'S8': 
 PCM_CODINGS = ('', 'wave', 'wav', 'pcm', 'raw')
 
 MAX_CHANNELS = 32
+# Default cap on the bytes of one audio message: 5 s of 96 kHz stereo float32 fits; a message may
+# legally hold hundreds of megabytes, which must be refused before anything copies or decodes it.
+MAX_MESSAGE_BYTES = 4_000_000
+# Longest string field of an AudioInfo that is read at all (sample_format, coding_format).
+MAX_INFO_STRING = 64
 
 # Message definitions, for reading bags recorded without them (Humble's sqlite3 bags).
 MSG_DEFINITIONS = {
@@ -86,6 +92,10 @@ MSG_DEFINITIONS = {
 
 class AudioMessageError(AudioError):
     """An audio message this node cannot use (wrong layout, format, size); the message says why."""
+
+
+class CompressedAudioError(AudioMessageError):
+    """The AudioInfo says the stream is compressed (audio_capture's default is mp3): not decodable."""
 
 
 class FlavourError(RuntimeError):
@@ -126,7 +136,7 @@ def resolve_flavour(requested: str, module: ModuleType | None = None) -> str:
 
 
 def message_class(flavour: str, name: str = '') -> type:
-    """The audio message class of ``flavour`` named ``name`` ('' = the flavour's usual one)."""
+    """Return the audio message class of ``flavour`` named ``name`` ('' = the flavour's usual one)."""
     names = MESSAGE_NAMES[flavour]
     name = name or names[0]
     if name not in names:
@@ -167,15 +177,24 @@ class AudioFormat:
         return f'{self.sample_format} {self.channels} ch {self.sample_rate} Hz'
 
 
+def _info_string(info: Any, name: str) -> str:
+    """Read a short string field of an AudioInfo; an oversized one is refused without being echoed."""
+    value = str(getattr(info, name, '') or '')
+    if len(value) > MAX_INFO_STRING:
+        raise AudioMessageError(f'AudioInfo.{name} is {len(value)} characters long; at most {MAX_INFO_STRING}')
+    return value
+
+
 def format_from_info(info: Any) -> AudioFormat:
-    """Read an ``AudioInfo`` of either flavour."""
+    """Read an ``AudioInfo`` of either flavour; CompressedAudioError for a compressed stream."""
     try:
         if hasattr(info, 'sample_format'):  # ros-drivers
-            coding = str(getattr(info, 'coding_format', '') or '').strip().lower()
+            coding = _info_string(info, 'coding_format').strip().lower()
             if coding not in PCM_CODINGS:
-                raise AudioMessageError(
-                    f'coding_format {info.coding_format!r} is compressed audio; only raw PCM (wave) is supported')
-            return AudioFormat(str(info.sample_format), int(info.channels), int(info.sample_rate))
+                raise CompressedAudioError(
+                    f'audio_info says the stream is {coding!r} (compressed); only raw PCM (wave) is supported: '
+                    'start audio_capture with format:=wave')
+            return AudioFormat(_info_string(info, 'sample_format'), int(info.channels), int(info.sample_rate))
         if hasattr(info, 'format'):  # mgonzs13
             return AudioFormat(format_from_portaudio(int(info.format)), int(info.channels), int(info.rate))
     except AudioMessageError:
@@ -240,10 +259,24 @@ def frames_in(payload: AudioPayload, fmt: AudioFormat) -> int:
     return n // fmt.frame_bytes
 
 
-def check_duration(payload: AudioPayload, fmt: AudioFormat, max_seconds: float | None) -> float:
-    """Seconds of audio in a payload; raise before decoding when it is empty or too long."""
+def payload_bytes(payload: AudioPayload) -> int:
+    """Bytes the samples of a payload take, from its length and item size only."""
+    data = payload.data
+    itemsize = getattr(data, 'itemsize', None)
+    if itemsize is None:
+        itemsize = 1 if _is_bytes_like(data) else 8
+    return len(data) * int(itemsize)
+
+
+def check_duration(payload: AudioPayload, fmt: AudioFormat, max_seconds: float | None,
+                   max_bytes: int | None = None) -> float:
+    """Seconds of audio in a payload; raise before decoding when it is empty, too big or too long."""
     if len(payload.data) == 0:
         raise AudioMessageError('audio message is empty')
+    if max_bytes is not None:
+        size = payload_bytes(payload)
+        if size > max_bytes:
+            raise AudioMessageError(f'audio message holds {size} bytes, more than the {max_bytes} allowed per message')
     seconds = frames_in(payload, fmt) / fmt.sample_rate
     if max_seconds is not None and seconds > max_seconds:
         raise AudioMessageError(
@@ -253,37 +286,52 @@ def check_duration(payload: AudioPayload, fmt: AudioFormat, max_seconds: float |
 
 
 class AudioDecoder:
-    """Turns one topic's messages into a continuous float32 16 kHz stream.
+    """
+    Turns one topic's messages into a continuous float32 16 kHz stream.
 
     The format comes from the message (mgonzs13), else from the last ``AudioInfo`` (ros-drivers),
     else from the configured default. One resampler is kept per stream, so a 44.1 kHz stream
     decodes without clicks at message boundaries; it restarts whenever the format changes.
     """
 
-    def __init__(self, default: AudioFormat, max_message_s: float = 5.0, use_info: bool = True) -> None:
+    def __init__(self, default: AudioFormat, max_message_s: float = 5.0, use_info: bool = True,
+                 max_message_bytes: int | None = MAX_MESSAGE_BYTES) -> None:
         self.default = default
         self.max_message_s = max_message_s
+        self.max_message_bytes = max_message_bytes
         self.use_info = use_info
         self.info_format: AudioFormat | None = None
+        # Set while the AudioInfo says the stream is compressed: its bytes are not PCM, so they are
+        # refused (not decoded as noise) until an AudioInfo announces PCM again.
+        self.compressed: str = ''
         self.current: AudioFormat | None = None
         self._stream: PcmStream | None = None
         self.received_s = 0.0
 
     def set_info(self, info: Any) -> AudioFormat:
-        fmt = format_from_info(info)
+        try:
+            fmt = format_from_info(info)
+        except CompressedAudioError as exc:
+            if self.use_info:
+                self.compressed = str(exc)
+            raise
         if self.use_info:
             self.info_format = fmt
+            self.compressed = ''
         return fmt
 
     def decode(self, msg: Any, flush: bool = False) -> np.ndarray:
-        """Return the float32 16 kHz samples of one message.
+        """
+        Return the float32 16 kHz samples of one message.
 
         ``flush`` also returns what the resampler holds back: use it when every message is a whole
         utterance, so no audio leaks into the next one.
         """
         payload = unpack(msg)
+        if payload.fmt is None and self.compressed:
+            raise CompressedAudioError(f'dropped until PCM arrives: {self.compressed}')
         fmt = payload.fmt or self.info_format or self.default
-        seconds = check_duration(payload, fmt, self.max_message_s)
+        seconds = check_duration(payload, fmt, self.max_message_s, self.max_message_bytes)
         if fmt != self.current or self._stream is None:
             self._stream = PcmStream(fmt.sample_format, fmt.channels, fmt.sample_rate)
             self.current = fmt
@@ -319,7 +367,8 @@ def float_to_samples(samples: np.ndarray, sample_format: str) -> np.ndarray:
 
 def encode(samples: np.ndarray, flavour: str, fmt: AudioFormat, message_name: str = '',
            stamp: Any = None, frame_id: str = '') -> Any:
-    """Build one audio message of ``flavour`` holding ``samples`` (float, mono, at fmt.sample_rate).
+    """
+    Build one audio message of ``flavour`` holding ``samples`` (float, mono, at fmt.sample_rate).
 
     Mono input is duplicated to ``fmt.channels`` channels. Sequence fields get ``array.array``
     values: rosidl_python refuses numpy arrays there.
@@ -345,7 +394,7 @@ def encode(samples: np.ndarray, flavour: str, fmt: AudioFormat, message_name: st
 
 
 def info_message(flavour: str, fmt: AudioFormat, chunk: int = 0) -> Any:
-    """An ``AudioInfo`` describing ``fmt`` in ``flavour``'s layout."""
+    """Build an ``AudioInfo`` describing ``fmt`` in ``flavour``'s layout."""
     info = info_class()()
     if flavour == FLAVOUR_ROS_DRIVERS:
         info.channels = fmt.channels
@@ -372,7 +421,7 @@ def flavour_of_bag_type(msgtype: str, msgdef: str = '') -> str:
 
 
 def finite_or(value: float, default: float = 0.0) -> float:
-    """A float safe for a ROS float field (NaN/Inf become ``default``)."""
+    """Return a float safe for a ROS float field (NaN/Inf become ``default``)."""
     value = float(value)
     return value if math.isfinite(value) else default
 
@@ -428,7 +477,8 @@ def _bag_types(connection: Any) -> dict[str, Any]:
 
 def read_bag_audio(path: str, topic: str = '', default: AudioFormat | None = None,
                    max_message_s: float | None = 5.0) -> BagAudio:
-    """Read an audio topic of either flavour from a rosbag2 (sqlite3 or mcap) with ``rosbags``.
+    """
+    Read an audio topic of either flavour from a rosbag2 (sqlite3 or mcap) with ``rosbags``.
 
     Bags recorded on Humble carry no message definitions; the flavour is then guessed from the type
     name (``AudioStamped``/``Audio`` are mgonzs13, ``AudioData`` is ros-drivers unless the bag's

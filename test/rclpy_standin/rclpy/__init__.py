@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A stand-in for the subset of rclpy that tinyalign_ros uses, for machines without ROS 2.
+"""
+A stand-in for the subset of rclpy that tinyalign_ros uses, for machines without ROS 2.
 
 It runs nodes in one process: topics, services and actions are delivered in memory by
 ``rclpy._graph``; executors, callback groups, parameters and the action goal state machine follow

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The in-process 'middleware' of the stand-in: topic, service and action matching and delivery.
+"""
+The in-process 'middleware' of the stand-in: topic, service and action matching and delivery.
 
 Publishing deep-copies the message into each matched subscription's queue, as serialization
 would: a subscriber never shares an object with the publisher. Matching follows DDS: same topic,
@@ -21,11 +22,11 @@ transient-local subscriber does not match a volatile publisher). Transient-local
 their last ``depth`` messages for late-joining transient-local subscribers.
 """
 
+from collections import deque
 import copy
 import threading
-from collections import deque
 
-from rclpy.qos import DurabilityPolicy, compatible
+from rclpy.qos import compatible, DurabilityPolicy
 
 
 class Graph:

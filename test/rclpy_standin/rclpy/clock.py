@@ -14,8 +14,8 @@
 
 """rclpy.clock.Clock (system time)."""
 
-import time as _time
 from enum import IntEnum
+import time as _time
 
 from rclpy.time import Time
 

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.context: init/shutdown state, the global ROS arguments, and the in-process graph.
+"""
+rclpy.context: init/shutdown state, the global ROS arguments, and the in-process graph.
 
 The stand-in has no middleware: every context owns a ``Graph`` that delivers messages between the
 publishers and subscriptions (and services, actions) of its own process, applying QoS matching.

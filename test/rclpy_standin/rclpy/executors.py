@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.executors: single- and multi-threaded executors over the in-process graph.
+"""
+rclpy.executors: single- and multi-threaded executors over the in-process graph.
 
 Semantics kept from rclpy: an entity's callback runs only when its callback group allows it
 (a mutually exclusive group runs one callback at a time, a reentrant group any number); tasks made
@@ -21,10 +22,10 @@ callbacks on a thread pool of ``num_threads`` workers, so a blocked callback onl
 (and its group).
 """
 
+from concurrent.futures import ThreadPoolExecutor
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from rclpy.context import get_default_context
 from rclpy.task import Task
@@ -191,7 +192,7 @@ class Executor:
         self.spin_once(timeout_sec)
 
     def _raise_pending(self):
-        """A callback's exception surfaces in the spinning thread, as with rclpy."""
+        """Raise a callback's exception in the spinning thread, as rclpy does."""
         with self._lock:
             error = self._errors.pop(0) if self._errors else None
         if error is not None:

@@ -12,16 +12,17 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.logging: named loggers with rcutils' extra keyword arguments (throttle, once, skip_first).
+"""
+rclpy.logging: named loggers with rcutils' extra keyword arguments (throttle, once, skip_first).
 
 Records go to Python logging (logger ``rclpy.<name>``) and to ``RECORDS`` so stand-in tests can
 look at what a node logged.
 """
 
+from enum import IntEnum
 import logging as _logging
 import threading
 import time as _time
-from enum import IntEnum
 
 RECORDS = []
 _LOCK = threading.Lock()

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.node.Node: parameters with rclpy's declaration semantics, and entity factories.
+"""
+rclpy.node.Node: parameters with rclpy's declaration semantics, and entity factories.
 
 Parameter behaviour copied from rclpy (Humble/Jazzy agree on it):
 - declaring infers a static type from the default (or takes a ``Parameter.Type``); an override
@@ -26,16 +27,14 @@ Parameter behaviour copied from rclpy (Humble/Jazzy agree on it):
 
 import math
 
-import yaml
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
-
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.client import Client
 from rclpy.clock import Clock, ClockType
 from rclpy.context import get_default_context
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              NotInitializedException, ParameterAlreadyDeclaredException,
-                              ParameterNotDeclaredException, ParameterUninitializedException)
+from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException, NotInitializedException,
+                              ParameterAlreadyDeclaredException, ParameterNotDeclaredException,
+                              ParameterUninitializedException)
 from rclpy.logging import get_logger
 from rclpy.names import expand, validate_namespace
 from rclpy.parameter import Parameter
@@ -44,6 +43,7 @@ from rclpy.qos import as_profile, qos_profile_services_default
 from rclpy.service import Service
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
+import yaml
 
 
 def _parse_ros_args(args):
@@ -127,6 +127,37 @@ class Node:
             for name, parameter in self._parameter_overrides.items():
                 if not self.has_parameter(name):
                     self.declare_parameter(name, parameter.value)
+        if start_parameter_services:
+            self._start_parameter_services()
+
+    def _start_parameter_services(self):
+        """
+        Serve ``~/set_parameters`` and ``~/get_parameters`` as rclpy's ParameterService does.
+
+        They are in the default callback group: ``ros2 param set`` goes through them, so a slow
+        on-set-parameters callback blocks everything else in that group (timers by default).
+        """
+        from rcl_interfaces.srv import GetParameters, SetParameters
+
+        def set_parameters(request, response):
+            for param_msg in request.parameters:
+                try:
+                    parameter = Parameter.from_parameter_msg(param_msg)
+                    result = self.set_parameters([parameter])[0]
+                except Exception as exc:  # noqa: BLE001 - the service answers, as rclpy's does
+                    result = SetParametersResult(successful=False, reason=str(exc))
+                response.results.append(result)
+            return response
+
+        def get_parameters(request, response):
+            for name in request.names:
+                if self.has_parameter(name):
+                    response.values.append(self.get_parameter(name).get_parameter_value())
+            return response
+
+        prefix = self.get_fully_qualified_name()
+        self.create_service(SetParameters, f'{prefix}/set_parameters', set_parameters)
+        self.create_service(GetParameters, f'{prefix}/get_parameters', get_parameters)
 
     # -- identity ----------------------------------------------------------------------------
     @property
@@ -374,10 +405,11 @@ class Node:
         self.publishers.append(publisher)
         return publisher
 
-    def create_subscription(self, msg_type, topic, callback, qos_profile, *, callback_group=None, **_kwargs):
+    def create_subscription(self, msg_type, topic, callback, qos_profile, *, callback_group=None,
+                            event_callbacks=None, **_kwargs):
         group = self._group(callback_group)
         subscription = Subscription(self, msg_type, self.resolve_topic_name(topic), callback,
-                                    as_profile(qos_profile), group, topic)
+                                    as_profile(qos_profile), group, topic, event_callbacks=event_callbacks)
         group.add_entity(subscription)
         self.subscriptions.append(subscription)
         self._context.graph.add_subscription(subscription)

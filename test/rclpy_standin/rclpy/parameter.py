@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.parameter: Parameter with its Type enum, as in rclpy (type inference included).
+"""
+rclpy.parameter: Parameter with its Type enum, as in rclpy (type inference included).
 
 Note the real quirk kept here: an empty list infers BYTE_ARRAY (``all()`` of nothing is True),
 so a node that wants an empty string-array default must declare the type explicitly.
@@ -21,8 +22,8 @@ so a node that wants an empty string-array default must declare the type explici
 import array
 from enum import Enum
 
-import yaml
 from rcl_interfaces.msg import ParameterType
+import yaml
 
 PARAMETER_SEPARATOR_STRING = '.'
 
@@ -119,6 +120,40 @@ class Parameter:
 
     def __repr__(self):
         return f'Parameter(name={self._name!r}, type={self._type_.name}, value={self._value!r})'
+
+    def get_parameter_value(self):
+        """Return this value as an rcl_interfaces ParameterValue (what the parameter services carry)."""
+        from rcl_interfaces.msg import ParameterValue
+
+        msg = ParameterValue(type=self._type_.value)
+        field = _VALUE_FIELDS.get(self._type_)
+        if field is not None:
+            setattr(msg, field, list(self._value) if isinstance(self._value, (list, tuple)) else self._value)
+        return msg
+
+    def to_parameter_msg(self):
+        from rcl_interfaces.msg import Parameter as ParameterMsg
+
+        return ParameterMsg(name=self._name, value=self.get_parameter_value())
+
+    @classmethod
+    def from_parameter_msg(cls, param_msg):
+        type_ = Parameter.Type(param_msg.value.type)
+        field = _VALUE_FIELDS.get(type_)
+        value = None if field is None else getattr(param_msg.value, field)
+        if type_ in (Parameter.Type.BOOL_ARRAY, Parameter.Type.INTEGER_ARRAY, Parameter.Type.DOUBLE_ARRAY,
+                     Parameter.Type.STRING_ARRAY, Parameter.Type.BYTE_ARRAY):
+            value = list(value)
+        return cls(param_msg.name, type_, value)
+
+
+_VALUE_FIELDS = {
+    Parameter.Type.BOOL: 'bool_value', Parameter.Type.INTEGER: 'integer_value',
+    Parameter.Type.DOUBLE: 'double_value', Parameter.Type.STRING: 'string_value',
+    Parameter.Type.BYTE_ARRAY: 'byte_array_value', Parameter.Type.BOOL_ARRAY: 'bool_array_value',
+    Parameter.Type.INTEGER_ARRAY: 'integer_array_value', Parameter.Type.DOUBLE_ARRAY: 'double_array_value',
+    Parameter.Type.STRING_ARRAY: 'string_array_value',
+}
 
 
 def value_from_yaml(value):

@@ -109,7 +109,7 @@ qos_profile_action_status_default = QoSProfile(
 
 
 def as_profile(qos):
-    """rclpy accepts an int as shorthand for QoSProfile(depth=int)."""
+    """Accept an int as shorthand for QoSProfile(depth=int), as rclpy does."""
     if isinstance(qos, QoSProfile):
         return qos
     if isinstance(qos, int) and not isinstance(qos, bool):

@@ -22,10 +22,9 @@ import uuid
 
 from action_msgs.msg import GoalStatus
 from action_msgs.srv import CancelGoal
-from unique_identifier_msgs.msg import UUID
-
 from rclpy._graph import Inbox
 from rclpy.task import Future
+from unique_identifier_msgs.msg import UUID
 
 
 class ClientGoalHandle:

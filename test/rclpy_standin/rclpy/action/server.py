@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.action.server: ActionServer and ServerGoalHandle with rcl_action's goal state machine.
+"""
+rclpy.action.server: ActionServer and ServerGoalHandle with rcl_action's goal state machine.
 
 Kept from rclpy/rcl_action:
 - goal requests go to ``goal_callback(goal)``; an accepted goal gets a ``ServerGoalHandle`` in
@@ -27,9 +28,9 @@ Kept from rclpy/rcl_action:
 - ``publish_feedback`` raises TypeError unless given ``ActionType.Feedback``.
 """
 
+from enum import Enum
 import threading
 import traceback
-from enum import Enum
 
 from action_msgs.msg import GoalInfo, GoalStatus, GoalStatusArray
 from action_msgs.srv import CancelGoal
