@@ -244,8 +244,10 @@ class FakeJob:
     """
 
     def __init__(self, store: FakeStore, adapter_path: str, steps: int = 5, step_s: float = 0.05,
-                 accept: bool = True, fail: bool = False) -> None:
+                 accept: bool = True, fail: bool = False, linger_after_save_s: float = 0.0) -> None:
         self.store = store
+        self.linger_after_save_s = linger_after_save_s  # time after the store switched, for late cancels
+        self.saved = threading.Event()
         self.adapter_path = adapter_path
         self.steps = steps
         self.step_s = step_s
@@ -272,7 +274,9 @@ class FakeJob:
         adapter_id = f'{request.operator_id}-v{len(self.requests)}'
         if self.accept:
             self.store.add(request.operator_id, adapter_id, self.adapter_path, activate=True)
-        return PersonalizeResult(success=True, accepted=self.accept,
+        self.saved.set()
+        time.sleep(self.linger_after_save_s)
+        return PersonalizeResult(success=True, accepted=self.accept, cancel_too_late=cancel.is_set(),
                                  message='accepted' if self.accept else 'rejected by the gate',
                                  adapter_id=adapter_id if self.accept else '',
                                  adapter_path=self.adapter_path if self.accept else '',

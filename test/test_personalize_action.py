@@ -235,6 +235,20 @@ def test_cancel_stops_the_job(ros: list[Any], tmp_path: Path, dataset: Path) -> 
     assert handle.accepted and s.result(handle).status == GoalStatus.STATUS_SUCCEEDED
 
 
+def test_a_cancel_after_the_store_switched_succeeds_and_the_node_adopts(ros: list[Any], tmp_path: Path,
+                                                                         dataset: Path) -> None:
+    """The job already switched the store when the cancel came: the goal succeeds, says the cancel
+    came too late, and the node answers with the new adapter (store, node and result agree)."""
+    s = Setup(ros, tmp_path, steps=1, step_s=0.01, linger_after_save_s=1.0)
+    handle, _fb, _t = s.send(s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset), activate=True))
+    assert s.job.saved.wait(10)
+    wait_future(handle.cancel_goal_async(), 10, 'cancel response', s.spinner)
+    response = s.result(handle)
+    assert response.status == GoalStatus.STATUS_SUCCEEDED
+    assert response.result.success and 'too late' in response.result.message
+    assert s.store.active('dave') is not None and s.pipeline.adapter_id == 'dave-v1'
+
+
 def test_second_goal_is_rejected_while_busy(ros: list[Any], tmp_path: Path, dataset: Path) -> None:
     s = Setup(ros, tmp_path, steps=400, step_s=0.02)
     goal = s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset))

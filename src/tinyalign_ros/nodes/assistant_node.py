@@ -66,7 +66,8 @@ from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, Limits, load_backend,
+from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
+                                               GOAL_SUCCEEDED, goal_status, Limits, load_backend,
                                                OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
                                                PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
                                                SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
@@ -1248,7 +1249,17 @@ class AssistantNode(LifecycleNode):
         goal_handle.execute()
 
     def _on_cancel(self, goal_handle: Any) -> CancelResponse:
+        """
+        Accept, and tell the running job at once.
+
+        The job decides under the store's lock whether the cancel still prevents the switch to the
+        new adapter; waiting for the next feedback tick let the switch win the race.
+        """
         self.get_logger().info('personalize goal cancel requested')
+        with self._goal_lock:
+            current = self._goal
+        if current is not None and current.handle is goal_handle:
+            current.cancel.set()
         return CancelResponse.ACCEPT
 
     def _execute_goal(self, goal_handle: Any) -> Any:
@@ -1300,14 +1311,18 @@ class AssistantNode(LifecycleNode):
             if state.preempted or not handle.is_active:
                 result.success = False
                 result.message = 'preempted by a newer goal' + (f' ({outcome.message})' if outcome.message else '')
-            elif handle.is_cancel_requested:
-                result.success = False
-                result.message = f'canceled: {outcome.message}' if outcome.message else 'canceled'
-                handle.canceled()
-            elif outcome.success:
-                handle.succeed()
             else:
-                handle.abort()
+                # The job's outcome decides: a cancel that came after the store switched is too late.
+                status, message = goal_status(outcome, handle.is_cancel_requested or state.cancel.is_set())
+                result.message = message
+                if status == GOAL_CANCELED:
+                    result.success = False
+                    result.message = f'canceled: {message}' if message else 'canceled'
+                    handle.canceled()
+                elif status == GOAL_SUCCEEDED:
+                    handle.succeed()
+                else:
+                    handle.abort()
         except RuntimeError as exc:  # a concurrent preemption won the race
             self.get_logger().warning(f'personalize goal ended concurrently: {exc}')
         self.get_logger().info(f'personalize goal for {state.operator_id!r} finished: {result.message}')
@@ -1358,8 +1373,8 @@ class AssistantNode(LifecycleNode):
         request = PersonalizeRequest(operator_id=goal.operator_id, source=source, path=goal.path, topics=topics,
                                      utterances=utterances, limits=limits, options=options)
         outcome = self._run_job(state, request)
-        if outcome.success and outcome.accepted and not self._stopped(state):
-            self._adopt(goal, outcome)
+        if outcome.success and outcome.accepted:
+            self._adopt(goal, outcome)  # also after a too-late cancel or a preemption: the store has switched
         return outcome, record_s
 
     def _enrollment_problem(self) -> str | None:
