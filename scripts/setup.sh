@@ -9,6 +9,15 @@ PYTHON="${PYTHON:-python3}"
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+# The other speech engines of the base corpus and its tests (flite's five voices; festival with
+# three voices, the engine kept out of training), and the natural text of the corpus.
+command -v flite >/dev/null 2>&1 || need_apt+=(flite)
+command -v text2wave >/dev/null 2>&1 || need_apt+=(festival)
+for voice in festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts; do
+  dpkg -s "$voice" >/dev/null 2>&1 || need_apt+=("$voice")
+done
+[ -f /usr/share/wordnet/data.noun ] || need_apt+=(wordnet-base)
+[ -d /usr/share/games/fortunes ] || need_apt+=(fortunes)
 # ROS 2's interface tools (rosidl_adapter, rosidl_parser) for test/test_rosidl.py; apt puts them
 # where the system Python finds them.
 /usr/bin/python3 -c 'import em, rosidl_adapter, rosidl_parser' 2>/dev/null || need_apt+=(python3-rosidl python3-empy)
