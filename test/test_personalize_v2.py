@@ -360,3 +360,9 @@ def test_config_rejects_bad_v2_settings() -> None:
                 {'method': 'everything'}):
         with pytest.raises(PersonalizeError):
             PersonalizeConfig(**bad)
+
+
+def test_the_job_offers_the_enrollment_prompts(models: Models, tmp_path: Path) -> None:
+    """The node's backend hands out the job: the prompts are reachable from it and from the module."""
+    job = PersonalizationJob(models, AdapterStore(tmp_path / 'store'), PersonalizeConfig(work_dir=tmp_path))
+    assert job.enrollment_prompts == enrollment.ENROLLMENT_PROMPTS == pz.ENROLLMENT_PROMPTS

@@ -65,6 +65,7 @@ from .audio import SAMPLE_RATE, AudioError, load_audio, validate
 from .augment import AugmentConfig, augment
 from .data import Item, load_dataset, split
 from .encoder import FeatureCache, WhisperEncoder
+from .enrollment import ENROLLMENT_PROMPTS
 from .evaluate import evaluate
 from .metrics import wer
 from .nodes.job_interface import (PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING, PHASE_TRAINING,
@@ -593,6 +594,12 @@ class PersonalizationJob:
         self._log = log_fn or log.info
         self._lock = threading.Lock()  # one run at a time: they share caches and the store's pointer
         self.last_run: dict[str, Any] = {}  # details of the last completed run (plot, cascade WER, steps)
+
+    @property
+    def enrollment_prompts(self) -> tuple[str, ...]:
+        """What an operator should read aloud at enrollment (:mod:`tinyalign_ros.enrollment`): the
+        node's built-in list when no prompts file is configured."""
+        return ENROLLMENT_PROMPTS
 
     def run(self, request: PersonalizeRequest, on_progress: Callable[[Progress], None],
             cancel: threading.Event) -> PersonalizeResult:
@@ -1302,4 +1309,5 @@ def config_dict(config: PersonalizeConfig) -> dict[str, Any]:
 
 __all__ = ['PersonalizationJob', 'PersonalizeConfig', 'PersonalizeError', 'Models', 'ros_backend', 'gate',
            'decide_mode', 'recordings_from_bag', 'recordings_from_folder', 'add_lora', 'merge_lora', 'plot_run',
-           'GENERAL_SENTENCES', 'CANARY_SENTENCES', 'METHODS', 'config_dict']
+           'GENERAL_SENTENCES', 'CANARY_SENTENCES', 'METHODS', 'config_dict', 'ENROLLMENT_PROMPTS',
+           'train_input_layers_only', 'projector_digest', 'as_saved', 'OPERATOR_AUGMENT']
