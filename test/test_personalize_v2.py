@@ -366,3 +366,27 @@ def test_the_job_offers_the_enrollment_prompts(models: Models, tmp_path: Path) -
     """The node's backend hands out the job: the prompts are reachable from it and from the module."""
     job = PersonalizationJob(models, AdapterStore(tmp_path / 'store'), PersonalizeConfig(work_dir=tmp_path))
     assert job.enrollment_prompts == enrollment.ENROLLMENT_PROMPTS == pz.ENROLLMENT_PROMPTS
+
+
+def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from functools import partial
+
+    from tinyalign_ros import cli
+    from tinyalign_ros.data import Item, write_manifest
+
+    # The demo's reader, played by the espeak takes under the ids the demo holds out.
+    takes = sorted(speech.items())
+    items = [Item(f'LJ001-{21 + n:04d}', wav, text) for n, (_id, (wav, text)) in enumerate(takes)]
+    write_manifest(items, tmp_path / 'lj' / 'manifest.jsonl')
+    small = partial(PersonalizeConfig, n_general=4, n_canary=3, max_steps=30, lr=1e-2, batch_size=4, warmup_steps=1,
+                    repeat_items=2, dev_items=0, augment_views=1)
+    monkeypatch.setattr(pz, 'PersonalizeConfig', small)
+    cli._demo_personalize(models, tmp_path / 'lj')
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip() and not line.strip().endswith('...')]
+    assert len(lines) <= 9, out  # a few lines, not a log
+    assert 'held-out word error, projector alone' in out and 'Whisper cascade' in out
+    assert 'forgetting canary' in out and ('ACCEPTED' in out or 'REJECTED' in out)
+    assert 'why: wer_nearest' in out and 'steps' in out and 'peak memory' in out and 'auto mode threshold' in out

@@ -260,8 +260,8 @@ def _demo_personalize(pipeline: Any, lj: Path) -> None:
 
         def change(key: str) -> str:
             b, a = before.get(key), after.get(key)
-            if b is None or a is None:
-                return f'{b if b is not None else "n/a"} -> {a if a is not None else "not measured"}'
+            if b is None or a is None:  # the slow LLM reading is made for accepted runs only
+                return 'not measured (read by the LLM only when the fast readings accept the run)'
             return f'{b:.3f} -> {a:.3f} ({(a - b) / b:+.0%})' if b else f'{b:.3f} -> {a:.3f}'
 
         verdict = 'ACCEPTED, now active' if result.accepted else 'REJECTED, the previous adapter stays active'
@@ -275,7 +275,9 @@ def _demo_personalize(pipeline: Any, lj: Path) -> None:
         print(f'  time: {spent.get("total", 0):.0f} s in the job ({spent.get("train", 0):.0f} s training, '
               f'{run.get("steps")} steps, stopped by {run.get("stopped_by")}); peak memory {peak_rss_mb():.0f} MB')
         auto = run.get('routing') or {}
-        print(f'  answers this operator in {result.mode} mode; auto mode threshold {auto.get("threshold")} '
+        threshold = auto.get('threshold')
+        threshold_text = 'n/a' if threshold is None else f'{threshold:.3f}'
+        print(f'  answers this operator in {result.mode} mode; auto mode threshold {threshold_text} '
               f'(aligned path for {auto.get("aligned_share", 0):.0%} of the held-out utterances)')
 
 
