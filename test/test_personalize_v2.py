@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import pytest
 import torch
 
 import test_personalize as shared
-from test_personalize import HOLDOUT, config, request, run
+from test_personalize import HOLDOUT, Recorder, config, request, run
 from tinyalign_ros import enrollment, routing
 from tinyalign_ros import personalize as pz
 from tinyalign_ros import train as tr
@@ -390,3 +391,31 @@ def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, 
     assert 'held-out word error, projector alone' in out and 'Whisper cascade' in out
     assert 'forgetting canary' in out and ('ACCEPTED' in out or 'REJECTED' in out)
     assert 'why: wer_nearest' in out and 'steps' in out and 'peak memory' in out and 'auto mode threshold' in out
+
+
+V2_CANCEL_POINTS = {
+    'augmenting': lambda p, _e: p.phase == 'encoding' and p.message.startswith('augmenting'),
+    'dev reading': lambda p, _e: p.phase == 'training' and 'validation' in p.message,
+    'llm reading': lambda p, _e: p.message.startswith('LLM reading'),
+}
+
+
+@pytest.mark.parametrize('point', list(V2_CANCEL_POINTS))
+def test_cancel_in_the_new_steps_keeps_the_previous_adapter_and_the_speech(
+        point: str, models: Models, base: Projector, operator_data: Path, work_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = AdapterStore(tmp_path / 'store')
+    ids = {'encoder': models.encoder.identity, 'llm': models.llm.identity}
+    store.add('ann', base, ids, adapter_id='previous')
+    cfg = config(tmp_path / 'work', max_steps=60, augment_views=1, dev_items=2, eval_every=5, gate_margin=0.0,
+                 canary_tolerance=10.0, score_cache=False)
+    recorder = Recorder(V2_CANCEL_POINTS[point])
+    if point == 'llm reading':  # reached only by a run the fast readings accept
+        _always_keep(monkeypatch)
+        cfg = replace(cfg, max_steps=10, dev_items=0)
+    result = run(PersonalizationJob(models, store, cfg), request(operator_data), recorder)
+    assert recorder.cancel.is_set(), f'never reached {point}'
+    assert not result.success and 'cancelled' in result.message, result.message
+    assert store.active('ann').adapter_id == 'previous'
+    assert [v.adapter_id for v in store.versions('ann')] == ['previous']
+    assert len(store.recordings('ann')) == 12
