@@ -307,3 +307,54 @@ def test_from_config_builds_everything(tiny_whisper_path: Path, tiny_llm_path: P
     assert pipe.generation.max_new_tokens == 3
     response = pipe.respond(speech)
     assert response.adapter_id == 'r2' and response.n_audio_tokens == 1
+
+
+# ------------------------------------------------------------------ auto: per-utterance routing
+
+
+def test_auto_answers_from_the_audio_when_the_head_is_sure(encoder: WhisperEncoder, llm: LLM, speech: np.ndarray,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe = Pipeline(encoder, llm, one_token(encoder, llm), generation=GEN, adapter_id='sure', route_threshold=0.5)
+    heard = []
+    monkeypatch.setattr(pipe.encoder, 'transcribe', lambda audio, **_: heard.append(1) or 'turn left')
+    response = pipe.respond(speech, mode='auto')
+    assert response.mode == 'aligned' and response.n_audio_tokens == 1 and heard == []  # Whisper never ran
+    assert response.extra['requested'] == 'auto' and response.extra['confidence'] > 0.5
+    assert response.extra['threshold'] == 0.5 and response.adapter_id == 'sure'
+    check_latency(response)
+    assert response.text == pipe.respond(speech, mode='aligned').text  # the same answer as aligned mode
+
+    pipe.set_route_threshold(1.2)  # no reading is that sure: every utterance goes to Whisper
+    response = pipe.respond(speech, mode='auto')
+    assert response.mode == 'cascade' and response.transcript == 'turn left' and heard == [1]
+    assert response.extra['confidence'] < 1.2 and response.adapter_id is None
+    check_latency(response)
+
+
+def test_auto_sends_what_the_projector_did_not_hear_to_whisper(encoder: WhisperEncoder, llm: LLM,
+                                                               speech: np.ndarray,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pipe = Pipeline(encoder, llm, silent(encoder, llm), generation=GEN, adapter_id='deaf')
+    monkeypatch.setattr(pipe.encoder, 'transcribe', lambda audio, **_: 'turn left')
+    response = pipe.respond(speech, mode='auto')
+    assert response.mode == 'cascade' and response.extra['confidence'] == 0.0
+    no_adapter = Pipeline(encoder, llm, None, generation=GEN)
+    assert no_adapter.respond(speech, mode='auto').mode == 'cascade'
+
+
+def test_the_threshold_comes_with_the_adapter(encoder: WhisperEncoder, llm: LLM, tmp_path: Path) -> None:
+    from tinyalign_ros.routing import DEFAULT_THRESHOLD
+
+    pipe = Pipeline(encoder, llm, chatty(encoder, llm), generation=GEN)
+    assert pipe.route_threshold == DEFAULT_THRESHOLD
+    ids = {'encoder': encoder.identity, 'llm': llm.identity}
+    personal = save_adapter(tmp_path / 'personal', one_token(encoder, llm), {**ids, 'routing': {'threshold': 0.31}})
+    pipe.load_adapter(personal)
+    assert pipe.route_threshold == 0.31
+    plain = save_adapter(tmp_path / 'plain', one_token(encoder, llm), ids)
+    pipe.load_adapter(plain)  # an adapter without a learned threshold brings back the default
+    assert pipe.route_threshold == DEFAULT_THRESHOLD
+    for bad in (-0.1, 2.0, 'high'):
+        with pytest.raises((PipelineError, ValueError)):
+            pipe.set_route_threshold(bad)
+    assert pipe.route_threshold == DEFAULT_THRESHOLD

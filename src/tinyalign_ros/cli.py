@@ -362,12 +362,13 @@ DEMO_HOLDOUT = tuple(f'LJ001-{i:04d}' for i in range(25, 33))
 
 
 def _demo_personalize(pipeline: Any, lj: Path) -> None:
-    """Personalize to the real reader (24 recordings, 8 held out) in a throw-away store."""
+    """Personalize to the real reader (24 recordings, 8 held out) in a throw-away store, and say in a
+    few lines what changed: the held-out error before and after, kept or not and why, time, memory."""
     import tempfile
     import threading
 
     from .nodes.job_interface import SOURCE_FOLDER, PersonalizeRequest, TrainingOptions
-    from .personalize import PersonalizationJob, PersonalizeConfig
+    from .personalize import PersonalizationJob, PersonalizeConfig, peak_rss_mb
     from .store import AdapterStore
 
     print('\n== personalizing to the real reader: 24 recordings, LJ001-0025..0032 held out', flush=True)
@@ -388,10 +389,30 @@ def _demo_personalize(pipeline: Any, lj: Path) -> None:
         if not result.success:
             print(f'  personalization failed: {result.message}')
             return
-        for key in ('wer_nearest', 'wer_repeat', 'nll_audio'):
-            before, after = result.metrics_before.get(key), result.metrics_after.get(key)
-            print(f'  {key:12} before {before}  after {after}')
-        print(f'  accepted: {result.accepted} ({result.message}); answers this operator in {result.mode} mode')
+        before, after = result.metrics_before, result.metrics_after
+        run = job.last_run
+
+        def change(key: str) -> str:
+            b, a = before.get(key), after.get(key)
+            if b is None or a is None:  # the slow LLM reading is made for accepted runs only
+                return 'not measured (read by the LLM only when the fast readings accept the run)'
+            return f'{b:.3f} -> {a:.3f} ({(a - b) / b:+.0%})' if b else f'{b:.3f} -> {a:.3f}'
+
+        verdict = 'ACCEPTED, now active' if result.accepted else 'REJECTED, the previous adapter stays active'
+        print(f'  held-out word error, projector alone : {change("wer_nearest")}   (Whisper cascade: '
+              f'{before.get("wer_cascade", float("nan")):.3f})')
+        print(f'  held-out word error, LLM repeats it  : {change("wer_repeat")}')
+        print(f'  general speech (forgetting canary)   : {change("wer_canary")}')
+        print(f'  verdict: {verdict}')
+        print(f'    why: {run.get("gate", result.message)}')
+        spent = result.durations
+        print(f'  time: {spent.get("total", 0):.0f} s in the job ({spent.get("train", 0):.0f} s training, '
+              f'{run.get("steps")} steps, stopped by {run.get("stopped_by")}); peak memory {peak_rss_mb():.0f} MB')
+        auto = run.get('routing') or {}
+        threshold = auto.get('threshold')
+        threshold_text = 'n/a' if threshold is None else f'{threshold:.3f}'
+        print(f'  answers this operator in {result.mode} mode; auto mode threshold {threshold_text} '
+              f'(aligned path for {auto.get("aligned_share", 0):.0%} of the held-out utterances)')
 
 
 # -- personalize ---------------------------------------------------------------------------------
@@ -492,6 +513,8 @@ def cmd_personalize(args: argparse.Namespace) -> int:
         'objective': args.objective or job.config.objective,
         'method': args.method or job.config.method, 'steps': details.get('steps'),
         'stopped_by': details.get('stopped_by'), 'durations': result.durations,
+        'lr': details.get('lr'), 'best_dev_wer': details.get('best_dev_wer'), 'dev_ids': details.get('dev_ids'),
+        'cache_hits': details.get('cache_hits'), 'routing': details.get('routing'), 'gate': details.get('gate'),
         'seconds': round(age(), 1),
         'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }

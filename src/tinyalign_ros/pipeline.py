@@ -16,8 +16,11 @@
 
 Aligned mode runs encoder -> projector -> LLM (the projected audio is injected between the prompt's
 instruction text); cascade mode runs Whisper transcription -> the same LLM and prompt with the
-transcript in place of the audio. Both report where the time went, so a robot engineer can see
-whether the encoder, the projector or the LLM is the bottleneck.
+transcript in place of the audio. Auto mode decides per utterance: the aligned path answers when its
+token head is sure enough of what it heard (:mod:`tinyalign_ros.routing`; the threshold is learned
+per operator at personalization time), else Whisper transcribes. Every response says which path
+answered and where the time went, so a robot engineer can see whether the encoder, the projector or
+the LLM is the bottleneck.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
 from .llm import LLM, GenerationConfig, GenerationResult, PromptConfig
 from .projector import Projector, ProjectorConfig, build_projector
+from .routing import DEFAULT_THRESHOLD, confidence
 
 log = logging.getLogger(__name__)
 
-MODES = ('aligned', 'cascade')
+MODES = ('aligned', 'cascade', 'auto')  # auto: per utterance, by the aligned path's confidence
 ASSETS = Path(__file__).resolve().parent / 'assets'
 BASE_ADAPTER = ASSETS / 'base_adapter'
 
@@ -54,14 +58,14 @@ class Response:
     """One answer, with its latency breakdown in milliseconds."""
 
     text: str
-    mode: str
+    mode: str  # the path that answered: 'aligned' or 'cascade' (also when 'auto' was asked for)
     audio_s: float
     latency_ms: dict[str, float]
     truncated: bool = False
     adapter_id: str | None = None
     transcript: str | None = None  # what the cascade heard (cascade mode only)
     n_audio_tokens: int = 0  # embeddings injected for the audio (aligned mode only)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # auto mode: requested, confidence, threshold
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +88,8 @@ class Pipeline:
 
     def __init__(self, encoder: WhisperEncoder, llm: LLM, projector: Projector | None = None,
                  prompt: PromptConfig | None = None, generation: GenerationConfig | None = None,
-                 adapter_id: str | None = None, max_utterance_s: float = 30.0) -> None:
+                 adapter_id: str | None = None, max_utterance_s: float = 30.0,
+                 route_threshold: float | None = None) -> None:
         self.encoder = encoder
         self.llm = llm
         self.prompt = prompt or PromptConfig()
@@ -93,6 +98,9 @@ class Pipeline:
         self._lock = threading.Lock()
         self._projector = projector
         self._adapter_id = adapter_id
+        self._route_threshold = DEFAULT_THRESHOLD
+        if route_threshold is not None:
+            self.set_route_threshold(route_threshold)
         if projector is not None and not projector.is_bound:
             projector.bind_llm(llm.embedding_matrix)
 
@@ -137,11 +145,26 @@ class Pipeline:
             self._projector, self._adapter_id = projector, adapter_id
 
     def load_adapter(self, path: str | Path) -> dict[str, Any]:
-        """Load an adapter folder, checked against the loaded models, and make it active."""
+        """Load an adapter folder, checked against the loaded models, and make it active (with the
+        auto-mode threshold its personalization learned, else the default one)."""
         projector, meta = load_adapter(path, self.encoder.identity, self.llm.identity,
                                        self.llm.embedding_matrix)
         self.set_adapter(projector, meta.get('adapter_id', Path(path).name))
+        threshold = (meta.get('routing') or {}).get('threshold')
+        self.set_route_threshold(DEFAULT_THRESHOLD if threshold is None else threshold)
         return meta
+
+    @property
+    def route_threshold(self) -> float:
+        """Auto mode answers from the projected audio when its confidence is at least this."""
+        return self._route_threshold
+
+    def set_route_threshold(self, threshold: float) -> None:
+        """Set the auto-mode threshold (an operator's comes from their adapter's personalization)."""
+        value = float(threshold)
+        if not 0.0 <= value <= 1.5:  # margins lie in [0, 1]; above 1 = always the cascade
+            raise PipelineError(f'route threshold must be a confidence margin in [0, 1.5], got {threshold!r}')
+        self._route_threshold = value
 
     @staticmethod
     def adapter_metadata(path: str | Path) -> dict[str, Any]:
@@ -157,14 +180,28 @@ class Pipeline:
         prompt = prompt or self.prompt
         generation = generation or self.generation
         with self._lock:
-            projector, adapter_id = self._projector, self._adapter_id
+            projector, adapter_id, threshold = self._projector, self._adapter_id, self._route_threshold
         start = time.perf_counter()
         transcript = None
         n_audio = 0
-        if mode == 'aligned':
+        extra: dict[str, Any] = {}
+        path = mode
+        features = None
+        if mode == 'auto':
+            if projector is None:  # nothing to route to but Whisper
+                path = 'cascade'
+                extra = {'requested': 'auto', 'confidence': None, 'threshold': threshold}
+            else:
+                features = self.encoder.features(audio)
+                sure = confidence(projector, features)
+                path = 'aligned' if sure.margin >= threshold else 'cascade'
+                extra = {'requested': 'auto', 'confidence': round(sure.margin, 4), 'threshold': threshold,
+                         'route_ms': round((time.perf_counter() - start) * 1000.0, 2)}
+        if path == 'aligned':
             if projector is None:
                 raise PipelineError('aligned mode needs an adapter; load one or use cascade mode')
-            features = self.encoder.features(audio)
+            if features is None:
+                features = self.encoder.features(audio)
             t_encoded = time.perf_counter()
             embeds = projector.project(features)
             n_audio = int(embeds.shape[0])
@@ -190,9 +227,9 @@ class Pipeline:
             'total': (end - start) * 1000.0,
         }
         return Response(
-            text=result.text, mode=mode, audio_s=len(audio) / SAMPLE_RATE, latency_ms=latency,
-            truncated=result.truncated, adapter_id=adapter_id if mode == 'aligned' else None,
-            transcript=transcript, n_audio_tokens=n_audio,
+            text=result.text, mode=path, audio_s=len(audio) / SAMPLE_RATE, latency_ms=latency,
+            truncated=result.truncated, adapter_id=adapter_id if path == 'aligned' else None,
+            transcript=transcript, n_audio_tokens=n_audio, extra=extra,
         )
 
     def with_prompt(self, **changes: Any) -> PromptConfig:

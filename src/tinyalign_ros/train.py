@@ -86,6 +86,13 @@ class TrainConfig:
     lora_rank: int = 0  # ce only: LoRA rank on the LLM's q/v projections (0 = frozen LLM)
     negatives: int = 4096  # ctc only: vocabulary rows sampled per step besides the batch's own (0 = all)
     hard_negatives: int = 8  # ctc only: nearest head rows of each target token added to every step's sample
+    # L2-SP: weight of a pull toward the starting weights (sum of squared differences, mean per
+    # parameter tensor). Fine-tuning on a few minutes of one voice drifts away from what the start
+    # knew; this keeps it near, so general speech is not forgotten. 0 = plain fine-tuning.
+    anchor: float = 0.0
+    # True: the learning rate decays over whichever runs out first, steps or seconds. False: over the
+    # steps alone, so a run is reproducible whatever the machine's load (the time budget still stops it).
+    schedule_by_time: bool = True
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -94,6 +101,8 @@ class TrainConfig:
             raise TrainError('batch_size, max_steps and lr must be positive')
         if self.negatives < 0:
             raise TrainError(f'negatives must be >= 0, got {self.negatives}')
+        if self.anchor < 0:
+            raise TrainError(f'anchor must be >= 0, got {self.anchor}')
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -390,8 +399,19 @@ def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     by_steps = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
-    progress = min(1.0, max(by_steps, elapsed_s / config.max_time_s))
+    by_time = elapsed_s / config.max_time_s if config.schedule_by_time else 0.0
+    progress = min(1.0, max(by_steps, by_time))
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def anchor_penalty(projector: Projector, start: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L2-SP: the mean squared distance of each trainable tensor from its starting value, summed
+    over tensors (a per-tensor mean, so one weight does not depend on the projector's size)."""
+    total = torch.zeros(())
+    for name, param in projector.named_parameters():
+        if param.requires_grad and name in start:
+            total = total + (param - start[name]).pow(2).mean().to(total.device)
+    return total
 
 
 def greedy_wer(projector: Projector, examples: Sequence[Example], encoder: WhisperEncoder, llm: LLM) -> float:
@@ -437,6 +457,8 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
         lora_params = _add_lora(llm, config.lora_rank)
     params = [p for p in projector.parameters() if p.requires_grad] + lora_params
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    anchor_start = ({name: p.detach().clone() for name, p in projector.named_parameters() if p.requires_grad}
+                    if config.anchor > 0 else {})
     pad_id = llm.tokenizer.pad_token_id if llm.tokenizer.pad_token_id is not None else 0
     start = time.perf_counter()
     step = 0
@@ -473,6 +495,8 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
                 loss = slots_loss(projector, x, lengths, batch, llm.embedding_matrix, pad_id)
             else:
                 loss = ce_loss(projector, x, lengths, batch, llm)
+            if anchor_start:
+                loss = loss + config.anchor * anchor_penalty(projector, anchor_start)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
@@ -543,4 +567,5 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
 
 __all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples', 'neighbour_table',
            'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector',
-           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows', 'bound_heap']
+           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows', 'bound_heap',
+           'anchor_penalty']
