@@ -463,9 +463,10 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     total = None
     if args.max_total_seconds:
         total = max(1.0, args.max_total_seconds - age())  # start-up and model loading count too
-    config = PersonalizeConfig(n_general=args.n_general, n_canary=args.n_canary, lr=args.lr,
-                               max_total_s=total, repeat_items=args.repeat_items,
-                               work_dir=Path(args.work_dir) if args.work_dir else None)
+    # PersonalizeConfig is the one home of the defaults: a flag overrides only when given.
+    given = {name: getattr(args, name) for name in ('n_general', 'n_canary', 'lr', 'repeat_items')
+             if getattr(args, name) is not None}
+    config = PersonalizeConfig(max_total_s=total, work_dir=Path(args.work_dir) if args.work_dir else None, **given)
     job = PersonalizationJob(pipeline, store, config, log_fn=lambda _msg: None)
     holdout_ids = list(args.holdout_ids or [])
     request = PersonalizeRequest(
@@ -684,14 +685,14 @@ def build_parser() -> argparse.ArgumentParser:
                         'is left after preparing and scoring (default 110; 0 = none)')
     p.add_argument('--max-steps', type=int, help='training step budget')
     p.add_argument('--objective', choices=['ctc', 'ce'], default='', help='ctc (default) or the conventional ce')
-    p.add_argument('--method', choices=['projector', 'lora'], default='',
-                   help='train all projector weights (default) or LoRA on them')
+    p.add_argument('--method', choices=['projector', 'lora', 'input'], default='',
+                   help='train all projector weights (default), LoRA on them, or the input layers only')
     p.add_argument('--pseudo-label', action='store_true', help='label untranscribed speech with the cascade ASR')
     p.add_argument('--gate-margin', type=float, help='relative improvement required (default 0.05)')
-    p.add_argument('--lr', type=float, default=3e-3)
-    p.add_argument('--n-general', type=int, default=32, help='general utterances mixed in')
-    p.add_argument('--n-canary', type=int, default=12, help='general canary utterances scored')
-    p.add_argument('--repeat-items', type=int, default=8, help='held-out utterances scored with LLM repeat')
+    p.add_argument('--lr', type=float, help='learning rate (default: PersonalizeConfig.lr, 1e-3)')
+    p.add_argument('--n-general', type=int, help='general utterances mixed in (default 32)')
+    p.add_argument('--n-canary', type=int, help='general canary utterances scored (default 12)')
+    p.add_argument('--repeat-items', type=int, help='held-out utterances scored with LLM repeat (default 8)')
     p.add_argument('--seed', type=int)
     p.add_argument('--json', action='store_true')
     _model_args(p)
