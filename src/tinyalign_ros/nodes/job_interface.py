@@ -98,7 +98,7 @@ class TrainingOptions:
     holdout: int | None = None
     holdout_ids: list[str] = field(default_factory=list)
     objective: str = ''
-    method: str = ''  # 'projector' or 'lora'
+    method: str = ''  # 'projector', 'lora' or 'input' (the first layer block only)
     pseudo_label: bool = False
     gate_margin: float | None = None
     seed: int | None = None
