@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from tinyalign_ros import synth
 from tinyalign_ros.data import load_dataset
 from tinyalign_ros.synth import (
-    DEFAULT_VOICES, HELDOUT_VOICES, SAMPLE_RATE, SynthError, check_voice, read_sentences, synthesize,
-    synthesize_corpus,
+    check_voice, DEFAULT_VOICES, HELDOUT_VOICES, read_sentences, SAMPLE_RATE, SynthError, synthesize, synthesize_corpus,
 )
 
 SENTENCES = [

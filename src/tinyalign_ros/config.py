@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine's YAML configuration, validated when it is loaded.
+"""
+The engine's YAML configuration, validated when it is loaded.
 
 One file describes the whole assistant: which models, which adapter, the prompt with its injected
 instruction, generation limits and the segmenter. Unknown keys and wrong types are refused at load
@@ -22,10 +23,10 @@ time with the key's full name, so a typo in a robot's config fails at start-up, 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+import types
+import typing
 from typing import Any
 
 import yaml
@@ -153,5 +154,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain data (for logs and adapter metadata)."""
+    """Return the config as plain data (for logs and adapter metadata)."""
     return dataclasses.asdict(config)

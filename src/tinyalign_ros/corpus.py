@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The text an assistant's projector learns to read: questions, commands, conversation and prose.
+"""
+The text an assistant's projector learns to read: questions, commands, conversation and prose.
 
 A projector learns the word prior of its training text. Trained on 19th-century prose alone it
 hears "How many" as "However"; trained on a narrow template list it hears "capital of France" as
@@ -36,12 +37,12 @@ deterministic for a seed; :func:`build_corpus` writes one text file per source a
 
 from __future__ import annotations
 
-import json
-import random
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+import json
 from pathlib import Path
+import random
+import re
 from typing import Any, Callable, Iterable
 
 WORDNET_DIR = Path('/usr/share/wordnet')
@@ -116,7 +117,7 @@ def build_corpus(out_dir: str | Path, lj_text: str | Path | None, config: Corpus
 
 
 def read_corpus(folder: str | Path, source: str, split: str = 'train') -> list[str]:
-    """The sentences of one source and split of a built corpus."""
+    """Read the sentences of one source and split of a built corpus."""
     path = Path(folder) / f'{source}.{split}.txt'
     if not path.is_file():
         raise CorpusError(f'{path} not found: build the corpus first (`tinyalign corpus --out {folder}`)')
@@ -130,7 +131,7 @@ _ALLOWED = re.compile(r"^[A-Za-z0-9 ,.;:!?'\-]+$")
 
 
 def wordnet_examples(root: Path = WORDNET_DIR) -> list[str]:
-    """The quoted example sentences of WordNet's glosses (``data.noun`` etc.)."""
+    """Collect the quoted example sentences of WordNet's glosses (``data.noun`` etc.)."""
     files = [root / f'data.{pos}' for pos in ('noun', 'verb', 'adj', 'adv')]
     if not any(f.is_file() for f in files):
         raise CorpusError(f'WordNet not found in {root}: `apt-get install wordnet-base`')
