@@ -41,8 +41,8 @@ VOCAB = torch.tensor([3, 8, 40, 41, 42, 99, 250, 400])
 
 
 def projector_for(llm: LLM, seed: int = 0, **changes) -> Projector:
-    config = dict(encoder_dim=64, llm_dim=llm.hidden_size, d_model=32, n_layers=2, n_heads=4, ff_dim=64,
-                  dropout=0.0)
+    config = {'encoder_dim': 64, 'llm_dim': llm.hidden_size, 'd_model': 32, 'n_layers': 2, 'n_heads': 4, 'ff_dim': 64,
+              'dropout': 0.0}
     config.update(changes)
     torch.manual_seed(seed)
     projector = build_projector(ProjectorConfig(**config))

@@ -93,7 +93,7 @@ def test_never_clips_and_refuses_bad_settings() -> None:
 
 
 def test_a_pitch_shift_down_then_a_low_pass_near_nyquist_works() -> None:
-    """SoX shifts pitch by resampling; a later 7 kHz filter must still see a 16 kHz stream."""
+    """Check that a later 7 kHz filter still sees a 16 kHz stream after sox shifts pitch by resampling."""
     x = _tone()
     config = AugmentConfig(p_clean=0.0, p_pitch=1.0, pitch_cents=(-300.0, -300.0), p_band=1.0, p_tempo=0.0,
                            p_reverb=0.0, p_noise=0.0, p_gain=0.0)

@@ -236,7 +236,7 @@ def test_cancel_stops_the_job(ros: list[Any], tmp_path: Path, dataset: Path) -> 
 
 
 def test_a_cancel_after_the_store_switched_succeeds_and_the_node_adopts(ros: list[Any], tmp_path: Path,
-                                                                         dataset: Path) -> None:
+                                                                        dataset: Path) -> None:
     """
     The job already switched the store when the cancel came.
 

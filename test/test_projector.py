@@ -42,8 +42,8 @@ LLM_DIM = 64  # the tiny LLM's hidden size
 
 def small(type_: str = 'bridgeformer', **changes) -> ProjectorConfig:
     """Build a projector small enough to run in milliseconds on the tiny models' widths."""
-    base = dict(type=type_, encoder_dim=ENC, llm_dim=LLM_DIM, d_model=32, n_layers=2, n_heads=4,
-                ff_dim=64, dropout=0.0, reduce_factor=4, n_slots=6, top_k=4)
+    base = {'type': type_, 'encoder_dim': ENC, 'llm_dim': LLM_DIM, 'd_model': 32, 'n_layers': 2, 'n_heads': 4,
+            'ff_dim': 64, 'dropout': 0.0, 'reduce_factor': 4, 'n_slots': 6, 'top_k': 4}
     base.update(changes)
     return ProjectorConfig(**base)
 

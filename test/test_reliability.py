@@ -46,7 +46,7 @@ import tinyalign_ros.store as store_module
 from tinyalign_ros.store import AdapterStore, Recording, SaveCancelled
 import torch
 
-TINY = dict(encoder_dim=8, llm_dim=8, d_model=8, n_layers=1, n_heads=2, ff_dim=16, reduce_factor=2)
+TINY = {'encoder_dim': 8, 'llm_dim': 8, 'd_model': 8, 'n_layers': 1, 'n_heads': 2, 'ff_dim': 16, 'reduce_factor': 2}
 
 
 def projector(seed: int = 0) -> Projector:

@@ -41,7 +41,7 @@ from tinyalign_ros.store import AdapterStore, default_store_root, is_complete_ad
 import torch
 
 SRC = Path(__file__).resolve().parents[1] / 'src'
-TINY = dict(encoder_dim=8, llm_dim=8, d_model=8, n_layers=1, n_heads=2, ff_dim=16, reduce_factor=2)
+TINY = {'encoder_dim': 8, 'llm_dim': 8, 'd_model': 8, 'n_layers': 1, 'n_heads': 2, 'ff_dim': 16, 'reduce_factor': 2}
 
 
 def projector(seed: int = 0) -> Projector:
@@ -178,7 +178,7 @@ def test_a_damaged_state_file_falls_back_to_the_newest_complete_one(store: Adapt
     assert store.active('ann').adapter_id == 'b'
 
 
-KILLER = textwrap.dedent('''
+KILLER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {src!r})
     import torch
@@ -198,7 +198,7 @@ KILLER = textwrap.dedent('''
     store = AdapterStore({root!r}, keep=3)
     store.add('ann', build_projector(ProjectorConfig(**{tiny!r})), {{}}, adapter_id='doomed')
     print('survived')
-''')
+""")
 
 
 def test_a_process_killed_during_save_leaves_the_store_consistent(store: AdapterStore) -> None:

@@ -119,8 +119,8 @@ def test_read_sentences_filters_by_words(tmp_path: Path) -> None:
 
 
 def _corpus(out: Path, seed: int = 0, **kwargs) -> Path:
-    args = dict(voices=['en-us', 'en-us+f3'], rates=[150, 190], pitches=[45, 55], n=4, seed=seed,
-                max_words=8, progress=False)
+    args = {'voices': ['en-us', 'en-us+f3'], 'rates': [150, 190], 'pitches': [45, 55], 'n': 4, 'seed': seed,
+            'max_words': 8, 'progress': False}
     args.update(kwargs)
     return synthesize_corpus(SENTENCES, out, **args)
 

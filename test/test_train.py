@@ -65,15 +65,15 @@ def examples(all_examples: list[Example]) -> list[Example]:
 
 
 def config(**changes) -> TrainConfig:
-    base = dict(objective='ctc', lr=3e-3, warmup_steps=1, max_steps=30, batch_size=4, val_items=0,
-                eval_every=1000, time_mask=0, feature_dropout=0.0, seed=0)
+    base = {'objective': 'ctc', 'lr': 3e-3, 'warmup_steps': 1, 'max_steps': 30, 'batch_size': 4, 'val_items': 0,
+            'eval_every': 1000, 'time_mask': 0, 'feature_dropout': 0.0, 'seed': 0}
     base.update(changes)
     return TrainConfig(**base)
 
 
 def fresh(encoder: WhisperEncoder, llm: LLM, examples: list[Example], seed: int = 0, **changes) -> Projector:
-    settings = dict(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32, n_layers=1, n_heads=4,
-                    ff_dim=64, dropout=0.0)
+    settings = {'encoder_dim': encoder.d_model, 'llm_dim': llm.hidden_size, 'd_model': 32, 'n_layers': 1, 'n_heads': 4,
+                'ff_dim': 64, 'dropout': 0.0}
     settings.update(changes)
     torch.manual_seed(seed)
     return new_projector(encoder, llm, build_vocab(examples), ProjectorConfig(**settings))
@@ -397,7 +397,7 @@ def test_ce_objective_runs_one_step_through_the_frozen_llm(encoder: WhisperEncod
 
 
 @pytest.mark.parametrize('changes,match', [
-    (dict(negatives=-1), 'negatives'),
+    ({'negatives': -1}, 'negatives'),
     ({'objective': 'mse'}, 'objective'),
     ({'batch_size': 0}, 'batch_size'),
     ({'max_steps': 0}, 'max_steps'),

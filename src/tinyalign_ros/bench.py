@@ -49,12 +49,12 @@ from .train import ce_loss, ctc_loss, Example, target_text, TRAIN_PROMPT, TrainC
 # Random-weight stand-ins: the embedded LLM's own shape (for machines without its weights) and the
 # sizes users run on robots (dimensions of public 0.5B/1B models).
 SHAPES: dict[str, dict[str, Any]] = {
-    '135m': dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
-    '0.5b': dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    '1b': dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
+    '135m': {'hidden_size': 576, 'intermediate_size': 1536, 'num_hidden_layers': 30, 'num_attention_heads': 9,
+             'num_key_value_heads': 3, 'vocab_size': 49152, 'tie_word_embeddings': True},
+    '0.5b': {'hidden_size': 896, 'intermediate_size': 4864, 'num_hidden_layers': 24, 'num_attention_heads': 14,
+             'num_key_value_heads': 2, 'vocab_size': 151936, 'tie_word_embeddings': True},
+    '1b': {'hidden_size': 2048, 'intermediate_size': 8192, 'num_hidden_layers': 16, 'num_attention_heads': 32,
+           'num_key_value_heads': 8, 'vocab_size': 128256, 'tie_word_embeddings': True},
 }
 
 BENCH_SENTENCES = (

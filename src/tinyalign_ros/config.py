@@ -34,6 +34,9 @@ import yaml
 from .llm import GenerationConfig, PromptConfig
 from .segmenter import SegmenterConfig
 
+# Optional[X] and X | None carry this type; compared by identity, as the other annotations are.
+_NONE_TYPE = type(None)
+
 
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
@@ -85,7 +88,7 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f'{key}: {value!r} is not a valid {annotation}')
-    if annotation is type(None):
+    if annotation is _NONE_TYPE:
         if value is None:
             return None
         raise ConfigError(f'{key}: expected null, got {value!r}')

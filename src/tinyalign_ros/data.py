@@ -62,7 +62,7 @@ class DatasetError(ValueError):
 class Item:
     """One utterance: a unique id, the audio file and its transcript (None when unlabeled)."""
 
-    id: str
+    id: str  # noqa: A003 - the manifest's field name, read and written by every tool
     audio: Path
     text: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)

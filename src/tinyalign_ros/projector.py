@@ -51,7 +51,7 @@ class ProjectorConfigError(ValueError):
 class ProjectorConfig:
     """Hyper-parameters of a projector; saved verbatim in every adapter's metadata."""
 
-    type: str = 'bridgeformer'
+    type: str = 'bridgeformer'  # noqa: A003 - the key stored in every adapter's metadata
     encoder_dim: int = 384
     llm_dim: int = 576
     d_model: int = 384

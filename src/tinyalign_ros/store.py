@@ -184,7 +184,7 @@ class Recording:
 
     audio: np.ndarray
     text: str | None
-    id: str = ''  # '' = the store names it
+    id: str = ''  # noqa: A003 - the manifest's field name; '' = the store names it
     meta: dict[str, Any] = field(default_factory=dict)
 
 
