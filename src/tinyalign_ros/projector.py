@@ -111,7 +111,7 @@ def reduce_lengths(lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tens
 
 def reduce_frames(x: torch.Tensor, lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
     """
-    Reduce the length, applied *before* any transformer layer because it is the cost driver.
+    Reduce the length *before* any transformer layer, because the length is the cost driver.
 
     'stack' concatenates k consecutive frames (keeps all information, Ultravox/SLAM style), 'mean'
     averages them, 'adaptive' pools each utterance to a fixed number of slots (the paper's literal

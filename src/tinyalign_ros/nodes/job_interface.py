@@ -177,7 +177,7 @@ GOAL_ABORTED = 'aborted'
 
 def goal_status(result: PersonalizeResult, cancel_requested: bool) -> tuple[str, str]:
     """
-    Decide the terminal state of a goal and its message, decided by what the job did.
+    Decide the terminal state of a goal and its message from what the job did.
 
     A cancel is only honoured when the job stopped before changing the store: a job that reports
     success had already switched the store when it saw the cancel (or never saw it), so the goal
