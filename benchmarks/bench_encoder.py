@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Fitted-window vs 30 s-window Whisper encoding time, per utterance length.
+"""
+Fitted-window vs 30 s-window Whisper encoding time, per utterance length.
 
 The question this answers: how much does encoding only the smallest window that holds the utterance
 (WindowPolicy 5/10/20/30 s) save over Whisper's usual 30 s padding, on this machine? Both encoders
@@ -28,11 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

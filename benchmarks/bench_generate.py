@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""First-token latency of ``LLM.generate`` (transformers' ``generate`` with a streamer, logits
-processors and stopping criteria) against a bare KV-cache greedy loop, side by side in one process.
+"""
+First-token latency of ``LLM.generate`` against a bare KV-cache greedy loop.
+
+``LLM.generate`` is transformers' ``generate`` with a streamer, logits processors and stopping criteria; the
+two run side by side in one process.
 
     .venv/bin/python benchmarks/bench_generate.py [--questions 12] [--repeats 3] [--out docs/benchmarks/generate.json]
 
@@ -27,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import statistics
 import time
-from pathlib import Path
 
-import torch
-
-from tinyalign_ros.llm import LLM, GenerationConfig, PromptConfig
+from tinyalign_ros.llm import GenerationConfig, LLM, PromptConfig
 from tinyalign_ros.qa import load_set
+import torch
 
 
 def bare_loop(llm: LLM, embeds: torch.Tensor, max_new_tokens: int) -> tuple[float, float, int]:

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""What the open-vocabulary token head costs at inference, side by side with a closed head.
+"""
+What the open-vocabulary token head costs at inference, side by side with a closed head.
 
 The aligned path reads each utterance through the token head once (CTC collapse and the top-k mix).
 An open head scores every row of the LLM's input table (49,152 for SmolLM2) where the earlier closed
@@ -27,16 +28,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
-
 from tinyalign_ros.adapter import load_adapter
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.pipeline import BASE_ADAPTER
+import torch
 
 
 def main() -> None:

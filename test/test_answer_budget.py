@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The pipeline ties each answer's token budget to the question it heard: the number of projected
-audio positions in aligned mode, the transcript's token count in cascade mode."""
+"""
+The pipeline ties each answer's token budget to the question it heard.
+
+The budget is the number of projected audio positions in aligned mode, the transcript's token count in cascade
+mode.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +25,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-
 from tinyalign_ros.encoder import WhisperEncoder
-from tinyalign_ros.llm import LLM, GenerationConfig
+from tinyalign_ros.llm import GenerationConfig, LLM
 from tinyalign_ros.pipeline import Pipeline
-from tinyalign_ros.projector import ProjectorConfig, build_projector
+from tinyalign_ros.projector import build_projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
+import torch
 
 
 @pytest.fixture(scope='module')

@@ -23,12 +23,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-
 from tinyalign_ros import audio
 from tinyalign_ros.audio import (
-    SAMPLE_RATE, AudioError, AudioFileError, AudioFormatError, AudioTooLongError,
-    EmptyAudioError, NonFiniteAudioError, PcmStream, duration_s, format_from_portaudio,
-    load_audio, normalize_format, pcm_to_float, sample_width, to_mono_16k,
+    AudioError, AudioFileError, AudioFormatError, AudioTooLongError, duration_s, EmptyAudioError, format_from_portaudio,
+    load_audio, NonFiniteAudioError, normalize_format, pcm_to_float, PcmStream, SAMPLE_RATE, sample_width, to_mono_16k,
     typed_array_to_float, validate,
 )
 

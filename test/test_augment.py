@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Augmentation: each condition really changes the audio the way it says, the same seed gives the
-same audio, and the noise lands at the signal-to-noise ratio it was asked for."""
+"""
+Augmentation: each condition really changes the audio the way it says.
+
+The same seed gives the same audio, and the noise lands at the signal-to-noise ratio it was asked for.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +24,7 @@ import random
 
 import numpy as np
 import pytest
-
-from tinyalign_ros.augment import AugmentConfig, add_noise, augment, make_noise, sox_effects
+from tinyalign_ros.augment import add_noise, augment, AugmentConfig, make_noise, sox_effects
 
 SR = 16000
 
@@ -91,7 +93,7 @@ def test_never_clips_and_refuses_bad_settings() -> None:
 
 
 def test_a_pitch_shift_down_then_a_low_pass_near_nyquist_works() -> None:
-    """sox shifts pitch by resampling; a later 7 kHz filter must still see a 16 kHz stream."""
+    """Check that a later 7 kHz filter still sees a 16 kHz stream after sox shifts pitch by resampling."""
     x = _tone()
     config = AugmentConfig(p_clean=0.0, p_pitch=1.0, pitch_cents=(-300.0, -300.0), p_band=1.0, p_tempo=0.0,
                            p_reverb=0.0, p_noise=0.0, p_gain=0.0)

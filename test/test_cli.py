@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for the `tinyalign` command on the tiny models: JSON output of respond and evaluate,
-cascade mode, one-line errors with exit status 2, and corpus synthesis."""
+"""
+Tests for the `tinyalign` command on the tiny models.
+
+JSON output of respond and evaluate, cascade mode, one-line errors with exit status 2, and corpus synthesis.
+"""
 
 from __future__ import annotations
 
@@ -23,15 +26,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-
 from tinyalign_ros.adapter import save_adapter
 from tinyalign_ros.cli import build_parser, main
 from tinyalign_ros.data import Item, load_dataset, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.projector import ProjectorConfig, build_projector
+from tinyalign_ros.projector import build_projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
+import torch
 
 TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.')
 LATENCY_KEYS = {'encode', 'project', 'first_token', 'total'}
@@ -56,7 +58,7 @@ def wav(corpus: Path) -> Path:
 
 @pytest.fixture(scope='module')
 def adapter(tiny_whisper_path: Path, tiny_llm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random adapter made for the tiny model pair (never blank, so it always injects audio)."""
+    """Save a random adapter made for the tiny model pair (never blank, so it always injects audio)."""
     encoder, llm = WhisperEncoder(tiny_whisper_path, cpu_threads=1), LLM(tiny_llm_path)
     torch.manual_seed(0)
     projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,

@@ -12,23 +12,19 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for the engine's YAML configuration: defaults, loading, overrides and the refusals that
-make a typo fail at start-up with the key's full name."""
+"""
+Tests for the engine's YAML configuration.
+
+Defaults, loading, overrides and the refusals that make a typo fail at start-up with the key's full name.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
 from tinyalign_ros.config import (
-    AssistantConfig,
-    ConfigError,
-    EncoderSettings,
-    LLMSettings,
-    from_dict,
-    load_config,
-    to_dict,
+    AssistantConfig, ConfigError, EncoderSettings, from_dict, LLMSettings, load_config, to_dict,
 )
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.segmenter import SegmenterConfig

@@ -12,19 +12,23 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The assistant text corpus: deterministic, cased and punctuated, broad, with held-out templates
-that never reach training. Built from Debian's WordNet and fortunes (installed by `make setup`)."""
+"""
+The assistant text corpus: deterministic, cased and punctuated, broad.
+
+Held-out templates never reach training. Built from Debian's WordNet and fortunes (installed by `make setup`).
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
+import re
 
 import pytest
-
-from tinyalign_ros.corpus import (SOURCES, CorpusConfig, CorpusError, Grammar, build_corpus, fortune_sentences,
-                                  read_corpus, spell_number, tidy, wordnet_examples)
+from tinyalign_ros.corpus import (
+    build_corpus, CorpusConfig, CorpusError, fortune_sentences, Grammar, read_corpus, SOURCES, spell_number, tidy,
+    wordnet_examples,
+)
 
 
 @pytest.fixture(scope='module')

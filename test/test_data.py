@@ -39,7 +39,7 @@ def _write_lines(path: Path, lines: list[str]) -> Path:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    """A folder with three wavs and a manifest pointing at them with relative paths."""
+    """Write a folder with three wavs and a manifest pointing at them with relative paths."""
     folder = tmp_path / 'corpus'
     for name in ('a', 'b', 'c'):
         _wav(folder / 'wavs' / f'{name}.wav')

@@ -19,20 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
+import re
 
 import numpy as np
 import pytest
-
 import tinyalign_ros.encoder as encoder_module
 from tinyalign_ros.encoder import (
-    EncoderError,
-    FeatureCache,
-    WhisperEncoder,
-    WindowPolicy,
-    file_sha256,
-    n_feature_frames,
+    EncoderError, FeatureCache, file_sha256, n_feature_frames, WhisperEncoder, WindowPolicy,
 )
 
 SR = 16000
@@ -322,7 +316,8 @@ def test_real_cascade_transcribes_synthesized_sentence(real: WhisperEncoder, fox
 @pytest.mark.real
 def test_real_fitted_window_features_agree_with_30s_window_on_speech(real: WhisperEncoder,
                                                                      fox_audio: np.ndarray) -> None:
-    """The windowing trade-off: the fitted window sees less padding, so features shift a little.
+    """
+    The windowing trade-off: the fitted window sees less padding, so features shift a little.
 
     Measured on this sentence (3.2 s, 5 s window, 16 syntheses): mean cosine 0.983 over the speech
     frames, 5th percentile 0.971, worst frame 0.95; a 1.2 s command drops to a mean of 0.96.

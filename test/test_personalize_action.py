@@ -236,9 +236,13 @@ def test_cancel_stops_the_job(ros: list[Any], tmp_path: Path, dataset: Path) -> 
 
 
 def test_a_cancel_after_the_store_switched_succeeds_and_the_node_adopts(ros: list[Any], tmp_path: Path,
-                                                                         dataset: Path) -> None:
-    """The job already switched the store when the cancel came: the goal succeeds, says the cancel
-    came too late, and the node answers with the new adapter (store, node and result agree)."""
+                                                                        dataset: Path) -> None:
+    """
+    The job already switched the store when the cancel came.
+
+    The goal succeeds, says the cancel came too late, and the node answers with the new adapter (store, node
+    and result agree).
+    """
     s = Setup(ros, tmp_path, steps=1, step_s=0.01, linger_after_save_s=1.0)
     handle, _fb, _t = s.send(s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset), activate=True))
     assert s.job.saved.wait(10)

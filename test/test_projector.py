@@ -12,9 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for the projectors: shapes per design and reduction, masking of padded frames, output
-scaling to the LLM's embedding norm, the token head over a (sub-)vocabulary and the CTC collapse
-that turns frames into the embeddings the aligned path injects.
+"""
+Tests for the projectors.
+
+Shapes per design and reduction, masking of padded frames, output scaling to the LLM's embedding norm, the
+token head over a (sub-)vocabulary and the CTC collapse that turns frames into the embeddings the aligned path
+injects.
 
 Everything runs on random features and the tiny random LLM's embedding table: the checks are
 about mechanics, which must hold exactly whatever the weights are.
@@ -26,29 +29,21 @@ import math
 
 import numpy as np
 import pytest
-import torch
-
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import (
-    PROJECTOR_TYPES,
-    REDUCTIONS,
-    BridgeFormer,
-    ConcatMLP,
-    LinearProjector,
-    Projector,
-    ProjectorConfig,
-    ProjectorConfigError,
-    build_projector,
+    BridgeFormer, build_projector, ConcatMLP, LinearProjector, Projector, PROJECTOR_TYPES, ProjectorConfig,
+    ProjectorConfigError, REDUCTIONS,
 )
+import torch
 
 ENC = 64  # the tiny Whisper's width
 LLM_DIM = 64  # the tiny LLM's hidden size
 
 
 def small(type_: str = 'bridgeformer', **changes) -> ProjectorConfig:
-    """A projector small enough to run in milliseconds on the tiny models' widths."""
-    base = dict(type=type_, encoder_dim=ENC, llm_dim=LLM_DIM, d_model=32, n_layers=2, n_heads=4,
-                ff_dim=64, dropout=0.0, reduce_factor=4, n_slots=6, top_k=4)
+    """Build a projector small enough to run in milliseconds on the tiny models' widths."""
+    base = {'type': type_, 'encoder_dim': ENC, 'llm_dim': LLM_DIM, 'd_model': 32, 'n_layers': 2, 'n_heads': 4,
+            'ff_dim': 64, 'dropout': 0.0, 'reduce_factor': 4, 'n_slots': 6, 'top_k': 4}
     base.update(changes)
     return ProjectorConfig(**base)
 
@@ -111,8 +106,12 @@ def test_forward_refuses_features_of_the_wrong_width() -> None:
 @pytest.mark.parametrize('reduction', REDUCTIONS)
 @pytest.mark.parametrize('type_', PROJECTOR_TYPES)
 def test_zero_padding_in_a_batch_does_not_change_valid_outputs(llm: LLM, type_: str, reduction: str) -> None:
-    """The batch layout training uses (zero padding, see train.load_batch) must not leak into
-    the valid positions: same utterance alone vs second in a padded batch, in eval mode."""
+    """
+    The batch layout training uses must not leak into the valid positions.
+
+    The layout is zero padding (see train.load_batch); the same utterance alone vs second in a padded batch,
+    in eval mode.
+    """
     projector = make(type_, reduction=reduction)
     projector.bind_llm(llm.embedding_matrix)
     short = feats(1, 18, seed=1)[0]
@@ -130,10 +129,13 @@ def test_zero_padding_in_a_batch_does_not_change_valid_outputs(llm: LLM, type_: 
 
 @pytest.mark.parametrize('reduction', REDUCTIONS)
 def test_padding_values_beyond_lengths_are_ignored(reduction: str) -> None:
-    """Frames past ``lengths`` are not part of the utterance, whatever they hold: a caller that
-    pads with anything but zeros (or normalizes features after padding) must get the same output.
-    18 frames is not a multiple of reduce_factor, so the last reduced position mixes valid and
-    padded frames."""
+    """
+    Frames past ``lengths`` are not part of the utterance, whatever they hold.
+
+    A caller that pads with anything but zeros (or normalizes features after padding) must get the same
+    output. 18 frames is not a multiple of reduce_factor, so the last reduced position mixes valid and padded
+    frames.
+    """
     projector = make('bridgeformer', reduction=reduction)
     short = feats(1, 18, seed=1)[0]
     batch = feats(2, 37, seed=3) * 5.0  # garbage everywhere ...
@@ -199,8 +201,12 @@ def test_unbound_project_returns_the_raw_scaled_outputs() -> None:
 
 
 def test_decode_and_project_agree_and_mix_only_embedding_rows(llm: LLM) -> None:
-    """One embedding per decoded id, each a convex mix of at most top_k rows of the bound
-    sub-vocabulary whose heaviest row is the decoded token."""
+    """
+    One embedding per decoded id.
+
+    Each is a convex mix of at most top_k rows of the bound sub-vocabulary whose heaviest row is the decoded
+    token.
+    """
     table = llm.embedding_matrix.detach().double()
     vocab = torch.arange(40, 70)  # 30 rows in a 64-d space: linearly independent
     projector = make('bridgeformer', seed=3)
@@ -221,9 +227,12 @@ def test_decode_and_project_agree_and_mix_only_embedding_rows(llm: LLM) -> None:
 
 
 def confident_linear(llm: LLM, token_by_feature: dict[int, int], blank_feature: float = 5.0) -> Projector:
-    """A linear projector (one frame per position) whose head is certain: feature dimension ``f``
-    set to 1 points the output exactly at token ``token_by_feature[f]``'s centred embedding; an
-    all-zero frame scores best as blank."""
+    """
+    Build a linear projector (one frame per position) whose head is certain.
+
+    Feature dimension ``f`` set to 1 points the output exactly at token ``token_by_feature[f]``'s centred
+    embedding; an all-zero frame scores best as blank.
+    """
     projector = build_projector(small('linear', reduce_factor=1, reduction='stack', top_k=8)).eval()
     projector.bind_llm(llm.embedding_matrix)
     table = llm.embedding_matrix.detach().float()

@@ -12,38 +12,41 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine under hostile input and a failing machine: cancel at the moment of the switch,
-pruning, operator ids, broken adapters, absurd audio, bad input files, a full disk, debris left
-by a crash, and fsync before every rename that publishes data. No models are needed."""
+"""
+The engine under hostile input and a failing machine.
+
+Cancel at the moment of the switch, pruning, operator ids, broken adapters, absurd audio, bad input files, a
+full disk, debris left by a crash, and fsync before every rename that publishes data. No models are needed.
+"""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+from pathlib import Path
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
-import torch
 from safetensors.torch import load_file, save_file
-
-import tinyalign_ros.store as store_module
-from tinyalign_ros.adapter import METADATA, WEIGHTS, AdapterError, file_sha256, load_adapter, save_adapter
-from tinyalign_ros.audio import AmplitudeError, NonFiniteAudioError, load_audio, pcm_to_float, validate
+import soundfile as sf
+from tinyalign_ros.adapter import AdapterError, file_sha256, load_adapter, METADATA, save_adapter, WEIGHTS
+from tinyalign_ros.audio import AmplitudeError, load_audio, NonFiniteAudioError, pcm_to_float, validate
 from tinyalign_ros.data import DatasetError, Item, load_dataset, write_manifest
-from tinyalign_ros.nodes.job_interface import (CANCEL_TOO_LATE, GOAL_ABORTED, GOAL_CANCELED, GOAL_SUCCEEDED,
-                                               OperatorIdError, PersonalizeRequest, PersonalizeResult, goal_status,
-                                               validate_operator_id)
+from tinyalign_ros.nodes.job_interface import (
+    CANCEL_TOO_LATE, GOAL_ABORTED, GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, OperatorIdError, PersonalizeRequest,
+    PersonalizeResult, validate_operator_id,
+)
 from tinyalign_ros.personalize import recordings_from_folder
-from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
+from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
+import tinyalign_ros.store as store_module
 from tinyalign_ros.store import AdapterStore, Recording, SaveCancelled
+import torch
 
-TINY = dict(encoder_dim=8, llm_dim=8, d_model=8, n_layers=1, n_heads=2, ff_dim=16, reduce_factor=2)
+TINY = {'encoder_dim': 8, 'llm_dim': 8, 'd_model': 8, 'n_layers': 1, 'n_heads': 2, 'ff_dim': 16, 'reduce_factor': 2}
 
 
 def projector(seed: int = 0) -> Projector:
@@ -151,8 +154,12 @@ def test_operator_ids_with_control_characters_are_refused(store: AdapterStore, b
 
 
 def rewrite_weights(path: Path, change: Any) -> None:
-    """Replace the weights by ``change(tensors)`` and record the new size and checksum, as a tool that
-    writes a broken adapter consistently would: only the content checks can catch it."""
+    """
+    Replace the weights by ``change(tensors)`` and record the new size and checksum.
+
+    This is what a tool that writes a broken adapter consistently would do: only the content checks can catch
+    it.
+    """
     tensors = change(load_file(str(path / WEIGHTS)))
     save_file(tensors, str(path / WEIGHTS), metadata={'format': 'tinyalign_ros-adapter'})
     meta = json.loads((path / METADATA).read_text())
@@ -442,8 +449,11 @@ class FsyncLog:
         monkeypatch.setattr(os, 'replace', replace)
 
     def check_published(self, name: str) -> None:
-        """The last rename onto a file called ``name`` was preceded by an fsync of its source and
-        followed by an fsync of the destination's folder."""
+        """
+        Check that the last rename onto a file called ``name`` was made durable.
+
+        It was preceded by an fsync of its source and followed by an fsync of the destination's folder.
+        """
         renames = [i for i, e in enumerate(self.events) if e[0] == 'replace' and Path(e[2]).name == name]
         assert renames, f'{name} was never renamed into place: {self.events}'
         i = renames[-1]

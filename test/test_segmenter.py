@@ -16,15 +16,12 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
+import itertools
 
 import numpy as np
 import pytest
-
-from tinyalign_ros.segmenter import (
-    WINDOW, Segmenter, SegmenterConfig, SegmenterError, StreamingVad, Utterance,
-)
+from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, SegmenterError, StreamingVad, Utterance, WINDOW
 
 SR = 16000
 START_TOL_S = 0.15
@@ -57,7 +54,7 @@ def phrases() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope='module')
 def two_phrases(phrases: tuple[np.ndarray, np.ndarray]) -> Stream:
-    """silence + speech + silence + speech + silence, with the true speech times."""
+    """Make silence + speech + silence + speech + silence, with the true speech times."""
     rng = np.random.default_rng(7)
     parts = [noise(1.3, rng), phrases[0], noise(1.5, rng), phrases[1], noise(1.2, rng)]
     offsets = np.cumsum([0] + [len(p) for p in parts])
@@ -84,7 +81,7 @@ def run(segmenter: Segmenter, audio: np.ndarray, sizes: list[int],
 
 
 def assert_exact(utterance: Utterance, audio: np.ndarray) -> None:
-    """The utterance is exactly the contiguous input between its start and end."""
+    """Check that the utterance is exactly the contiguous input between its start and end."""
     begin, end = round(utterance.start_s * SR), round(utterance.end_s * SR)
     assert begin == utterance.start_s * SR and end == utterance.end_s * SR
     assert utterance.audio.dtype == np.float32

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The shipped base adapter on the embedded models and real human speech (CI runs these).
+"""
+The shipped base adapter on the embedded models and real human speech (CI runs these).
 
 The thresholds are loose bounds around what the adapter measured (docs/results.md: projector-alone
 WER 0.463 on the 32 recordings), so a broken adapter, a wrong vocabulary binding or a changed
@@ -24,12 +25,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tinyalign_ros.adapter import read_metadata
 from tinyalign_ros.data import load_dataset
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.evaluate import evaluate
-from tinyalign_ros.llm import LLM, GenerationConfig
+from tinyalign_ros.llm import GenerationConfig, LLM
 from tinyalign_ros.pipeline import BASE_ADAPTER, Pipeline
 
 pytestmark = [pytest.mark.real, pytest.mark.shared_data]

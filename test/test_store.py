@@ -12,33 +12,36 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The per-operator adapter store: versions, the active pointer, rollback, modes, recordings, and
-what is left after a save is interrupted (a process killed mid-save, a damaged folder, a dangling
-pointer). No models are needed: adapters here are tiny untrained projectors."""
+"""
+The per-operator adapter store.
+
+Versions, the active pointer, rollback, modes, recordings, and what is left after a save is interrupted (a
+process killed mid-save, a damaged folder, a dangling pointer). No models are needed: adapters here are tiny
+untrained projectors.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-
 from tinyalign_ros.adapter import load_adapter, save_adapter
 from tinyalign_ros.nodes.job_interface import AdapterStore as StoreProtocol
 from tinyalign_ros.nodes.job_interface import OperatorIdError
-from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
-from tinyalign_ros.store import STATE_NAME, AdapterStore, Recording, default_store_root, is_complete_adapter
+from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
+from tinyalign_ros.store import AdapterStore, default_store_root, is_complete_adapter, Recording, STATE_NAME
+import torch
 
 SRC = Path(__file__).resolve().parents[1] / 'src'
-TINY = dict(encoder_dim=8, llm_dim=8, d_model=8, n_layers=1, n_heads=2, ff_dim=16, reduce_factor=2)
+TINY = {'encoder_dim': 8, 'llm_dim': 8, 'd_model': 8, 'n_layers': 1, 'n_heads': 2, 'ff_dim': 16, 'reduce_factor': 2}
 
 
 def projector(seed: int = 0) -> Projector:
@@ -175,7 +178,7 @@ def test_a_damaged_state_file_falls_back_to_the_newest_complete_one(store: Adapt
     assert store.active('ann').adapter_id == 'b'
 
 
-KILLER = textwrap.dedent('''
+KILLER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {src!r})
     import torch
@@ -195,7 +198,7 @@ KILLER = textwrap.dedent('''
     store = AdapterStore({root!r}, keep=3)
     store.add('ann', build_projector(ProjectorConfig(**{tiny!r})), {{}}, adapter_id='doomed')
     print('survived')
-''')
+""")
 
 
 def test_a_process_killed_during_save_leaves_the_store_consistent(store: AdapterStore) -> None:

@@ -23,12 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from tinyalign_ros import synth
 from tinyalign_ros.data import load_dataset
 from tinyalign_ros.synth import (
-    DEFAULT_VOICES, HELDOUT_VOICES, SAMPLE_RATE, SynthError, check_voice, read_sentences, synthesize,
-    synthesize_corpus,
+    check_voice, DEFAULT_VOICES, HELDOUT_VOICES, read_sentences, SAMPLE_RATE, SynthError, synthesize, synthesize_corpus,
 )
 
 SENTENCES = [
@@ -121,8 +119,8 @@ def test_read_sentences_filters_by_words(tmp_path: Path) -> None:
 
 
 def _corpus(out: Path, seed: int = 0, **kwargs) -> Path:
-    args = dict(voices=['en-us', 'en-us+f3'], rates=[150, 190], pitches=[45, 55], n=4, seed=seed,
-                max_words=8, progress=False)
+    args = {'voices': ['en-us', 'en-us+f3'], 'rates': [150, 190], 'pitches': [45, 55], 'n': 4, 'seed': seed,
+            'max_words': 8, 'progress': False}
     args.update(kwargs)
     return synthesize_corpus(SENTENCES, out, **args)
 

@@ -12,20 +12,21 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for projector training on a handful of synthesized utterances with the tiny models:
-feature caching, the training-only vocabulary, that CTC training learns, determinism, cancelling,
-the time budget, the other two objectives and the settings' validation."""
+"""
+Tests for projector training on a handful of synthesized utterances with the tiny models.
+
+Feature caching, the training-only vocabulary, that CTC training learns, determinism, cancelling, the time
+budget, the other two objectives and the settings' validation.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import soundfile as sf
-import torch
-
 from tinyalign_ros.adapter import load_adapter
 from tinyalign_ros.data import Item
 from tinyalign_ros.encoder import WhisperEncoder
@@ -33,24 +34,10 @@ from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import Projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
 from tinyalign_ros.train import (
-    Cancelled,
-    Example,
-    Progress,
-    TrainConfig,
-    TrainError,
-    build_vocab,
-    cached,
-    ctc_loss,
-    encode_examples,
-    index_examples,
-    load_batch,
-    new_projector,
-    prepare_examples,
-    sample_head_rows,
-    summarize,
-    target_text,
-    train,
+    build_vocab, cached, Cancelled, ctc_loss, encode_examples, Example, index_examples, load_batch, new_projector,
+    prepare_examples, Progress, sample_head_rows, summarize, target_text, train, TrainConfig, TrainError,
 )
+import torch
 
 TRAIN_TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.', 'Please move forward.')
 HELDOUT_TEXT = 'Xylophones quietly juggle zebras.'
@@ -78,15 +65,15 @@ def examples(all_examples: list[Example]) -> list[Example]:
 
 
 def config(**changes) -> TrainConfig:
-    base = dict(objective='ctc', lr=3e-3, warmup_steps=1, max_steps=30, batch_size=4, val_items=0,
-                eval_every=1000, time_mask=0, feature_dropout=0.0, seed=0)
+    base = {'objective': 'ctc', 'lr': 3e-3, 'warmup_steps': 1, 'max_steps': 30, 'batch_size': 4, 'val_items': 0,
+            'eval_every': 1000, 'time_mask': 0, 'feature_dropout': 0.0, 'seed': 0}
     base.update(changes)
     return TrainConfig(**base)
 
 
 def fresh(encoder: WhisperEncoder, llm: LLM, examples: list[Example], seed: int = 0, **changes) -> Projector:
-    settings = dict(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32, n_layers=1, n_heads=4,
-                    ff_dim=64, dropout=0.0)
+    settings = {'encoder_dim': encoder.d_model, 'llm_dim': llm.hidden_size, 'd_model': 32, 'n_layers': 1, 'n_heads': 4,
+                'ff_dim': 64, 'dropout': 0.0}
     settings.update(changes)
     torch.manual_seed(seed)
     return new_projector(encoder, llm, build_vocab(examples), ProjectorConfig(**settings))
@@ -126,8 +113,11 @@ def test_prepare_examples_caches_features_once(items: list[Item], encoder: Whisp
 
 
 def test_index_then_encode(tiny_whisper_path: Path, items: list[Item], llm: LLM, tmp_path: Path) -> None:
-    """Indexing encodes nothing; encoding fills the cache with arrays of the indexed length, in
-    batches, and a second pass skips what is cached."""
+    """
+    Indexing encodes nothing; encoding fills the cache with arrays of the indexed length.
+
+    Encoding goes in batches, and a second pass skips what is cached.
+    """
     encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
     indexed = index_examples(items, encoder, llm)
     assert encoder.encode_calls == 0
@@ -147,8 +137,11 @@ def test_index_then_encode(tiny_whisper_path: Path, items: list[Item], llm: LLM,
 
 def test_encode_progress_reaches_the_total_when_everything_is_cached(
         items: list[Item], encoder: WhisperEncoder, all_examples: list[Example]) -> None:
-    """A progress bar fed by encode_examples must end at n/n even when nothing needed encoding
-    (a re-run over a cached corpus), or it never completes."""
+    """
+    A progress bar fed by encode_examples must end at n/n even when nothing needed encoding.
+
+    That is a re-run over a cached corpus; otherwise the bar never completes.
+    """
     progress: list[tuple[int, int]] = []
     encode_examples(items, all_examples, encoder, progress=lambda d, t: progress.append((d, t)))
     assert progress and progress[-1] == (len(items), len(items))
@@ -356,8 +349,11 @@ def test_training_waits_for_features_still_being_encoded(tiny_whisper_path: Path
 
 def test_cancel_while_waiting_for_features_is_prompt(tiny_whisper_path: Path, items: list[Item], llm: LLM,
                                                      examples: list[Example], tmp_path: Path) -> None:
-    """Nothing is cached yet (the encoder is still starting, or was stopped): a cancel must still
-    end training at once, not after the time budget."""
+    """
+    Nothing is cached yet (the encoder is still starting, or was stopped).
+
+    A cancel must still end training at once, not after the time budget.
+    """
     encoder = WhisperEncoder(tiny_whisper_path, cpu_threads=1, cache_dir=tmp_path / 'cache')
     indexed = index_examples(items[: len(TRAIN_TEXTS)], encoder, llm)
     cancel = threading.Event()
@@ -401,7 +397,7 @@ def test_ce_objective_runs_one_step_through_the_frozen_llm(encoder: WhisperEncod
 
 
 @pytest.mark.parametrize('changes,match', [
-    (dict(negatives=-1), 'negatives'),
+    ({'negatives': -1}, 'negatives'),
     ({'objective': 'mse'}, 'objective'),
     ({'batch_size': 0}, 'batch_size'),
     ({'max_steps': 0}, 'max_steps'),

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""tinyalign_ros: an aligned ASR-LLM voice assistant that learns its operator's voice on the robot.
+"""
+tinyalign_ros: an aligned ASR-LLM voice assistant that learns its operator's voice on the robot.
 
 The package is split into a ROS-free engine (audio, segmenter, encoder, projector, llm, adapter,
 pipeline, train, personalize, evaluate, data, synth, cli) and thin ROS 2 nodes under ``nodes/``

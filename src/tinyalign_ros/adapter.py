@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Adapters: the one on-disk format for every trained projector.
+"""
+Adapters: the one on-disk format for every trained projector.
 
 An adapter is a folder holding ``adapter.safetensors`` (the projector's weights; tensors only, so
 loading never unpickles anything) and ``adapter.json`` (what it was made for and how well it did:
@@ -32,19 +33,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 import shutil
 import struct
 import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
+import uuid
 
-import torch
 from safetensors.torch import load_file, save_file
+import torch
 
 from .durable import disk_full_message, fsync_dir, fsync_tree, is_disk_full
-from .projector import Projector, ProjectorConfigError, build_projector
+from .projector import build_projector, Projector, ProjectorConfigError
 
 FORMAT_VERSION = 1
 WEIGHTS = 'adapter.safetensors'
@@ -58,13 +59,14 @@ class AdapterError(RuntimeError):
 
 
 def new_adapter_id(prefix: str = 'adapter') -> str:
-    """A sortable, unique id: creation time plus a short random suffix."""
+    """Return a sortable, unique id: creation time plus a short random suffix."""
     return f'{prefix}-{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:6]}'
 
 
 def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any] | None = None,
                  half: bool = True) -> Path:
-    """Write ``projector`` and ``metadata`` as an adapter folder at ``path``, atomically.
+    """
+    Write ``projector`` and ``metadata`` as an adapter folder at ``path``, atomically.
 
     ``half`` stores weights as float16 (they are trained in float32; the difference is far below
     the noise of the metrics and halves the size shipped in the repository). Replacing an existing
@@ -126,7 +128,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def weights_problem(path: str | Path, meta: dict[str, Any], checksum: bool = True) -> str | None:
-    """Why the weights file of the adapter at ``path`` cannot be trusted, or None when it can.
+    """
+    Why the weights file of the adapter at ``path`` cannot be trusted, or None when it can.
 
     Always checked: a regular file (not a symlink), a well-formed safetensors header whose data
     ends exactly at the end of the file (so truncation is caught even in adapters written before
@@ -167,7 +170,7 @@ def weights_problem(path: str | Path, meta: dict[str, Any], checksum: bool = Tru
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The adapter's JSON metadata, with a clear error for a missing or damaged folder."""
+    """Read the adapter's JSON metadata, with a clear error for a missing or damaged folder."""
     path = Path(path)
     meta_file = path / METADATA
     if not path.is_dir():

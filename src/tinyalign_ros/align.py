@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The base-adapter recipe: synthesize a corpus, cache its features, train, evaluate, write the adapter.
+"""
+The base-adapter recipe: synthesize a corpus, cache its features, train, evaluate, write the adapter.
 
 ``tinyalign align`` runs this end to end; the adapter shipped in ``assets/base_adapter`` is its
 output for the embedded model pair. Every choice that shapes the result is an argument with the
@@ -25,27 +26,27 @@ is seeded; the voices are :data:`tinyalign_ros.synth.HELDOUT_VOICES`).
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass, field
 import functools
 import json
+from pathlib import Path
 import random
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from .adapter import load_adapter, save_adapter
 from .audio import load_audio
+from .augment import AugmentConfig
+from .corpus import build_corpus, CorpusConfig, read_corpus, SOURCES
 from .data import Item, load_dataset
 from .encoder import WhisperEncoder
 from .evaluate import evaluate
 from .llm import LLM
 from .projector import ProjectorConfig
-from .augment import AugmentConfig
-from .corpus import SOURCES, CorpusConfig, build_corpus, read_corpus
-from .synth import HELDOUT_VOICES, UNSEEN_ENGINE_VOICES, synthesize_corpus
-from .train import Progress, TrainConfig, TrainError, build_vocab, index_examples, new_projector, summarize, train
+from .synth import HELDOUT_VOICES, synthesize_corpus, UNSEEN_ENGINE_VOICES
+from .train import build_vocab, index_examples, new_projector, Progress, summarize, train, TrainConfig, TrainError
 
 
 RECIPE_FILE = Path(__file__).parent / 'assets' / 'recipes' / 'align.yaml'
@@ -59,13 +60,14 @@ def _shipped() -> dict[str, Any]:
 
 
 def _default(section: str, key: str) -> Any:
-    """A default read from the shipped recipe file, so the YAML is the one home of every value."""
+    """Read a default from the shipped recipe file, so the YAML is the one home of every value."""
     return field(default_factory=lambda: copy.deepcopy(_shipped()[section][key]))
 
 
 @dataclass
 class AlignRecipe:
-    """The knobs of the base-adapter run; every default is read from ``assets/recipes/align.yaml``.
+    """
+    The knobs of the base-adapter run; every default is read from ``assets/recipes/align.yaml``.
 
     Half the training voices are flite's (built from recordings of real speakers); the festival
     engine and three espeak-ng voices are never trained on (the held-out families).
@@ -95,7 +97,8 @@ class RecipeError(ValueError):
 
 
 def load_recipe(path: str | Path | None = None) -> tuple[AlignRecipe, dict[str, Any], dict[str, Any]]:
-    """Read a recipe YAML (default: the shipped one): the recipe, and the training and projector settings.
+    """
+    Read a recipe YAML (default: the shipped one): the recipe, and the training and projector settings.
 
     The training and projector settings come back as dicts because the encoder and LLM widths that
     complete a :class:`ProjectorConfig` are only known once the models are loaded.
@@ -127,7 +130,8 @@ def load_recipe(path: str | Path | None = None) -> tuple[AlignRecipe, dict[str, 
 
 def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int = 2,
                   progress: bool = True, log: Callable[[str], None] = print) -> tuple[list[Path], dict[str, Path]]:
-    """Build the text corpus and synthesize (or reuse) the training mix and the held-out families.
+    """
+    Build the text corpus and synthesize (or reuse) the training mix and the held-out families.
 
     Returns the training manifests (one per text source) and the held-out manifests by family.
     """
@@ -176,7 +180,8 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
           recipe: AlignRecipe | None = None, train_config: TrainConfig | None = None,
           projector_config: ProjectorConfig | None = None, real_data: Path | None = None,
           log: Callable[[str], None] = print, progress: bool = True, init: Path | None = None) -> dict[str, Any]:
-    """Run the whole recipe and write the adapter to ``out``; returns its metadata.
+    """
+    Run the whole recipe and write the adapter to ``out``; returns its metadata.
 
     ``init`` continues from an existing adapter (its projector config wins over
     ``projector_config``); its token vocabulary is extended with the corpus' tokens.
@@ -269,8 +274,11 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
 
 
 def _start_encoder_process(encoder: WhisperEncoder, audio_paths: list[Path]) -> Any:
-    """Encode ``audio_paths`` into ``encoder``'s feature cache in a child process (spawned, so it
-    shares neither the GIL nor torch's thread pool with the trainer)."""
+    """
+    Encode ``audio_paths`` into ``encoder``'s feature cache in a child process.
+
+    The process is spawned, so it shares neither the GIL nor torch's thread pool with the trainer.
+    """
     import multiprocessing
 
     if encoder.cache is None:

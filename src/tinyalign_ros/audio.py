@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Audio input: files and raw PCM from ROS topics, turned into float32 mono 16 kHz.
+"""
+Audio input: files and raw PCM from ROS topics, turned into float32 mono 16 kHz.
 
 Everything downstream (VAD, Whisper encoder, personalisation data) speaks one format: float32
 mono at 16 kHz in [-1, 1]. Robots do not: microphones publish interleaved S16LE at 44.1 kHz, the
@@ -28,9 +29,9 @@ message of hundreds of megabytes is refused without allocating a float copy of i
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass
 import math
 import numbers
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -172,7 +173,8 @@ def _check_length(n_frames: int, sample_rate: int, max_seconds: float | None) ->
 
 def validate(samples: np.ndarray, max_seconds: float | None = None,
              min_samples: int = 1) -> np.ndarray:
-    """Check 16 kHz mono float audio and return it as contiguous float32.
+    """
+    Check 16 kHz mono float audio and return it as contiguous float32.
 
     Non-finite values are refused rather than cleaned: they almost always mean the stream is
     decoded with the wrong format, and silently zeroing them would hide that.
@@ -211,7 +213,8 @@ def _check_amplitude(samples: np.ndarray) -> None:
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Downmix (mean over channels) and resample float audio to mono 16 kHz with soxr.
+    """
+    Downmix (mean over channels) and resample float audio to mono 16 kHz with soxr.
 
     ``samples`` is ``(frames,)`` or ``(frames, channels)``. Downmixing happens first so the
     resampler works on one channel only.
@@ -272,7 +275,8 @@ def _itemsize(data: PcmData) -> int:
 
 def pcm_to_float(data: PcmData, sample_format: str, channels: int = 1,
                  sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
-    """Decode interleaved PCM into float32 mono 16 kHz.
+    """
+    Decode interleaved PCM into float32 mono 16 kHz.
 
     Byte-like input (``bytes``, ``array('B')`` from a ROS ``uint8[]`` field, a uint8 array, a
     list of ints) is decoded as ``sample_format``. Already-typed input (``array('h')``, an int16
@@ -292,7 +296,8 @@ def pcm_to_float(data: PcmData, sample_format: str, channels: int = 1,
 def typed_array_to_float(values: array.array | np.ndarray | list, sample_format: str,
                          channels: int = 1, sample_rate: int = SAMPLE_RATE,
                          max_seconds: float | None = None) -> np.ndarray:
-    """Convert already-typed interleaved samples (e.g. ``int16[]`` as ``array('h')``).
+    """
+    Convert already-typed interleaved samples (e.g. ``int16[]`` as ``array('h')``).
 
     The mgonzs13 ``audio_common`` flavour sends typed arrays, so the values are samples, not
     bytes. Integer values must fit the format's range and float formats need float values: a
@@ -378,7 +383,8 @@ def _scale_and_downmix(values: np.ndarray, fmt: _Format, channels: int) -> np.nd
 
 
 def load_audio(path: str | Path, max_seconds: float | None = 30.0) -> np.ndarray:
-    """Read a WAV/FLAC (anything libsndfile reads) file as validated float32 mono 16 kHz.
+    """
+    Read a WAV/FLAC (anything libsndfile reads) file as validated float32 mono 16 kHz.
 
     The header is read first so an overlong recording is refused before its samples are loaded.
     """
@@ -399,7 +405,8 @@ def load_audio(path: str | Path, max_seconds: float | None = 30.0) -> np.ndarray
 
 
 class PcmStream:
-    """Stateful converter for one continuous PCM stream (one ROS topic).
+    """
+    Stateful converter for one continuous PCM stream (one ROS topic).
 
     Resampling every message on its own clicks at message boundaries and drifts by a fraction
     of a sample per message (1024 frames at 44.1 kHz are 371.5 output samples), so a stream keeps
@@ -423,7 +430,8 @@ class PcmStream:
             )
 
     def convert(self, data: PcmData) -> np.ndarray:
-        """Decode one message (bytes or typed array) into float32 mono 16 kHz samples.
+        """
+        Decode one message (bytes or typed array) into float32 mono 16 kHz samples.
 
         While the resampler fills its filter it may return fewer samples than it was given, even
         none; :meth:`finish` returns what it still holds.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Audio augmentation: the conditions a robot hears that clean synthetic speech never has.
+"""
+Audio augmentation: the conditions a robot hears that clean synthetic speech never has.
 
 A projector trained on clean text-to-speech learns that speech is clean. A robot hears people at
 other speeds and pitches, in rooms, over fans and motors, through cheap microphones. :func:`augment`
@@ -28,9 +29,9 @@ deterministic and resumable, and a personalization run can make many views of on
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 import random
 import subprocess
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,8 @@ class AugmentConfig:
 
 
 def augment(samples: np.ndarray, rng: random.Random, config: AugmentConfig | None = None) -> tuple[np.ndarray, str]:
-    """Return one augmented view of 16 kHz mono float32 ``samples`` and a short description of it.
+    """
+    Return one augmented view of 16 kHz mono float32 ``samples`` and a short description of it.
 
     The description (e.g. ``tempo1.12 reverb45/60 pink12dB``) goes into corpus manifests, so per-condition
     results can be read back later; ``clean`` means the input was returned as it was.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Side-by-side training-cost benchmark: the LLM-free objective vs next-token CE through the LLM.
+"""
+Side-by-side training-cost benchmark: the LLM-free objective vs next-token CE through the LLM.
 
 Both objectives train the *same* projector on the *same* cached encoder features with the *same*
 batch, timed alternately in one process, so machine noise hits both alike; only the ratio is
@@ -28,13 +29,13 @@ e.g. on a GPU machine that has neither Whisper nor espeak-ng::
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import gc
 import json
+from pathlib import Path
 import resource
 import statistics
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,18 +43,18 @@ import torch
 
 from .adapter import read_metadata
 from .pipeline import BASE_ADAPTER
-from .projector import ProjectorConfig, build_projector
-from .train import TRAIN_PROMPT, Example, TrainConfig, ce_loss, ctc_loss, target_text
+from .projector import build_projector, ProjectorConfig
+from .train import ce_loss, ctc_loss, Example, target_text, TRAIN_PROMPT, TrainConfig
 
 # Random-weight stand-ins: the embedded LLM's own shape (for machines without its weights) and the
 # sizes users run on robots (dimensions of public 0.5B/1B models).
 SHAPES: dict[str, dict[str, Any]] = {
-    '135m': dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
-    '0.5b': dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    '1b': dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
+    '135m': {'hidden_size': 576, 'intermediate_size': 1536, 'num_hidden_layers': 30, 'num_attention_heads': 9,
+             'num_key_value_heads': 3, 'vocab_size': 49152, 'tie_word_embeddings': True},
+    '0.5b': {'hidden_size': 896, 'intermediate_size': 4864, 'num_hidden_layers': 24, 'num_attention_heads': 14,
+             'num_key_value_heads': 2, 'vocab_size': 151936, 'tie_word_embeddings': True},
+    '1b': {'hidden_size': 2048, 'intermediate_size': 8192, 'num_hidden_layers': 16, 'num_attention_heads': 32,
+           'num_key_value_heads': 8, 'vocab_size': 128256, 'tie_word_embeddings': True},
 }
 
 BENCH_SENTENCES = (
@@ -128,7 +129,7 @@ def make_inputs(encoder: Any, llm: Any) -> BenchInputs:
 
 
 def random_model(shape: str) -> Any:
-    """A Llama-architecture causal LM with random weights of a named shape (timing only)."""
+    """Build a Llama-architecture causal LM with random weights of a named shape (timing only)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if shape not in SHAPES:
@@ -138,14 +139,15 @@ def random_model(shape: str) -> Any:
 
 
 def shipped_projector_config() -> ProjectorConfig:
-    """The projector design of the shipped base adapter: the one whose training cost matters."""
+    """Return the projector design of the shipped base adapter: the one whose training cost matters."""
     return ProjectorConfig.from_dict(read_metadata(BASE_ADAPTER)['projector']['config'])
 
 
 def time_objectives(model: Any, inputs: BenchInputs, name: str, batch_size: int = 8, repeats: int = 3,
                     projector_config: ProjectorConfig | None = None, negatives: int | None = None,
                     device: str = 'cpu', autocast: bool = False) -> dict[str, Any]:
-    """Seconds per training sample of both objectives, measured alternately; returns the ratio.
+    """
+    Seconds per training sample of both objectives, measured alternately; returns the ratio.
 
     The LLM-free side is the trainer's CTC step as configured by default (sampled head rows,
     ``negatives``); the projector is the shipped adapter's design unless one is given.

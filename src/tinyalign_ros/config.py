@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The engine's YAML configuration, validated when it is loaded.
+"""
+The engine's YAML configuration, validated when it is loaded.
 
 One file describes the whole assistant: which models, which adapter, the prompt with its injected
 instruction, generation limits and the segmenter. Unknown keys and wrong types are refused at load
@@ -22,16 +23,19 @@ time with the key's full name, so a typo in a robot's config fails at start-up, 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+import types
+import typing
 from typing import Any
 
 import yaml
 
 from .llm import GenerationConfig, PromptConfig
 from .segmenter import SegmenterConfig
+
+# Optional[X] and X | None carry this type; compared by identity, as the other annotations are.
+_NONE_TYPE = type(None)
 
 
 class ConfigError(ValueError):
@@ -84,7 +88,7 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f'{key}: {value!r} is not a valid {annotation}')
-    if annotation is type(None):
+    if annotation is _NONE_TYPE:
         if value is None:
             return None
         raise ConfigError(f'{key}: expected null, got {value!r}')
@@ -153,5 +157,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain data (for logs and adapter metadata)."""
+    """Return the config as plain data (for logs and adapter metadata)."""
     return dataclasses.asdict(config)

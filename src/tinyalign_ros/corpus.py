@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The text an assistant's projector learns to read: questions, commands, conversation and prose.
+"""
+The text an assistant's projector learns to read: questions, commands, conversation and prose.
 
 A projector learns the word prior of its training text. Trained on 19th-century prose alone it
 hears "How many" as "However"; trained on a narrow template list it hears "capital of France" as
@@ -36,12 +37,12 @@ deterministic for a seed; :func:`build_corpus` writes one text file per source a
 
 from __future__ import annotations
 
-import json
-import random
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
+import json
 from pathlib import Path
+import random
+import re
 from typing import Any, Callable, Iterable
 
 WORDNET_DIR = Path('/usr/share/wordnet')
@@ -91,7 +92,8 @@ def build_corpus(out_dir: str | Path, lj_text: str | Path | None, config: Corpus
     for name, n in (('questions', config.n_questions), ('commands', config.n_commands), ('chat', config.n_chat)):
         templates = grammar.templates(name)
         ids = sorted(templates)
-        held_ids = set(random.Random(f'{config.seed}-{name}-held').sample(ids, max(1, int(len(ids) * config.heldout_templates))))
+        n_held = max(1, int(len(ids) * config.heldout_templates))
+        held_ids = set(random.Random(f'{config.seed}-{name}-held').sample(ids, n_held))
         train_: list[str] = []
         held: list[str] = []
         for i in range(n):
@@ -116,7 +118,7 @@ def build_corpus(out_dir: str | Path, lj_text: str | Path | None, config: Corpus
 
 
 def read_corpus(folder: str | Path, source: str, split: str = 'train') -> list[str]:
-    """The sentences of one source and split of a built corpus."""
+    """Read the sentences of one source and split of a built corpus."""
     path = Path(folder) / f'{source}.{split}.txt'
     if not path.is_file():
         raise CorpusError(f'{path} not found: build the corpus first (`tinyalign corpus --out {folder}`)')
@@ -130,7 +132,7 @@ _ALLOWED = re.compile(r"^[A-Za-z0-9 ,.;:!?'\-]+$")
 
 
 def wordnet_examples(root: Path = WORDNET_DIR) -> list[str]:
-    """The quoted example sentences of WordNet's glosses (``data.noun`` etc.)."""
+    """Collect the quoted example sentences of WordNet's glosses (``data.noun`` etc.)."""
     files = [root / f'data.{pos}' for pos in ('noun', 'verb', 'adj', 'adv')]
     if not any(f.is_file() for f in files):
         raise CorpusError(f'WordNet not found in {root}: `apt-get install wordnet-base`')
@@ -203,7 +205,8 @@ def coverage(sentences: Iterable[str], top_n: int = 10000) -> dict[str, Any]:
     return result
 
 
-def token_coverage(sentences: Iterable[str], tokenize: Callable[[str], list[int]], top_ids: int = 10000) -> dict[str, float]:
+def token_coverage(sentences: Iterable[str], tokenize: Callable[[str], list[int]],
+                   top_ids: int = 10000) -> dict[str, float]:
     """Share of the LLM's first ``top_ids`` token ids (BPE merge order ~ frequency) that the corpus uses."""
     seen = {i for s in sentences for i in tokenize(' ' + s)}
     return {f'first{top_ids}_tokens_covered': round(sum(1 for i in range(top_ids) if i in seen) / top_ids, 4),
@@ -277,7 +280,7 @@ class Grammar:
 
     def time(self) -> str:
         h = spell_number(self.rng.randint(1, 12))
-        return self.pick([f'{h} o\'clock', f'half past {h}', f'quarter to {h}', f'{h} thirty', f'{h} fifteen',
+        return self.pick([f"{h} o'clock", f'half past {h}', f'quarter to {h}', f'{h} thirty', f'{h} fifteen',
                           f'{h} forty five', f'{h} in the morning', f'{h} in the afternoon', 'noon', 'midnight'])
 
     def object_(self) -> str:
@@ -294,7 +297,8 @@ class Grammar:
                 lambda: f'What is the {self.adj()} {n()} called?',
                 lambda: f'How many {self.nouns_()} are in the {r()}?',
                 lambda: f'How many legs does {self.a(n())} have?',
-                lambda: f'How many {self.pick(self.UNITS)} are in {self.a(self.pick(["hour", "day", "week", "year", "meter", "mile", "minute"]))}?',
+                lambda: (f'How many {self.pick(self.UNITS)} are in '
+                         f'{self.a(self.pick(["hour", "day", "week", "year", "meter", "mile", "minute"]))}?'),
                 lambda: f'How much is {self.num(1, 20)} plus {self.num(1, 20)}?',
                 lambda: f'What is {self.num(1, 12)} times {self.num(1, 12)}?',
                 lambda: f'How far is {p()} from {p()}?',
@@ -319,7 +323,8 @@ class Grammar:
                 lambda: f'Can you {self.verb()} the {o()}?',
                 lambda: f'Can you tell me about {self.a(n())}?',
                 lambda: f'Could you help me find my {n()}?',
-                lambda: f'Is it {self.pick(["cold", "warm", "raining", "sunny", "windy", "late", "safe", "open"])} {self.pick(["outside", "in " + p(), "now", "today"])}?',
+                lambda: (f'Is it {self.pick(["cold", "warm", "raining", "sunny", "windy", "late", "safe", "open"])} '
+                         f'{self.pick(["outside", "in " + p(), "now", "today"])}?'),
                 lambda: f'Is the {n()} {self.adj()}?',
                 lambda: f'Is there {self.a(n())} in the {r()}?',
                 lambda: f'Are the {self.nouns_()} ready?',
@@ -364,23 +369,27 @@ class Grammar:
                 lambda: f'Set a timer for {self.num(1, 60)} {self.pick(["seconds", "minutes", "hours"])}.',
                 lambda: f'Remind me to {self.verb()} the {n()} at {self.time()}.',
                 lambda: f'Wake me up at {self.time()}.',
-                lambda: f'Cancel the {self.pick(["timer", "alarm", "reminder", "last command", "task", "mission"])}.',
-                lambda: f'What is your battery level?',
-                lambda: f'Report your {self.pick(["status", "position", "battery", "temperature", "speed", "location"])}.',
+                lambda: (f'Cancel the '
+                         f'{self.pick(["timer", "alarm", "reminder", "last command", "task", "mission"])}.'),
+                lambda: 'What is your battery level?',
+                lambda: (f'Report your '
+                         f'{self.pick(["status", "position", "battery", "temperature", "speed", "location"])}.'),
                 lambda: f'Show me the {self.pick(["map", "camera", "battery status", "route", "last error", "logs"])}.',
                 lambda: f'Slow down{self.pick([".", ", please.", " a little."])}',
                 lambda: f'Speed up to {self.num(1, 10)} {self.pick(["meters per second", "kilometers per hour"])}.',
                 lambda: f'Raise the arm {self.num(1, 50)} centimeters.',
                 lambda: f'Lower the {self.pick(["arm", "gripper", "volume", "speed", "tray"])}.',
-                lambda: f'Rotate the {self.pick(["gripper", "arm", "camera", "base", "head"])} {self.num(5, 180)} degrees.',
-                lambda: f'Go to the charging station.',
-                lambda: f'Return to base.',
+                lambda: (f'Rotate the {self.pick(["gripper", "arm", "camera", "base", "head"])} '
+                         f'{self.num(5, 180)} degrees.'),
+                lambda: 'Go to the charging station.',
+                lambda: 'Return to base.',
                 lambda: f'Take a picture of the {o()}.',
                 lambda: f'Count the {self.nouns_()} on the {self.pick(self.FURNITURE)}.',
                 lambda: f'Tell {self.pick(self.NAMES)} that the {n()} is ready.',
                 lambda: f'Call {self.pick(self.NAMES)}.',
                 lambda: f'Play some {self.pick(["music", "jazz", "rock", "quiet music", "news", "radio"])}.',
-                lambda: f'Turn {self.pick(["on", "off"])} the {self.pick(["lights", "fan", "heater", "camera", "radio", "television", "alarm"])}.',
+                lambda: (f'Turn {self.pick(["on", "off"])} the '
+                         f'{self.pick(["lights", "fan", "heater", "camera", "radio", "television", "alarm"])}.'),
                 lambda: f'Wait here for {self.num(1, 30)} {self.pick(["seconds", "minutes"])}.',
             ]
         elif kind == 'chat':

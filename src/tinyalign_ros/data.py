@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Datasets of (audio file, transcript) pairs.
+"""
+Datasets of (audio file, transcript) pairs.
 
 Everything that trains or evaluates reads its speech through :func:`load_dataset`, so one loader
 decides what a valid dataset is and every bad line is reported once, with ``file:line``, before any
@@ -29,16 +30,16 @@ expensive work starts. Two layouts are accepted:
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import random
-import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+import json
+import logging
+import os
 from pathlib import Path
+import random
+import re
+import tempfile
 from typing import Any
 
 from .durable import fsync_dir
@@ -61,7 +62,7 @@ class DatasetError(ValueError):
 class Item:
     """One utterance: a unique id, the audio file and its transcript (None when unlabeled)."""
 
-    id: str
+    id: str  # noqa: A003 - the manifest's field name, read and written by every tool
     audio: Path
     text: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -81,7 +82,8 @@ def check_id(item_id: object, where: str = '') -> str:
 
 
 def load_dataset(path: str | Path, skipped: list[str] | None = None) -> list[Item]:
-    """Load a manifest file, a folder with ``manifest.jsonl``, or an LJ-Speech-style folder.
+    """
+    Load a manifest file, a folder with ``manifest.jsonl``, or an LJ-Speech-style folder.
 
     A folder holding both a manifest and ``metadata.csv`` is read through its manifest, which is
     the more explicit of the two. By default any bad line is an error (training sets must be what
@@ -173,7 +175,8 @@ def _manifest_item(line: str, where: str, folder: Path, seen: dict[str, int], li
 
 
 def _load_ljspeech(metadata: Path, skipped: list[str] | None = None) -> list[Item]:
-    """Parse LJ-Speech ``metadata.csv``.
+    """
+    Parse LJ-Speech ``metadata.csv``.
 
     Fields are split on ``|`` only: LJ transcripts contain unbalanced double quotes, which a CSV
     reader would treat as quoting and silently merge lines.
@@ -232,7 +235,8 @@ def _relative_inside(audio: Path, folder: Path) -> str | None:
 
 
 def write_manifest(items: Iterable[Item], path: str | Path) -> Path:
-    """Write ``items`` as a JSON-lines manifest, atomically, and return its path.
+    """
+    Write ``items`` as a JSON-lines manifest, atomically, and return its path.
 
     ``path`` may be a folder (``manifest.jsonl`` is written in it). Audio inside the manifest's
     folder is written relative so the folder stays movable. The file appears only once complete
@@ -288,7 +292,8 @@ def select(items: Sequence[Item], ids: Sequence[str]) -> list[Item]:
 
 
 def split(items: Sequence[Item], holdout: int | Sequence[str], seed: int = 0) -> tuple[list[Item], list[Item]]:
-    """Split into (train, holdout), both in the original item order.
+    """
+    Split into (train, holdout), both in the original item order.
 
     ``holdout`` is a count (picked by a shuffle seeded with ``seed``) or a list of ids. The shuffle
     runs over the sorted ids, so the same set of items gives the same split whatever their order.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Writes that survive a power loss, and disk-full errors a person can act on.
+"""
+Writes that survive a power loss, and disk-full errors a person can act on.
 
 A rename publishes a file atomically with respect to a *kill*, but not to a power loss: until the
 file's data and the directory entry reach the disk, the kernel may still lose either, and after a
@@ -29,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 from pathlib import Path
+import shutil
 
 # Errors that mean "the device cannot take more data" rather than a bug or a bad path.
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -89,12 +90,12 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """True for the errors a full disk (or an exhausted quota) raises."""
+    """Tell whether ``exc`` is one of the errors a full disk (or an exhausted quota) raises."""
     return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 def disk_full_message(path: str | Path, what: str) -> str:
-    """'the disk is full: cannot write <what> to <folder> (N MB free of M MB)'."""
+    """Say 'the disk is full: cannot write <what> to <folder> (N MB free of M MB)'."""
     folder = Path(path)
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

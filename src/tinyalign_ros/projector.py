@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Projectors: the only trained part, mapping Whisper encoder frames into the LLM's embedding space.
+"""
+Projectors: the only trained part, mapping Whisper encoder frames into the LLM's embedding space.
 
 Reading order: :class:`ProjectorConfig` (what is saved in an adapter), the shared :class:`Projector`
 base (output scaling and the token head that ties outputs to the LLM's own embedding table), then
@@ -35,8 +36,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 PROJECTOR_TYPES = ('bridgeformer', 'concat_mlp', 'linear')
 REDUCTIONS = ('stack', 'mean', 'adaptive')
@@ -50,7 +51,7 @@ class ProjectorConfigError(ValueError):
 class ProjectorConfig:
     """Hyper-parameters of a projector; saved verbatim in every adapter's metadata."""
 
-    type: str = 'bridgeformer'
+    type: str = 'bridgeformer'  # noqa: A003 - the key stored in every adapter's metadata
     encoder_dim: int = 384
     llm_dim: int = 576
     d_model: int = 384
@@ -102,14 +103,15 @@ class ProjectorOutput:
 
 
 def reduce_lengths(lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
-    """Valid output positions for input frame counts (ceil division, or fixed slots)."""
+    """Count the valid output positions for input frame counts (ceil division, or fixed slots)."""
     if config.reduction == 'adaptive':
         return torch.full_like(lengths, config.n_slots)
     return torch.div(lengths + config.reduce_factor - 1, config.reduce_factor, rounding_mode='floor')
 
 
 def reduce_frames(x: torch.Tensor, lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
-    """The length-reducing stage, applied *before* any transformer layer because it is the cost driver.
+    """
+    Reduce the length *before* any transformer layer, because the length is the cost driver.
 
     'stack' concatenates k consecutive frames (keeps all information, Ultravox/SLAM style), 'mean'
     averages them, 'adaptive' pools each utterance to a fixed number of slots (the paper's literal
@@ -140,7 +142,8 @@ def reduced_input_dim(config: ProjectorConfig) -> int:
 
 
 class Projector(nn.Module):
-    """Shared behaviour: output scaling, the token head and the inference-time collapse.
+    """
+    Shared behaviour: output scaling, the token head and the inference-time collapse.
 
     Subclasses implement :meth:`encode` (frames -> hidden states and output embeddings).
     """
@@ -160,7 +163,8 @@ class Projector(nn.Module):
 
     # -- binding to the LLM -------------------------------------------------------------------
     def bind_llm(self, embedding_matrix: torch.Tensor, vocab_ids: torch.Tensor | None = None) -> None:
-        """Attach the frozen LLM's embedding table (not saved in adapters; rebuilt at load time).
+        """
+        Attach the frozen LLM's embedding table (not saved in adapters; rebuilt at load time).
 
         ``vocab_ids`` restricts the token head to a sub-vocabulary (fixed from training data, which
         keeps the head cheap); ``None`` keeps the vocabulary already stored (from an adapter) or, if
@@ -197,8 +201,12 @@ class Projector(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
                 head_rows: torch.Tensor | None = None) -> ProjectorOutput:
-        """Project a padded batch. ``head_rows`` (positions in the bound vocabulary) scores only those
-        rows: training samples negatives this way, since the head is a large part of a step's cost."""
+        """
+        Project a padded batch.
+
+        ``head_rows`` (positions in the bound vocabulary) scores only those rows: training samples negatives
+        this way, since the head is a large part of a step's cost.
+        """
         if features.dim() != 3 or features.shape[-1] != self.config.encoder_dim:
             raise ProjectorConfigError(
                 f'expected features [batch, frames, {self.config.encoder_dim}], got {tuple(features.shape)}'
@@ -225,7 +233,8 @@ class Projector(nn.Module):
 
     @torch.no_grad()
     def project(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """The embeddings the aligned path injects into the LLM for one utterance, [n, llm_dim].
+        """
+        Compute the embeddings the aligned path injects into the LLM for one utterance, [n, llm_dim].
 
         One position per emitted token (CTC collapse), each a mix of the top-k embedding rows
         weighted by the head's probabilities; without a bound vocabulary, the raw scaled outputs.
@@ -266,7 +275,8 @@ class Projector(nn.Module):
 
 
 class BridgeFormer(Projector):
-    """Input MLP over reduced frames, transformer layers without positional encoding, output MLP.
+    """
+    Input MLP over reduced frames, transformer layers without positional encoding, output MLP.
 
     No positional encoding: Whisper features already carry time. The length reduction happens first
     so the transformer runs at 12.5 positions per second instead of 50.
@@ -327,7 +337,7 @@ class LinearProjector(Projector):
 
 
 def build_projector(config: ProjectorConfig | dict[str, Any]) -> Projector:
-    """Factory used by training and by adapter loading."""
+    """Build a projector; used by training and by adapter loading."""
     if isinstance(config, dict):
         config = ProjectorConfig.from_dict(config)
     cls = {'bridgeformer': BridgeFormer, 'concat_mlp': ConcatMLP, 'linear': LinearProjector}[config.type]

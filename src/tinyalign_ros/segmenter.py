@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Streaming utterance segmentation with the Silero VAD bundled in faster-whisper.
+"""
+Streaming utterance segmentation with the Silero VAD bundled in faster-whisper.
 
 A microphone topic delivers audio in chunks of any size (10 ms to 1 s are typical). The
 assistant needs whole utterances: Whisper hallucinates on silence, and the LLM should answer a
@@ -33,11 +34,10 @@ audio is exactly the contiguous input from its first to its last sample, whateve
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 
 import numpy as np
-
 from tinyalign_ros.audio import SAMPLE_RATE
 
 WINDOW = 512  # samples per Silero window at 16 kHz
@@ -57,7 +57,8 @@ class SegmenterError(ValueError):
 
 @dataclass
 class SegmenterConfig:
-    """When speech starts and ends, and how much audio an utterance and the buffer may hold.
+    """
+    When speech starts and ends, and how much audio an utterance and the buffer may hold.
 
     threshold: Silero speech probability at or above which a window is speech. A window ends
         speech only below ``threshold - 0.15`` (hysteresis, as Silero recommends), so a
@@ -114,7 +115,8 @@ class SegmenterConfig:
 
 @dataclass
 class Utterance:
-    """One segment of speech.
+    """
+    One segment of speech.
 
     ``start_s``/``end_s`` are the stream times (seconds since the segmenter started or was reset)
     of the first sample of ``audio`` and of the sample after its last, so ``audio`` is exactly
@@ -194,7 +196,7 @@ class _SampleBuffer:
         self._len += n
 
     def view(self, begin: int, end: int) -> np.ndarray:
-        """Samples ``[begin, end)`` by absolute index (a view; copy before keeping it)."""
+        """Return samples ``[begin, end)`` by absolute index (a view; copy before keeping it)."""
         if not self.start <= begin <= end <= self.end:
             raise IndexError(f'samples [{begin}, {end}) not in buffer [{self.start}, {self.end})')
         offset = self._head - self.start
@@ -227,7 +229,8 @@ class _Active:
 
 
 class Segmenter:
-    """Turn a chunked 16 kHz float32 stream into :class:`Utterance` objects.
+    """
+    Turn a chunked 16 kHz float32 stream into :class:`Utterance` objects.
 
     ``feed`` returns the utterances completed by the chunk (usually none), ``flush`` ends the
     stream and returns the one still open. Not thread-safe: feed it from one thread.
@@ -274,7 +277,7 @@ class Segmenter:
 
     @property
     def in_speech(self) -> bool:
-        """True while an utterance is open (useful for a 'listening' indicator)."""
+        """Tell whether an utterance is open (useful for a 'listening' indicator)."""
         return self._active is not None
 
     # ----------------------------------------------------------------------------- input
@@ -299,7 +302,8 @@ class Segmenter:
         return out
 
     def flush(self) -> list[Utterance]:
-        """End the stream: emit the open utterance (if long enough) and clear the buffer.
+        """
+        End the stream: emit the open utterance (if long enough) and clear the buffer.
 
         The sample clock keeps running, so later utterances keep increasing times; call
         :meth:`reset` to restart it.

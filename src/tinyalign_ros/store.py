@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The per-operator adapter store: versions, an atomically switched active pointer, recordings.
+"""
+The per-operator adapter store: versions, an atomically switched active pointer, recordings.
 
 Layout under the store root (default ``$XDG_DATA_HOME/tinyalign_ros/operators``)::
 
@@ -51,29 +52,29 @@ Why it is built this way:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 import contextlib
+from dataclasses import dataclass, field
 import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
+from pathlib import Path
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from .adapter import METADATA, WEIGHTS, AdapterError, new_adapter_id, read_metadata, save_adapter, weights_problem
-from .data import MANIFEST_NAME, Item, check_id, write_manifest
+from .adapter import AdapterError, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS, weights_problem
+from .data import check_id, Item, MANIFEST_NAME, write_manifest
 from .durable import disk_full_message, fsync_dir, is_disk_full, publish, write_bytes
-from .nodes.job_interface import MODES, AdapterVersion, validate_operator_id
+from .nodes.job_interface import AdapterVersion, MODES, validate_operator_id
 from .projector import Projector
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,11 @@ def default_store_root() -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the complete new one, even after a power loss
-    (tmp + fsync + replace + fsync of the folder)."""
+    """
+    Write JSON so that readers see the old file or the complete new one, even after a power loss.
+
+    The steps are tmp + fsync + replace + fsync of the folder.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
@@ -157,8 +161,12 @@ def _weights_ok(path: Path, meta: dict[str, Any]) -> bool:
 
 
 def is_complete_adapter(path: Path) -> bool:
-    """A version folder a loader may use: a real folder (no symlink) with both files, readable
-    metadata and weights that match the size and checksum recorded in it."""
+    """
+    Tell whether a version folder is one a loader may use.
+
+    That is a real folder (no symlink) with both files, readable metadata and weights that match the size and
+    checksum recorded in it.
+    """
     if path.is_symlink() or not path.is_dir():
         return False
     if any((path / name).is_symlink() or not (path / name).is_file() for name in (WEIGHTS, METADATA)):
@@ -176,12 +184,13 @@ class Recording:
 
     audio: np.ndarray
     text: str | None
-    id: str = ''  # '' = the store names it
+    id: str = ''  # noqa: A003 - the manifest's field name; '' = the store names it
     meta: dict[str, Any] = field(default_factory=dict)
 
 
 class AdapterStore:
-    """Per-operator adapter versions on disk; implements the node's ``AdapterStore`` Protocol.
+    """
+    Per-operator adapter versions on disk; implements the node's ``AdapterStore`` Protocol.
 
     ``keep`` is how many versions are kept per operator (the active one is never deleted, even
     when it is older than the last ``keep``). Safe to use from several threads, and from several
@@ -257,12 +266,12 @@ class AdapterStore:
         write_json_atomic(self.operator_dir(operator_id) / STATE_NAME, state)
 
     def state(self, operator_id: str) -> dict[str, Any]:
-        """The repaired state (active id, history, modes) as stored, for reports."""
+        """Return the repaired state as stored, for reports: active id, history and modes."""
         with self._locked(operator_id):
             return self._repair(operator_id)
 
     def _versions_folder(self, operator_id: str) -> Path | None:
-        """The versions folder, or None when it is missing or (refused) a symlink."""
+        """Return the versions folder, or None when it is missing or (refused) a symlink."""
         folder = self.versions_dir(operator_id)
         if folder.is_symlink() or self.operator_dir(operator_id).is_symlink():
             log.warning('ignoring %s: symlinks are not allowed in the adapter store', folder)
@@ -286,7 +295,8 @@ class AdapterStore:
         return ids[-1] if ids else None
 
     def _clean(self, operator_id: str) -> None:
-        """Remove what a killed save leaves: temporary folders and incomplete version folders.
+        """
+        Remove what a killed save leaves: temporary folders and incomplete version folders.
 
         Only called with the operator's lock held, and saves hold it too, so nothing removed here
         can belong to a save in progress.
@@ -320,8 +330,11 @@ class AdapterStore:
                     tmp.unlink(missing_ok=True)
 
     def _sweep_runs(self) -> None:
-        """Old temporary records and plots of runs under the default work folder (``<root>/.work``);
-        only old ones, since these are written without the store's lock."""
+        """
+        Old temporary records and plots of runs under the default work folder (``<root>/.work``).
+
+        Only old ones, since these are written without the store's lock.
+        """
         runs = self.root / '.work' / 'runs'
         if runs.is_symlink() or not runs.is_dir():
             return
@@ -378,7 +391,7 @@ class AdapterStore:
             return [self._version(operator_id, i, state['active']) for i in self._complete_ids(operator_id)]
 
     def active(self, operator_id: str) -> AdapterVersion | None:
-        """The operator's active version; None means "use the base adapter"."""
+        """Return the operator's active version; None means "use the base adapter"."""
         with self._locked(operator_id):
             state = self._repair(operator_id)
             return self._version(operator_id, state['active'], state['active']) if state['active'] else None
@@ -392,7 +405,7 @@ class AdapterStore:
             return mode if mode in MODES else 'aligned'
 
     def mode_numbers(self, operator_id: str) -> dict[str, Any]:
-        """The measurements that decided the current mode (empty when never measured)."""
+        """Return the measurements that decided the current mode (empty when never measured)."""
         with self._locked(operator_id):
             state = self._repair(operator_id)
             return dict(state['modes'].get(state['active'] or BASE_KEY) or {})
@@ -425,7 +438,8 @@ class AdapterStore:
 
     def set_mode(self, operator_id: str, mode: str, numbers: dict[str, Any] | None = None,
                  adapter_id: str | None = None, cancel: threading.Event | None = None) -> None:
-        """Record the mode for ``adapter_id`` (default: the active one; '' = the base adapter).
+        """
+        Record the mode for ``adapter_id`` (default: the active one; '' = the base adapter).
 
         ``cancel`` set before the write: nothing is written and :class:`SaveCancelled` is raised.
         """
@@ -444,7 +458,8 @@ class AdapterStore:
     def add(self, operator_id: str, projector: Projector, metadata: dict[str, Any], activate: bool = True,
             adapter_id: str | None = None, mode: str | None = None,
             mode_numbers: dict[str, Any] | None = None, cancel: threading.Event | None = None) -> AdapterVersion:
-        """Save ``projector`` as a new version; switch the active pointer only once it is complete.
+        """
+        Save ``projector`` as a new version; switch the active pointer only once it is complete.
 
         ``mode`` (with the numbers that decided it) is recorded in the same state write as the
         switch, so the pointer and the mode never disagree. Old versions beyond ``keep`` are pruned,
@@ -496,8 +511,11 @@ class AdapterStore:
             self._repair(operator_id)
 
     def _prune(self, operator_id: str, state: dict[str, Any], protect: str = '') -> None:
-        """Delete the oldest versions beyond ``keep``, never the active one nor ``protect`` (the
-        version just added: it may be activated next)."""
+        """
+        Delete the oldest versions beyond ``keep``, never the active one nor ``protect``.
+
+        ``protect`` is the version just added: it may be activated next.
+        """
         ids = self._complete_ids(operator_id)
         excess = len(ids) - self.keep
         for adapter_id in ids:
@@ -513,7 +531,8 @@ class AdapterStore:
 
     # -- recordings -------------------------------------------------------------------------------
     def recordings(self, operator_id: str) -> list[Item]:
-        """Every kept recording of the operator (lines whose wav is missing are skipped).
+        """
+        Every kept recording of the operator (lines whose wav is missing are skipped).
 
         A wav the manifest does not name (the writer died between the recording and the manifest)
         is adopted with the transcript written beside it, or unlabeled when there is none.
@@ -532,7 +551,8 @@ class AdapterStore:
         return items
 
     def save_recordings(self, operator_id: str, recordings: Sequence[Recording], session: str) -> list[Item]:
-        """Write each recording as a 16-bit wav, then the manifest (atomically); return their items.
+        """
+        Write each recording as a 16-bit wav, then the manifest (atomically); return their items.
 
         A recording already kept with the same id and the same samples is reused, not duplicated,
         so feeding the same folder twice does not grow the store. Same id with other samples gets a
@@ -589,7 +609,7 @@ class AdapterStore:
 
     @staticmethod
     def _write_error(exc: OSError, path: Path, what: str, saved: int) -> OSError:
-        """An OSError whose message says what could not be written, where, and why."""
+        """Build an OSError whose message says what could not be written, where, and why."""
         kept = f'{saved} recording(s) of this run saved before it' if saved else 'no recording of this run was saved'
         if is_disk_full(exc):
             return OSError(exc.errno, f'{disk_full_message(path.parent, what)} ({exc.strerror}; {kept})')
@@ -597,8 +617,12 @@ class AdapterStore:
 
 
 def _write_wav(path: Path, pcm: np.ndarray) -> None:
-    """A 16-bit wav, published durably. Encoded in memory first, so a full disk raises an OSError
-    with its errno (libsndfile writing to the file itself only says "System error.")."""
+    """
+    Write a 16-bit wav, published durably.
+
+    It is encoded in memory first, so a full disk raises an OSError with its errno (libsndfile writing to the
+    file itself only says "System error.").
+    """
     buffer = io.BytesIO()
     sf.write(buffer, pcm, 16000, subtype='PCM_16', format='WAV')
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.wav', dir=path.parent)
@@ -625,7 +649,7 @@ def _write_sidecar(item: Item) -> None:
 
 
 def _read_sidecar(wav: Path) -> Item | None:
-    """The item of a wav the manifest does not name: from its sidecar, else unlabeled."""
+    """Build the item of a wav the manifest does not name: from its sidecar, else unlabeled."""
     try:
         item_id = check_id(wav.stem)
     except ValueError:
@@ -647,8 +671,12 @@ def _read_sidecar(wav: Path) -> Item | None:
 
 
 def _read_manifest(path: Path) -> list[Item]:
-    """A tolerant manifest reader for the store's own file: bad lines are skipped, not fatal,
-    because one damaged line must not make an operator's other recordings unreachable."""
+    """
+    Read the store's own manifest tolerantly.
+
+    Bad lines are skipped, not fatal, because one damaged line must not make an operator's other recordings
+    unreachable.
+    """
     if not path.is_file():
         return []
     items: list[Item] = []

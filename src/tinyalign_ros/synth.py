@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Speech synthesis with three offline engines (espeak-ng, flite, festival) and sox.
+"""
+Speech synthesis with three offline engines (espeak-ng, flite, festival) and sox.
 
 Synthetic speech is how the project gets training data for the base adapter and speech for its
 always-on tests without committing any recording: an engine speaks, sox converts to 16 kHz mono.
@@ -30,27 +31,27 @@ how well training generalizes to an unheard speaker and an unheard synthesizer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict
 import functools
 import hashlib
 import io
 import logging
 import math
 import os
+from pathlib import Path
 import random
 import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict
-from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from .augment import AugmentConfig, augment
+from .augment import augment, AugmentConfig
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ def _checked_voice(voice: str) -> str:
 
 
 def check_voice(voice: str) -> str:
-    """Return ``voice`` if its engine really has it, else raise :class:`SynthError` naming it.
+    """
+    Return ``voice`` if its engine really has it, else raise :class:`SynthError` naming it.
 
     espeak-ng falls back without a word when a voice is a near miss or a ``+variant`` is unknown
     or does not apply to that base, which would quietly make a "multi-speaker" corpus
@@ -244,7 +246,8 @@ def _engine_wav(text: str, voice: str, rate: int, pitch: int) -> bytes:
 
 
 def synthesize(text: str, voice: str = 'en-us', rate: int = 160, pitch: int = 50) -> np.ndarray:
-    """Speak ``text`` and return float32 mono samples at 16 kHz.
+    """
+    Speak ``text`` and return float32 mono samples at 16 kHz.
 
     ``rate`` is in words per minute and ``pitch`` in espeak's 0-99 scale; both vary the speaker
     so a corpus is not a single monotone voice.
@@ -268,7 +271,8 @@ def synthesize(text: str, voice: str = 'en-us', rate: int = 160, pitch: int = 50
 
 
 def read_sentences(path: str | Path, max_words: int | None = None, min_words: int = 1) -> list[str]:
-    """Read one sentence per line, skipping blank lines and those outside the word-count range.
+    """
+    Read one sentence per line, skipping blank lines and those outside the word-count range.
 
     Long sentences are dropped rather than cut so that every transcript matches its audio; the
     word limit keeps utterances inside the encoder's shorter (cheaper) windows.
@@ -290,7 +294,8 @@ def _plan(
     sentences: Sequence[str], voices: Sequence[str], rates: Sequence[int], pitches: Sequence[int],
     n: int, seed: int,
 ) -> list[tuple[str, str, str, int, int]]:
-    """Decide (id, text, voice, rate, pitch) for every utterance from the seed alone.
+    """
+    Decide (id, text, voice, rate, pitch) for every utterance from the seed alone.
 
     Sentences are taken in a seeded shuffled order (cycling when ``n`` exceeds them); voices,
     rates and pitches are drawn from shuffled balanced lists so each value is used about equally.
@@ -321,7 +326,7 @@ def _seed_of(uid: str, seed: int) -> int:
 
 
 def _replay_condition(uid: str, seed: int, config: AugmentConfig) -> str:
-    """The condition a reused wav was made with: the same draws on a dummy signal name it."""
+    """Recover the condition a reused wav was made with: the same draws on a dummy signal name it."""
     _, condition = augment(np.full(1600, 0.1, dtype=np.float32), random.Random(_seed_of(uid, seed)), config)
     return condition
 
@@ -336,7 +341,8 @@ def _is_complete_wav(path: Path) -> bool:
 
 def _render(wav: Path, text: str, voice: str, rate: int, pitch: int,
             augment_config: AugmentConfig | None = None, augment_seed: int = 0) -> str | None:
-    """Write one utterance unless a complete wav is already there.
+    """
+    Write one utterance unless a complete wav is already there.
 
     Returns the augmentation applied (``'clean'`` without augmentation), or None when the wav was
     already there (a resumed run; the manifest then reads the condition back from the plan).
@@ -370,7 +376,8 @@ def synthesize_corpus(
     progress: bool = True,
     augment_config: AugmentConfig | None = None,
 ) -> Path:
-    """Synthesize a corpus into ``out_dir/wavs/*.wav`` and ``out_dir/manifest.jsonl``; return the manifest.
+    """
+    Synthesize a corpus into ``out_dir/wavs/*.wav`` and ``out_dir/manifest.jsonl``; return the manifest.
 
     ``n`` utterances (default: one per sentence) are assigned sentence, voice, rate and pitch
     deterministically from ``seed``. Sentences longer than ``max_words`` are dropped first.

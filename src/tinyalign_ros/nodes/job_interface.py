@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""What the ROS nodes need from the personalization engine, as plain Python types.
+"""
+What the ROS nodes need from the personalization engine, as plain Python types.
 
 The personalize action server and the adapter services are written against these Protocols and
 dataclasses, not against ``tinyalign_ros.personalize`` itself, so that:
@@ -28,12 +29,12 @@ bundles the job that trains adapters and the store that keeps them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import importlib
 import math
+from pathlib import Path
 import re
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -106,7 +107,8 @@ class TrainingOptions:
 
 @dataclass
 class PersonalizeRequest:
-    """One run: whose voice, where the speech comes from, and the budgets.
+    """
+    One run: whose voice, where the speech comes from, and the budgets.
 
     ``utterances`` holds the recorded enrollment answers (float32 mono 16 kHz, prompt text) when
     ``source`` is SOURCE_RECORD; for folder and rosbag sources it is empty and the job reads
@@ -141,7 +143,8 @@ class Progress:
 
 @dataclass
 class PersonalizeResult:
-    """The outcome. ``accepted``: the quality gate kept the new adapter (it is in the store).
+    """
+    The outcome. ``accepted``: the quality gate kept the new adapter (it is in the store).
 
     ``canceled``: the run stopped because of the cancel event and changed nothing in the store.
     ``cancel_too_late``: the cancel arrived after the store was switched; the run counts as done
@@ -173,7 +176,8 @@ GOAL_ABORTED = 'aborted'
 
 
 def goal_status(result: PersonalizeResult, cancel_requested: bool) -> tuple[str, str]:
-    """The terminal state of a goal and its message, decided by what the job did.
+    """
+    Decide the terminal state of a goal and its message from what the job did.
 
     A cancel is only honoured when the job stopped before changing the store: a job that reports
     success had already switched the store when it saw the cancel (or never saw it), so the goal
@@ -206,7 +210,8 @@ class AdapterVersion:
 
 @runtime_checkable
 class PersonalizeJob(Protocol):
-    """Trains an adapter for one operator. Must honour ``cancel`` within about a second.
+    """
+    Trains an adapter for one operator. Must honour ``cancel`` within about a second.
 
     The caller sets ``cancel`` as soon as a cancel is requested (not on its next feedback tick):
     the job decides at one point under the store's lock whether the cancel still prevents the
