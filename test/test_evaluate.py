@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for evaluation: every reading on a 3-utterance synthetic manifest with the tiny models,
-the plumbing from decoded ids to WER, and the refusals of unusable datasets."""
+"""
+Tests for evaluation.
+
+Every reading on a 3-utterance synthetic manifest with the tiny models, the plumbing from decoded ids
+to WER, and the refusals of unusable datasets.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,13 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-
 from tinyalign_ros.data import Item, load_dataset, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
-from tinyalign_ros.evaluate import READINGS, REPEAT_PROMPT, Evaluation, evaluate, repeat_generation
+from tinyalign_ros.evaluate import evaluate, Evaluation, READINGS, repeat_generation, REPEAT_PROMPT
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
+from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
+import torch
 
 TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.')
 METRICS = {'wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade', 'nll_audio', 'nll_text'}
@@ -112,8 +115,11 @@ def test_without_a_projector_only_text_and_cascade_readings_are_scored(items: li
 
 def test_forced_decoding_gives_zero_wer(items: list[Item], encoder: WhisperEncoder, llm: LLM,
                                         projector: Projector, monkeypatch: pytest.MonkeyPatch) -> None:
-    """decode_ids forced to the true ids of each item: the reading must score exactly 0.0; with one
-    word dropped from one item, exactly 1 / (number of reference words)."""
+    """
+    Force decode_ids to the true ids of each item: the reading must score exactly 0.0.
+
+    With one word dropped from one item it must score exactly 1 / (number of reference words).
+    """
     truth = iter([llm.tokenize(item.text) for item in items])
     monkeypatch.setattr(projector, 'decode_ids', lambda feats: next(truth))
     result = evaluate(items, encoder, llm, projector, readings=('nearest',))
@@ -143,8 +149,12 @@ def test_supplied_features_are_used_instead_of_encoding(items: list[Item], encod
 
 def test_an_utterance_the_projector_hears_nothing_in_is_scored_not_fatal(
         items: list[Item], encoder: WhisperEncoder, llm: LLM) -> None:
-    """A projector that decodes every frame as blank emits no embedding; the evaluation must still
-    finish and count every reference word as deleted, not stop at the first such utterance."""
+    """
+    Score an utterance the projector hears nothing in as all words deleted.
+
+    A projector that decodes every frame as blank emits no embedding; the evaluation must still
+    finish and count every reference word as deleted, not stop at the first such utterance.
+    """
     projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
                                                 n_layers=1, n_heads=4, ff_dim=64, dropout=0.0, blank_bias=1e4))
     projector.bind_llm(llm.embedding_matrix)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for tinyalign_ros.llm: prompt layout around injected embeddings, decoding, scoring, GGUF cache.
+"""
+Tests for tinyalign_ros.llm: prompt layout around injected embeddings, decoding, scoring, GGUF cache.
 
 The tiny random model checks mechanics exactly (which tokens sit where, that the KV cache gives the
 same tokens as recomputing from scratch, that NLL scores the right positions); the ``real`` tests
@@ -23,28 +24,20 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
+from fixtures.tiny_llm import build_tiny_gguf, CHAT_TEMPLATE
 import pytest
-import torch
-
-from fixtures.tiny_llm import CHAT_TEMPLATE, build_tiny_gguf
 from tinyalign_ros import llm as llm_module
 from tinyalign_ros.llm import (
-    COMPLETE_MARKER,
-    LLM,
-    GenerationConfig,
-    LLMError,
-    PromptConfig,
-    TextStream,
-    file_sha256,
-    resolve_llm_path,
+    COMPLETE_MARKER, file_sha256, GenerationConfig, LLM, LLMError, PromptConfig, resolve_llm_path, TextStream,
 )
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = 'Repeat the words.'
@@ -203,8 +196,12 @@ def test_embeddings_only_without_safetensors_falls_back_to_the_model(tiny: LLM, 
 
 
 def plain(**settings: object) -> GenerationConfig:
-    """Decoding without repetition control or loop stop: these tests check the decoding mechanics
-    against hand-computed tokens (a random model's greedy output is one token repeated)."""
+    """
+    Return decoding settings without repetition control or loop stop.
+
+    These tests check the decoding mechanics against hand-computed tokens (a random model's greedy
+    output is one token repeated).
+    """
     return GenerationConfig(**{'repetition_penalty': 1.0, 'no_repeat_ngram_size': 0, 'loop_repeats': 0,
                                **settings})
 
@@ -253,7 +250,7 @@ def test_tiny_top_p_keeps_only_the_best_token(tiny: LLM, prompt_embeds: torch.Te
 def test_stop_string_cuts_the_text_and_the_callback_never_sees_it(tiny: LLM,
                                                                   prompt_embeds: torch.Tensor) -> None:
     # Sampled with a seed: greedy decoding of a random tied-embedding model just repeats one token.
-    config = dict(max_new_tokens=20, do_sample=True, temperature=1.0, top_p=1.0, seed=7)
+    config = {'max_new_tokens': 20, 'do_sample': True, 'temperature': 1.0, 'top_p': 1.0, 'seed': 7}
     full = tiny.generate(prompt_embeds, plain(**config)).text
     visible = [i for i, ch in enumerate(full) if i > 0 and not ch.isspace() and ch != '\ufffd']
     assert len(visible) >= 3, f'tiny model output too short to test stop strings: {full!r}'
@@ -423,7 +420,7 @@ def test_nll_depends_on_the_prompt_and_needs_no_grad(tiny: LLM) -> None:
     with torch.enable_grad():
         a = tiny.nll(tiny.build_text_inputs('Please turn right.', PromptConfig()), target)
     b = tiny.nll(tiny.build_inputs(audio_like(tiny, 6), PromptConfig()), target)
-    assert all(map(lambda v: 0 < v < 20, (a, b)))
+    assert all(0 < v < 20 for v in (a, b))
     assert a != b
 
 
@@ -596,7 +593,7 @@ def test_missing_gguf_package_is_explained(tiny_gguf: Path, tmp_path: Path, monk
 
 @pytest.fixture(scope='module')
 def smollm() -> LLM:
-    """The embedded SmolLM2, converted into this session's cache on first use (about a minute)."""
+    """Load the embedded SmolLM2, converted into this run's cache on first use (about a minute)."""
     start = time.perf_counter()
     model = LLM(None)
     print(f'\nSmolLM2 resolve (conversion unless cached) + load: {time.perf_counter() - start:.1f} s')
@@ -635,7 +632,7 @@ def test_smollm_prompt_uses_its_chat_markers(smollm: LLM) -> None:
     assert 2.0 < float(norms.mean()) < 5.0  # the scale a projector must match
 
 
-LOAD_PROBE = '''
+LOAD_PROBE = """
 import json, sys, time, psutil
 from tinyalign_ros.llm import LLM, PromptConfig, GenerationConfig
 start = time.perf_counter()
@@ -645,7 +642,7 @@ rss_load = psutil.Process().memory_info().rss / 2**20
 llm.generate(llm.build_text_inputs('Hello.', PromptConfig()), GenerationConfig(max_new_tokens=4))
 rss_gen = psutil.Process().memory_info().rss / 2**20
 print(json.dumps({'load_s': load_s, 'rss_load_mb': rss_load, 'rss_generate_mb': rss_gen}))
-'''
+"""
 
 
 @pytest.mark.real

@@ -12,30 +12,34 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for the spoken-QA reading: answer matching, the packaged sets, their synthesis into a
-manifest that carries the answers, and the counting of correct answers per path and voice."""
+"""
+Tests for the spoken-QA reading.
+
+Answer matching, the packaged sets, their synthesis into a manifest that carries the answers, and the
+counting of correct answers per path and voice.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-
 from tinyalign_ros.adapter import save_adapter
 from tinyalign_ros.cli import main
 from tinyalign_ros.data import Item, load_dataset, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
-from tinyalign_ros.llm import LLM, GenerationConfig, GenerationResult, PromptConfig
+from tinyalign_ros.llm import GenerationConfig, GenerationResult, LLM, PromptConfig
 from tinyalign_ros.pipeline import Response
-from tinyalign_ros.projector import ProjectorConfig, build_projector
-from tinyalign_ros.qa import (QAError, contains_answer, evaluate_qa, load_set, normalize, qa_items, sentence_of,
-                              synthesize_set)
+from tinyalign_ros.projector import build_projector, ProjectorConfig
+from tinyalign_ros.qa import (
+    contains_answer, evaluate_qa, load_set, normalize, qa_items, QAError, sentence_of, synthesize_set,
+)
+import torch
 
 # ------------------------------------------------------------------ matching
 
@@ -217,7 +221,7 @@ def qa_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='module')
 def tiny_adapter(tiny_whisper_path: Path, tiny_llm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random adapter for the tiny model pair, never blank, so the aligned path always answers."""
+    """Save a random adapter for the tiny model pair, never blank, so the aligned path always answers."""
     encoder, llm = WhisperEncoder(tiny_whisper_path, cpu_threads=1), LLM(tiny_llm_path)
     torch.manual_seed(0)
     projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
