@@ -40,7 +40,7 @@ import torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--adapter', type=Path, default=BASE_ADAPTER)
     parser.add_argument('--closed-rows', type=int, default=11996, help='size of the closed head compared')
     parser.add_argument('--repeats', type=int, default=7)

@@ -110,11 +110,11 @@ def plot() -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--data', type=Path, default=ROOT.parent / 'shared' / 'data')
     parser.add_argument('--skip-large', action='store_true', help='only the embedded LLM in the cost benchmark')
     parser.add_argument('--plots-only', action='store_true')
-    parser.add_argument('--only', choices=['encoder', 'train_cost'], help='run one benchmark')
+    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head'], help='run one benchmark')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.plots_only:
@@ -122,6 +122,9 @@ def main() -> int:
             run_encoder(args.data)
         if args.only in (None, 'train_cost'):
             run_train_cost(['embedded'] if args.skip_large else ['embedded', '0.5b', '1b'])
+        if args.only in (None, 'head'):
+            subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_head.py'), '--json-out', str(OUT / 'head.json')],
+                           check=True)
     plot()
     return 0
 
