@@ -182,7 +182,10 @@ def test_gate_accepts_an_improving_run_and_rejects_a_harmful_one(
         models: Models, llm: LLM, encoder: WhisperEncoder, operator_data: Path, speech: dict, work_dir: Path,
         tmp_path: Path) -> None:
     store = AdapterStore(tmp_path / 'store')
-    job = PersonalizationJob(models, store, config(work_dir, max_steps=500))
+    # Tempo and pitch views: with cased targets a cased word is one token, and the tiny model trained
+    # on the 150 and 200 wpm takes alone learns whole sentences, reading each 175 wpm held-out take as
+    # another training sentence (wer_nearest 1.000 -> 0.952 at 500 steps, worse at 800 or 1000).
+    job = PersonalizationJob(models, store, config(work_dir, max_steps=500, augment_views=2))
     recorder = Recorder()
     good = run(job, request(operator_data), recorder)
     assert good.success and good.accepted, good.message
