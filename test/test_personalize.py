@@ -578,6 +578,18 @@ def test_lora_and_ce_runs(models: Models, operator_data: Path, work_dir: Path, t
         assert record['training']['objective'] == options.get('objective', 'ctc')
 
 
+def test_progress_never_moves_back_within_a_phase() -> None:
+    # An accepted run scores the new adapter, then has the LLM read it, both in the 'after' phase
+    # and each counting its items from zero.
+    seen: list[float] = []
+    reporter = pz._Reporter(lambda p: seen.append(p.progress))
+    reporter('after', 1.0, message='scoring after: 7/7')
+    reporter('after', 0.5, message='LLM reading after: 1/2')
+    reporter('after', 1.0, message='LLM reading after: 2/2')
+    reporter('saving', 0.0)
+    assert seen == sorted(seen) and seen[0] == pytest.approx(0.95) and seen[-1] == pytest.approx(0.95)
+
+
 def test_progress_is_reported_at_least_once_a_second(models: Models, operator_data: Path, work_dir: Path,
                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = pz.evaluate

@@ -604,7 +604,13 @@ class _Reporter:
         self.phase = phase
         low, high = PHASE_SPANS[phase]
         fraction = low + (high - low) * min(max(within, 0.0), 1.0)
-        report = Progress(PHASE_NAMES[phase], progress=self._start_at + (1 - self._start_at) * fraction, step=step,
+        progress = self._start_at + (1 - self._start_at) * fraction
+        with self._lock:
+            # A phase can hold several counted readings (an accepted run's scores, then its LLM
+            # readings), each counting from zero: a progress bar must still never move back.
+            if self._last is not None:
+                progress = max(progress, self._last.progress)
+        report = Progress(PHASE_NAMES[phase], progress=progress, step=step,
                           loss=math.nan if loss is None else float(loss),
                           eta_s=-1.0 if eta_s is None else max(0.0, float(eta_s)), message=message)
         self._send(report)
