@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Aligned, cascade and auto side by side on spoken questions and robot commands.
+"""
+Aligned, cascade and auto side by side on spoken questions and robot commands.
 
 Questions are scored by the answer (one of the accepted keywords in the LLM's reply); commands by
 what the answering path heard (every key word of the command in the aligned path's own reading or
@@ -29,16 +30,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import re
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from tinyalign_ros.audio import load_audio
 from tinyalign_ros.config import AssistantConfig
 from tinyalign_ros.llm import GenerationConfig

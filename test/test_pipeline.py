@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for the assistant pipeline on the tiny random models: both modes end to end, latency
-accounting, streaming, the thread-safe adapter swap and the refusals of bad input.
+"""
+Tests for the assistant pipeline on the tiny random models.
+
+Both modes end to end, latency accounting, streaming, the thread-safe adapter swap and the
+refusals of bad input.
 
 The tiny models understand nothing, so answers are checked for mechanics (what was injected,
 which adapter answered, that streamed pieces join to the text), never for content.
@@ -22,22 +25,21 @@ which adapter answered, that streamed pieces join to the text), never for conten
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
 from tinyalign_ros.adapter import AdapterError, save_adapter
 from tinyalign_ros.audio import AudioError
 from tinyalign_ros.config import AssistantConfig, EncoderSettings, LLMSettings
 from tinyalign_ros.encoder import WhisperEncoder
-from tinyalign_ros.llm import LLM, GenerationConfig, PromptConfig
+from tinyalign_ros.llm import GenerationConfig, LLM, PromptConfig
 from tinyalign_ros.pipeline import Pipeline, PipelineError, Response
-from tinyalign_ros.projector import Projector, ProjectorConfig, build_projector
+from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
+import torch
 
 LATENCY_KEYS = {'encode', 'project', 'first_token', 'total'}
 GEN = GenerationConfig(max_new_tokens=6)
@@ -49,7 +51,7 @@ def speech() -> np.ndarray:
 
 
 def chatty(encoder: WhisperEncoder, llm: LLM, seed: int = 0) -> Projector:
-    """A small random BridgeFormer that never predicts blank: it injects several embeddings."""
+    """Build a small random BridgeFormer that never predicts blank: it injects several embeddings."""
     torch.manual_seed(seed)
     projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
                                                 n_layers=1, n_heads=4, ff_dim=64, dropout=0.0))
@@ -59,7 +61,7 @@ def chatty(encoder: WhisperEncoder, llm: LLM, seed: int = 0) -> Projector:
 
 
 def one_token(encoder: WhisperEncoder, llm: LLM, token: int = 123) -> Projector:
-    """A linear projector that maps every frame to the same token: exactly one injected embedding."""
+    """Build a linear projector that maps every frame to the same token: exactly one injected embedding."""
     projector = build_projector(ProjectorConfig(type='linear', encoder_dim=encoder.d_model,
                                                 llm_dim=llm.hidden_size))
     projector.bind_llm(llm.embedding_matrix)
@@ -73,7 +75,7 @@ def one_token(encoder: WhisperEncoder, llm: LLM, token: int = 123) -> Projector:
 
 
 def silent(encoder: WhisperEncoder, llm: LLM) -> Projector:
-    """A projector that hears nothing: every frame decodes as blank."""
+    """Build a projector that hears nothing: every frame decodes as blank."""
     projector = chatty(encoder, llm)
     projector.config.blank_bias = 1e4
     return projector
@@ -143,8 +145,12 @@ def test_cascade_feeds_the_transcript_to_the_llm(pipeline: Pipeline, speech: np.
 
 def test_cascade_when_whisper_hears_no_words(pipeline: Pipeline, speech: np.ndarray,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whisper returns '' for a cough or a door slam (the tiny random Whisper always does): the
-    robot has nothing to answer, which is a normal outcome, not a crash."""
+    """
+    Answer nothing when Whisper hears nothing.
+
+    Whisper returns '' for a cough or a door slam (the tiny random Whisper always does): the robot
+    has nothing to answer, which is a normal outcome, not a crash.
+    """
     monkeypatch.setattr(pipeline.encoder, 'transcribe', lambda audio, **_: '')
     response = pipeline.respond(speech, mode='cascade')
     assert response.mode == 'cascade' and response.transcript == ''
@@ -153,8 +159,11 @@ def test_cascade_when_whisper_hears_no_words(pipeline: Pipeline, speech: np.ndar
 
 
 def test_aligned_when_the_projector_emits_nothing(encoder: WhisperEncoder, llm: LLM, speech: np.ndarray) -> None:
-    """An adapter that decodes every frame as blank (noise, silence) injects no embedding; the
-    pipeline must answer (with nothing) rather than fail inside the LLM."""
+    """
+    Answer (with nothing) when the projector emits nothing, rather than fail inside the LLM.
+
+    An adapter that decodes every frame as blank (noise, silence) injects no embedding.
+    """
     pipe = Pipeline(encoder, llm, silent(encoder, llm), generation=GEN, adapter_id='silent')
     response = pipe.respond(speech)
     assert response.mode == 'aligned' and response.n_audio_tokens == 0

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""What an operator reads aloud at enrollment, chosen to teach the projector the most per second.
+"""
+What an operator reads aloud at enrollment, chosen to teach the projector the most per second.
 
 A personalization learns the operator's voice from the sounds and words they read. Sentences that
 repeat the same few sounds teach little; sentences that cover every English phoneme and the words
@@ -26,10 +27,10 @@ given to the node can be checked with it).
 
 from __future__ import annotations
 
+from functools import lru_cache
 import re
 import shutil
 import subprocess
-from functools import lru_cache
 from typing import Iterable, Sequence
 
 # Words people say to a robot assistant most often: motion, manipulation, places, numbers, questions.
@@ -168,9 +169,13 @@ def coverage(sentences: Iterable[str], reference: Sequence[str] = CANDIDATES) ->
 
 
 def select_prompts(candidates: Sequence[str], n: int, max_words: int = 10) -> list[str]:
-    """Greedy coverage: each pick adds the most not-yet-covered phonemes and command words (a phoneme
+    """
+    Pick ``n`` prompts by greedy coverage of phonemes and command words.
+
+    Each pick adds the most not-yet-covered phonemes and command words (a phoneme
     counts up to 1.5 times a new command word, being what the voice is made of), ties broken by the shorter sentence,
-    then by the candidates' order; once everything is covered, the rarest phonemes count again."""
+    then by the candidates' order; once everything is covered, the rarest phonemes count again.
+    """
     pool = [s for s in candidates if len(s.split()) <= max_words]
     if n > len(pool):
         raise ValueError(f'asked for {n} prompts from {len(pool)} candidates of at most {max_words} words')

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""On-device personalization: learn one operator's voice from a few minutes of speech, safely.
+"""
+On-device personalization: learn one operator's voice from a few minutes of speech, safely.
 
 One run (:meth:`PersonalizationJob.run`) goes through these phases, each reported through the
 progress callback and each checking the cancel flag:
@@ -45,43 +46,41 @@ The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.node
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass, field, fields, replace
 import hashlib
 import json
 import logging
 import math
+from pathlib import Path
 import random
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any, Callable, Sequence
+import uuid
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from .adapter import AdapterError, load_adapter
-from .audio import SAMPLE_RATE, AudioError, load_audio, validate
-from .augment import AugmentConfig, augment
+from .audio import AudioError, load_audio, SAMPLE_RATE, validate
+from .augment import augment, AugmentConfig
 from .data import DatasetError, Item, load_dataset, split
 from .durable import is_disk_full
 from .encoder import FeatureCache, WhisperEncoder
 from .enrollment import ENROLLMENT_PROMPTS
 from .evaluate import evaluate
 from .metrics import wer
-from .nodes.job_interface import (PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING, PHASE_TRAINING,
-                                  SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG, Backend, BackendContext, Limits,
-                                  PersonalizeRequest, PersonalizeResult, Progress, TrainingOptions)
-from .nodes.job_interface import CANCEL_TOO_LATE
+from .nodes.job_interface import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeRequest,
+                                  PersonalizeResult, PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING,
+                                  PHASE_TRAINING, Progress, SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG,
+                                  TrainingOptions)
 from .projector import Projector
-from .routing import DEFAULT_THRESHOLD, confidence, learn_threshold
-from .store import AdapterStore, Recording, write_json_atomic
-from .store import SaveCancelled, StoreError
+from .routing import confidence, DEFAULT_THRESHOLD, learn_threshold
+from .store import AdapterStore, Recording, SaveCancelled, StoreError, write_json_atomic
 from .synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
-from .train import (Cancelled, Example, TrainConfig, TrainResult, encode_examples, greedy_wer, index_examples,
-                    summarize, train)
-from .train import Progress as TrainProgress
+from .train import (Cancelled, encode_examples, Example, greedy_wer, index_examples, Progress as TrainProgress,
+                    summarize, train, TrainConfig, TrainResult)
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +329,8 @@ class Models:
 # -- reading the operator's speech --------------------------------------------------------------
 def recordings_from_folder(path: str | Path, max_utterance_s: float = 30.0,
                            skipped: list[str] | None = None) -> list[Recording]:
-    """A manifest or LJ-Speech-style folder (:func:`tinyalign_ros.data.load_dataset`).
+    """
+    Read the recordings of a manifest or LJ-Speech-style folder (:func:`tinyalign_ros.data.load_dataset`).
 
     With a ``skipped`` list, a bad line or an unreadable, empty or absurd audio file is noted
     there and left out, so one bad file does not cost the operator the rest of the folder.
@@ -350,7 +350,7 @@ def recordings_from_folder(path: str | Path, max_utterance_s: float = 30.0,
 
 
 def _speech_span(samples: np.ndarray, max_utterance_s: float) -> np.ndarray | None:
-    """The part of ``samples`` from the first detected speech to the last (Silero VAD), or None."""
+    """Cut ``samples`` to the part from the first detected speech to the last (Silero VAD), or None."""
     from .segmenter import Segmenter, SegmenterConfig
 
     segmenter = Segmenter(SegmenterConfig(max_utterance_s=max_utterance_s, max_buffer_s=max(60.0, max_utterance_s * 2)))
@@ -386,7 +386,8 @@ def _bag_texts(path: str | Path, topic: str) -> list[tuple[int, str]]:
 
 
 def recordings_from_bag(path: str | Path, topics: Sequence[str] = (), max_utterance_s: float = 30.0) -> list[Recording]:
-    """Utterances of a rosbag2 (sqlite3 or mcap) holding audio_common_msgs audio.
+    """
+    Utterances of a rosbag2 (sqlite3 or mcap) holding audio_common_msgs audio.
 
     ``topics`` = [audio topic, transcript topic] (either may be '' to pick the only one). With
     transcripts, each String message labels the audio recorded after it until the next one (the
@@ -459,8 +460,12 @@ def gate(before: dict[str, float], after: dict[str, float], config: PersonalizeC
 
 
 def projector_digest(projector: Projector) -> str:
-    """A fingerprint of an adapter's weights and design: scores remembered under it are the scores of
-    exactly these weights (a retrained or edited adapter gets a new one)."""
+    """
+    Fingerprint an adapter's weights and design.
+
+    Scores remembered under the fingerprint are the scores of exactly these weights (a retrained or
+    edited adapter gets a new one).
+    """
     h = hashlib.sha256(json.dumps(projector.config.to_dict(), sort_keys=True, default=str).encode())
     named = sorted(projector.named_parameters()) + [('vocab_ids', projector.vocab_ids)]
     for name, tensor in named:  # buffers derived from the LLM are covered by its identity in the key
@@ -472,9 +477,12 @@ def projector_digest(projector: Projector) -> str:
 
 @torch.no_grad()
 def as_saved(projector: Projector) -> Projector:
-    """Round the weights the way an adapter file stores them (float16, the logit scale in float32),
-    in place: the gate then judges exactly the adapter that is kept, and its remembered scores are
-    found again when it is loaded as the next run's start."""
+    """
+    Round the weights in place the way an adapter file stores them.
+
+    Float16, the logit scale in float32: the gate then judges exactly the adapter that is kept, and
+    its remembered scores are found again when it is loaded as the next run's start.
+    """
     for name, parameter in projector.named_parameters():
         if name != 'logit_scale':
             parameter.copy_(parameter.half().float())
@@ -492,8 +500,11 @@ def write_wav_atomic(path: Path, samples: np.ndarray) -> None:
 
 
 def train_input_layers_only(projector: Projector) -> list[str]:
-    """Freeze everything but the first block of layers that holds a linear layer (the one that reads
-    the encoder's frames), whatever the projector's design; returns the trainable parameter names.
+    """
+    Freeze everything but the first block of layers that holds a linear layer.
+
+    That block is the one that reads the encoder's frames, whatever the projector's design; returns
+    the trainable parameter names.
 
     A voice differs from the training voices in the acoustics the encoder reports, so adapting the
     input side alone is the smallest change that can follow it, and forgets the least.
@@ -520,7 +531,8 @@ def decide_mode(aligned_wer: float | None, cascade_wer: float | None) -> str:
 
 # -- LoRA on the projector ----------------------------------------------------------------------
 def add_lora(projector: Projector, rank: int) -> None:
-    """Wrap the projector's linear layers in peft LoRA adapters; everything else is frozen.
+    """
+    Wrap the projector's linear layers in peft LoRA adapters; everything else is frozen.
 
     Attention projections inside ``nn.MultiheadAttention`` are left out: the module uses their
     weights directly, so a wrapper there would never run.
@@ -535,8 +547,11 @@ def add_lora(projector: Projector, rank: int) -> None:
 
 
 def merge_lora(projector: Projector) -> Projector:
-    """Fold the LoRA updates into the base weights and remove the wrappers, so the adapter is a
-    plain projector (loaders never need peft)."""
+    """
+    Fold the LoRA updates into the base weights and remove the wrappers.
+
+    The adapter is then a plain projector (loaders never need peft).
+    """
     from peft.tuners.lora import LoraLayer
 
     for name, module in list(projector.named_modules()):
@@ -558,9 +573,12 @@ PHASE_NAMES = {'recording': PHASE_RECORDING, 'encoding': PHASE_ENCODING, 'before
 
 
 class _Reporter:
-    """Turns the run's steps into Progress reports, and repeats the last one twice a second from a
-    heartbeat thread, so a listener hears from the job even while one long call (an LLM
-    generation, an encoder batch) runs."""
+    """
+    Turn the run's steps into Progress reports.
+
+    The last one is repeated twice a second from a heartbeat thread, so a listener hears from the
+    job even while one long call (an LLM generation, an encoder batch) runs.
+    """
 
     def __init__(self, on_progress: Callable[[Progress], None], start_at: float = 0.0, period_s: float = 0.5) -> None:
         self._on_progress = on_progress
@@ -586,7 +604,13 @@ class _Reporter:
         self.phase = phase
         low, high = PHASE_SPANS[phase]
         fraction = low + (high - low) * min(max(within, 0.0), 1.0)
-        report = Progress(PHASE_NAMES[phase], progress=self._start_at + (1 - self._start_at) * fraction, step=step,
+        progress = self._start_at + (1 - self._start_at) * fraction
+        with self._lock:
+            # A phase can hold several counted readings (an accepted run's scores, then its LLM
+            # readings), each counting from zero: a progress bar must still never move back.
+            if self._last is not None:
+                progress = max(progress, self._last.progress)
+        report = Progress(PHASE_NAMES[phase], progress=progress, step=step,
                           loss=math.nan if loss is None else float(loss),
                           eta_s=-1.0 if eta_s is None else max(0.0, float(eta_s)), message=message)
         self._send(report)
@@ -610,7 +634,8 @@ class _Reporter:
 
 # -- the job ------------------------------------------------------------------------------------
 class PersonalizationJob:
-    """Trains one operator's adapter; implements the node's ``PersonalizeJob`` Protocol.
+    """
+    Trains one operator's adapter; implements the node's ``PersonalizeJob`` Protocol.
 
     ``models`` is a :class:`~tinyalign_ros.pipeline.Pipeline` (shared with the assistant, so the
     models are loaded once) or anything with ``encoder``, ``llm``, ``projector`` and
@@ -630,13 +655,16 @@ class PersonalizationJob:
 
     @property
     def enrollment_prompts(self) -> tuple[str, ...]:
-        """What an operator should read aloud at enrollment (:mod:`tinyalign_ros.enrollment`): the
-        node's built-in list when no prompts file is configured."""
+        """
+        Return what an operator should read aloud at enrollment (:mod:`tinyalign_ros.enrollment`).
+
+        The node's built-in list when no prompts file is configured.
+        """
         return ENROLLMENT_PROMPTS
 
     def run(self, request: PersonalizeRequest, on_progress: Callable[[Progress], None],
             cancel: threading.Event) -> PersonalizeResult:
-        """Run one personalization; never raises for a failed or cancelled run (see the result)."""
+        """Personalize once; a failed or cancelled run never raises, its result says what happened."""
         if not self._lock.acquire(blocking=False):
             return PersonalizeResult(success=False, message='another personalization is already running')
         self.last_run = {}
@@ -900,8 +928,12 @@ class _Run:
         return items, {item.id for item in items if item.id in pseudo_ids or item.meta.get('trust') == TRUST_PSEUDO}
 
     def _split(self, items: list[Item], pseudo_ids: set[str]) -> tuple[list[Item], list[Item]]:
-        """Deterministic by utterance: named ids, or a seeded count drawn preferably from
-        human-labeled utterances (pseudo-labels would grade the cascade, not the operator)."""
+        """
+        Split the items into training and held-out sets, deterministically by utterance.
+
+        Named ids, or a seeded count drawn preferably from human-labeled utterances (pseudo-labels
+        would grade the cascade, not the operator).
+        """
         options, cfg = self.request.options, self.config
         if options.holdout_ids:
             by_source = {item.meta.get('source_id', item.id): item.id for item in items}
@@ -918,7 +950,7 @@ class _Run:
 
     # -- 2: features ------------------------------------------------------------------------------
     def _feature_encoder(self, encoder: WhisperEncoder) -> WhisperEncoder:
-        """The shared encoder, with a feature cache (a shallow copy shares the loaded model)."""
+        """Return the shared encoder with a feature cache (a shallow copy shares the loaded model)."""
         if encoder.cache is not None:
             return encoder
         view = copy.copy(encoder)
@@ -926,7 +958,7 @@ class _Run:
         return view
 
     def _general_sets(self) -> tuple[list[Item], list[Item]]:
-        """The general mix and the canary, synthesized once into the work folder and reused."""
+        """Return the general mix and the canary, synthesized once into the work folder and reused."""
         cfg = self.config
         general: list[Item] = []
         canary: list[Item] = []
@@ -957,7 +989,7 @@ class _Run:
 
     # -- 3: scores --------------------------------------------------------------------------------
     def _starting_projector(self, encoder: WhisperEncoder, llm: Any) -> tuple[Projector, dict[str, Any]]:
-        """The operator's active adapter, else the pipeline's current (base) one; always a copy."""
+        """Copy the operator's active adapter, else the pipeline's current (base) one."""
         active = self.store.active(self.operator)
         if active is not None:
             try:
@@ -1015,7 +1047,7 @@ class _Run:
 
     def _score(self, projector: Projector, holdout: list[Item], canary: list[Item], encoder: WhisperEncoder,
                llm: Any, keys: dict[str, str], when: str) -> Scores:
-        """The fast readings: projector-alone WER and audio NLL on the held-out speech, and the canary."""
+        """Take the fast readings: projector-alone WER and audio NLL on the held-out speech, and the canary."""
         total = len(holdout) + len(canary)
         done = [0]
 
@@ -1036,7 +1068,7 @@ class _Run:
 
     def _score_repeat(self, projector: Projector, scores: Scores, holdout: list[Item], encoder: WhisperEncoder,
                       llm: Any, keys: dict[str, str], when: str) -> None:
-        """The slow reading (the LLM repeats the projected audio), added to ``scores``."""
+        """Add the slow reading (the LLM repeats the projected audio) to ``scores``."""
         repeat = holdout[: self.config.repeat_items]
         if not repeat:
             return
@@ -1084,8 +1116,12 @@ class _Run:
 
     def _routing(self, projector: Projector, scores: Scores, holdout: list[Item], encoder: WhisperEncoder,
                  keys: dict[str, str]) -> dict[str, Any]:
-        """The operator's ``auto`` threshold: per held-out utterance, the aligned path's confidence and
-        which path read it with fewer word errors."""
+        """
+        Learn the operator's ``auto`` threshold.
+
+        Per held-out utterance: the aligned path's confidence and which path read it with fewer
+        word errors.
+        """
         margins, aligned, cascade = [], [], []
         for item, row, hyp in zip(holdout, scores.details, self.cascade_hyps):
             feats = encoder.cache.get(keys[item.id]) if item.id in keys else None
@@ -1303,14 +1339,15 @@ def plot_run(path: Path, curve: Sequence[tuple[int, float, float]], before: dict
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MiB (Linux reports KiB)."""
+    """Return the process's peak resident memory so far, in MiB (Linux reports KiB)."""
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
 def release_memory() -> None:
-    """Give freed heap memory back to the OS between phases.
+    """
+    Give freed heap memory back to the OS between phases.
 
     Training and LLM scoring allocate and free many differently sized tensors; glibc keeps the
     freed pages in its arenas, so without a trim the phases' peaks stack up in the process's
@@ -1332,8 +1369,12 @@ def _fmt(value: float | None) -> str:
 
 # -- the node's backend -------------------------------------------------------------------------
 def ros_backend(context: BackendContext) -> Backend:
-    """The factory the assistant node loads (``personalize.backend`` =
-    ``'tinyalign_ros.personalize:ros_backend'``): the job shares the node's loaded pipeline."""
+    """
+    Build the backend the assistant node loads.
+
+    The node names this factory as ``personalize.backend`` = ``'tinyalign_ros.personalize:ros_backend'``;
+    the job shares the node's loaded pipeline.
+    """
     pipeline = context.pipeline
     store = AdapterStore(context.store_dir)
     config = PersonalizeConfig(work_dir=Path(context.work_dir))

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The assistant: one object that turns an utterance into a response.
+"""
+The assistant: one object that turns an utterance into a response.
 
 Aligned mode runs encoder -> projector -> LLM (the projected audio is injected between the prompt's
 instruction text); cascade mode runs Whisper transcription -> the same LLM and prompt with the
@@ -25,11 +26,11 @@ the LLM is the bottleneck.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, replace
 import logging
+from pathlib import Path
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -38,9 +39,9 @@ from .adapter import load_adapter, read_metadata
 from .audio import SAMPLE_RATE, validate
 from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
-from .llm import LLM, GenerationConfig, GenerationResult, PromptConfig
-from .projector import Projector, ProjectorConfig, build_projector
-from .routing import DEFAULT_THRESHOLD, confidence
+from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
+from .projector import build_projector, Projector, ProjectorConfig
+from .routing import confidence, DEFAULT_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,12 @@ class Response:
 
 
 def shipped_adapter_path() -> Path | None:
-    """The base adapter shipped with the package for the embedded model pair, if present."""
+    """Return the base adapter shipped with the package for the embedded model pair, if present."""
     return BASE_ADAPTER if (BASE_ADAPTER / 'adapter.json').is_file() else None
 
 
 def untrained_projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
-    """A freshly initialized BridgeFormer bound to ``llm``: runs end to end, understands nothing."""
+    """Build a freshly initialized BridgeFormer bound to ``llm``: runs end to end, understands nothing."""
     projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size))
     projector.bind_llm(llm.embedding_matrix)
     return projector.eval()
@@ -145,8 +146,11 @@ class Pipeline:
             self._projector, self._adapter_id = projector, adapter_id
 
     def load_adapter(self, path: str | Path) -> dict[str, Any]:
-        """Load an adapter folder, checked against the loaded models, and make it active (with the
-        auto-mode threshold its personalization learned, else the default one)."""
+        """
+        Load an adapter folder, checked against the loaded models, and make it active.
+
+        It comes with the auto-mode threshold its personalization learned, else the default one.
+        """
         projector, meta = load_adapter(path, self.encoder.identity, self.llm.identity,
                                        self.llm.embedding_matrix)
         self.set_adapter(projector, meta.get('adapter_id', Path(path).name))
@@ -233,5 +237,5 @@ class Pipeline:
         )
 
     def with_prompt(self, **changes: Any) -> PromptConfig:
-        """A copy of the current prompt with some fields changed (used by evaluation)."""
+        """Copy the current prompt with some fields changed (used by evaluation)."""
         return replace(self.prompt, **changes)

@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Per-utterance routing: answer from the projected audio when the aligned path is sure of what it
-heard, else from Whisper's transcript.
+"""
+Per-utterance routing between the projected audio and Whisper's transcript.
+
+Answer from the projected audio when the aligned path is sure of what it heard, else from
+Whisper's transcript.
 
 The aligned path skips Whisper's decoder, which is most of the cascade's latency, but it reads some
 utterances (an unusual voice, a noisy room, words it never learned) far worse than Whisper. Its own
@@ -26,8 +29,8 @@ decision costs one projector pass that the aligned path makes anyway.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -53,7 +56,8 @@ class Confidence:
 
 @torch.no_grad()
 def confidence_from_logits(logits: torch.Tensor, blank_bias: float = 0.0) -> Confidence:
-    """Confidence of one utterance from its head logits ``[T, 1 + V]`` (blank first).
+    """
+    Confidence of one utterance from its head logits ``[T, 1 + V]`` (blank first).
 
     Only positions where a token beats the blank count: blank frames are silence and between-word
     gaps, and every projector is sure about those. An utterance with no token at all scores 0 (the
@@ -97,7 +101,8 @@ def confidence(projector: Any, features: np.ndarray | torch.Tensor) -> Confidenc
 
 def learn_threshold(margins: Sequence[float], aligned_errors: Sequence[float], cascade_errors: Sequence[float],
                     default: float = DEFAULT_THRESHOLD) -> tuple[float, dict[str, Any]]:
-    """The margin above which an utterance is answered from the projected audio.
+    """
+    Learn the margin above which an utterance is answered from the projected audio.
 
     Every candidate threshold (each observed margin, and one above them all = always the cascade) is
     scored by the word errors its routing would make on these utterances (aligned errors where the

@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Training the projector: EmbedLink-style objectives that keep the LLM out of the loop, and the
-conventional next-token objective through the frozen LLM for comparison.
+"""
+Training the projector.
+
+EmbedLink-style objectives that keep the LLM out of the loop, and the conventional next-token
+objective through the frozen LLM for comparison.
 
 Objectives (``TrainConfig.objective``):
 
@@ -35,12 +38,12 @@ held-out split with early stopping, checks a cancel flag every step, and checkpo
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
 import math
+from pathlib import Path
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -49,10 +52,10 @@ import torch.nn.functional as F
 from .adapter import save_adapter
 from .audio import load_audio
 from .data import Item
-from .encoder import WhisperEncoder, n_feature_frames
+from .encoder import n_feature_frames, WhisperEncoder
 from .llm import LLM, PromptConfig
 from .metrics import wer
-from .projector import Projector, ProjectorConfig, build_projector
+from .projector import build_projector, Projector, ProjectorConfig
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
 TRAIN_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before')
@@ -117,7 +120,7 @@ class TrainConfig:
 class Example:
     """One training utterance as the trainer sees it: a cache key, a length and token ids."""
 
-    id: str
+    id: str  # noqa: A003 - Item.id, the manifest's field name, carried through training
     key: str
     n_frames: int
     target_ids: list[int]
@@ -148,8 +151,11 @@ class TrainResult:
 
 
 def target_text(text: str) -> str:
-    """What the projector learns to spell: the transcript as people write it (cased, punctuated, a
-    question ends in "?"), with a leading space so the first word gets the LLM's word-initial token.
+    """
+    Return what the projector learns to spell.
+
+    The transcript as people write it (cased, punctuated, a question ends in "?"), with a leading
+    space so the first word gets the LLM's word-initial token.
 
     Case and punctuation are barely audible, but the LLM reads a cased, punctuated question far
     better than a lowercase run of words, and the Whisper encoder's frames carry the context
@@ -160,7 +166,8 @@ def target_text(text: str) -> str:
 
 # -- data ---------------------------------------------------------------------------------------
 def index_examples(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM) -> list[Example]:
-    """Describe each item for the trainer (cache key, frame count, target ids) without encoding it.
+    """
+    Describe each item for the trainer (cache key, frame count, target ids) without encoding it.
 
     Needs an encoder with ``cache_dir`` set: features are read back from disk during training.
     """
@@ -182,7 +189,8 @@ def index_examples(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM) -> 
 def encode_examples(items: Sequence[Item], examples: Sequence[Example], encoder: WhisperEncoder,
                     progress: Callable[[int, int], None] | None = None, batch_size: int = 8,
                     stop: threading.Event | None = None) -> None:
-    """Put the features of ``items`` into the encoder's cache (already cached ones are skipped).
+    """
+    Put the features of ``items`` into the encoder's cache (already cached ones are skipped).
 
     Runs in the caller's thread or in a background thread while training starts on what is
     already cached (CTranslate2 releases the GIL while it encodes).
@@ -211,12 +219,13 @@ def prepare_examples(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM,
 
 
 def cached(examples: Sequence[Example], encoder: WhisperEncoder) -> list[Example]:
-    """The examples whose features are already on disk."""
+    """Keep the examples whose features are already on disk."""
     return [ex for ex in examples if encoder.cache.path(ex.key).is_file()]
 
 
 def build_vocab(examples: Sequence[Example], extra_ids: Sequence[int] = (), n_vocab: int | None = None) -> torch.Tensor:
-    """The token head's vocabulary, sorted.
+    """
+    Build the token head's vocabulary, sorted.
 
     With ``n_vocab`` (the LLM's embedding rows) the head is open: every token the LLM has, so an
     adapter can emit any word, including words its training text never had. Training stays cheap
@@ -230,14 +239,15 @@ def build_vocab(examples: Sequence[Example], extra_ids: Sequence[int] = (), n_vo
 
 
 def neighbour_table(projector: Projector, rows: Sequence[int], k: int, chunk: int = 2048) -> dict[int, list[int]]:
-    """For each head position in ``rows``, the ``k`` most similar other positions of the head.
+    """
+    For each head position in ``rows``, the ``k`` most similar other positions of the head.
 
     These are the hard negatives of a sampled softmax over an open vocabulary: " The" against
     " the", " cat" against " cats" and " cap". Uniform samples of 49k rows almost never contain
     them, and a head never contrasted with them confuses them at inference, where all rows compete.
     """
     table = projector.token_table
-    rows = sorted(set(int(r) for r in rows))
+    rows = sorted({int(r) for r in rows})
     out: dict[int, list[int]] = {}
     if k <= 0 or not rows:
         return out
@@ -291,7 +301,8 @@ def augment_features(x: torch.Tensor, lengths: torch.Tensor, config: TrainConfig
 
 
 def bound_heap(mmap_threshold: int = 1 << 20) -> bool:
-    """Ask glibc to serve allocations above ``mmap_threshold`` with mmap, returned to the OS on free.
+    """
+    Ask glibc to serve allocations above ``mmap_threshold`` with mmap, returned to the OS on free.
 
     Training allocates batches of a different size every step; glibc's default raises its mmap
     threshold after the first large free (up to 32 MB), so those buffers then come from the heap and
@@ -314,7 +325,10 @@ def bound_heap(mmap_threshold: int = 1 << 20) -> bool:
 def sample_head_rows(target_rows: torch.Tensor, n_vocab: int, negatives: int,
                      generator: torch.Generator | None = None,
                      neighbours: dict[int, list[int]] | None = None) -> torch.Tensor | None:
-    """Vocabulary positions a CTC step scores: the batch's own tokens, their nearest neighbours in
+    """
+    Choose the vocabulary positions a CTC step scores.
+
+    The batch's own tokens, their nearest neighbours in
     the head (hard negatives, see :func:`neighbour_table`) and ``negatives`` others drawn uniformly
     (a fresh draw each step, so every row is contrasted often). ``None`` = the whole head.
 
@@ -362,7 +376,8 @@ def slots_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, bat
 
 def ce_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch: Sequence[Example],
             llm: LLM, prompt: PromptConfig = TRAIN_PROMPT) -> torch.Tensor:
-    """Conventional objective: next-token cross-entropy of the transcript through the frozen LLM.
+    """
+    Conventional objective: next-token cross-entropy of the transcript through the frozen LLM.
 
     One padded LLM forward/backward for the whole batch: [prompt | audio frames | suffix | target].
     """
@@ -394,8 +409,12 @@ def ce_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch:
 
 # -- the loop -----------------------------------------------------------------------------------
 def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay over whichever budget (steps or time) runs out first,
-    so a run cut by its time budget still ends at a low learning rate."""
+    """
+    Return the learning rate: linear warm-up, then cosine decay.
+
+    The decay runs over whichever budget (steps or time) runs out first, so a run cut by its time
+    budget still ends at a low learning rate.
+    """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     by_steps = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
@@ -405,8 +424,11 @@ def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
 
 
 def anchor_penalty(projector: Projector, start: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L2-SP: the mean squared distance of each trainable tensor from its starting value, summed
-    over tensors (a per-tensor mean, so one weight does not depend on the projector's size)."""
+    """
+    Compute L2-SP: each trainable tensor's mean squared distance from its start, summed.
+
+    A per-tensor mean, so one weight does not depend on the projector's size.
+    """
     total = torch.zeros(())
     for name, param in projector.named_parameters():
         if param.requires_grad and name in start:
@@ -429,7 +451,8 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
           progress: Callable[[Progress], None] | None = None,
           cancel: threading.Event | None = None, checkpoint_dir: Path | None = None,
           checkpoint_meta: dict[str, Any] | None = None, checkpoint_every: int = 1000) -> TrainResult:
-    """Train ``projector`` in place (it must already be bound to ``llm``); return the best state.
+    """
+    Train ``projector`` in place (it must already be bound to ``llm``); return the best state.
 
     Raises :class:`Cancelled` when ``cancel`` is set; the caller decides what survives.
     """
@@ -541,7 +564,7 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
 
 
 def _add_lora(llm: LLM, rank: int) -> list[torch.nn.Parameter]:
-    """LoRA (peft) on the LLM's attention q/v projections, for the conventional baseline only."""
+    """Add LoRA (peft) to the LLM's attention q/v projections, for the conventional baseline only."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=['q_proj', 'v_proj'], lora_dropout=0.0)
@@ -558,14 +581,14 @@ def new_projector(encoder: WhisperEncoder, llm: LLM, vocab_ids: torch.Tensor,
 
 
 def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
-    """What goes into an adapter's metadata about its training run."""
+    """Return what goes into an adapter's metadata about its training run."""
     return {'objective': config.objective, 'config': asdict(config), 'steps': result.steps,
             'seconds': round(result.seconds, 1), 'stopped_by': result.stopped_by,
             'best_val_wer': result.best_val_wer, 'vocab_size': result.vocab_size,
             'n_train': result.n_train, 'n_val': result.n_val, 'history': result.history}
 
 
-__all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples', 'neighbour_table',
-           'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer', 'new_projector',
-           'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows', 'bound_heap',
-           'anchor_penalty']
+__all__ = ['TrainConfig', 'Example', 'Progress', 'TrainResult', 'Cancelled', 'TrainError', 'prepare_examples',
+           'neighbour_table', 'build_vocab', 'train', 'index_examples', 'encode_examples', 'cached', 'greedy_wer',
+           'new_projector', 'summarize', 'ctc_loss', 'ce_loss', 'slots_loss', 'target_text', 'sample_head_rows',
+           'bound_heap', 'anchor_penalty']

@@ -67,7 +67,7 @@ from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
 from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
-                                               GOAL_SUCCEEDED, goal_status, Limits, load_backend,
+                                               goal_status, GOAL_SUCCEEDED, Limits, load_backend,
                                                OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
                                                PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
                                                SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
