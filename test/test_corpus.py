@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import random
 import re
 
 import pytest
@@ -81,9 +82,10 @@ def test_heldout_templates_and_sentences_never_reach_training(corpus: Path) -> N
 def test_numbers_are_spoken_words_and_templates_are_broad() -> None:
     assert spell_number(312) == 'three hundred twelve'
     assert spell_number(21) == 'twenty-one'
-    import random
     grammar = Grammar(random.Random(0))
-    made = [fn() for fn in grammar.templates('commands').values()] * 1
-    assert all(tidy(m)[-1] in '.!?' for m in made)
+    for kind in ('questions', 'commands', 'chat'):
+        made = [fn() for fn in grammar.templates(kind).values()]
+        # every template writes its own end mark and spells its numbers out
+        assert all(m[-1] in '.!?' and not re.search(r'\d', m) and tidy(m) == m for m in made), kind
     objects = {grammar.templates('questions')['questions000']() for _ in range(200)}
     assert len(objects) > 150  # slots come from thousands of words, not a short list
