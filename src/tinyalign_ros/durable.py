@@ -49,11 +49,7 @@ def fsync_file(path: str | Path) -> None:
 def fsync_dir(path: str | Path) -> None:
     """Flush a folder's entries (renames, new names) to the disk, where the OS allows it."""
     with contextlib.suppress(OSError):  # some filesystems refuse to open or sync a directory
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(path)
 
 
 def fsync_tree(path: str | Path) -> None:

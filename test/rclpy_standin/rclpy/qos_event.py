@@ -12,22 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""rclpy.qos_event (Humble's module name): the subscription event callbacks the nodes use."""
+"""rclpy.qos_event (Humble's module name): the same callbacks as Jazzy's rclpy.event_handler."""
 
-from __future__ import annotations
+from rclpy.event_handler import SubscriptionEventCallbacks
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
-
-@dataclass
-class SubscriptionEventCallbacks:
-    """Callbacks for QoS events of a subscription; only message_lost is delivered by the stand-in."""
-
-    deadline: Callable[[Any], None] | None = None
-    incompatible_qos: Callable[[Any], None] | None = None
-    liveliness: Callable[[Any], None] | None = None
-    message_lost: Callable[[Any], None] | None = None
-    incompatible_type: Callable[[Any], None] | None = None
-    matched: Callable[[Any], None] | None = None
-    use_default_callbacks: bool = True
+__all__ = ['SubscriptionEventCallbacks']
