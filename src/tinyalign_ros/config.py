@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from .fusion import FusionConfig
 from .llm import GenerationConfig, PromptConfig
 from .segmenter import SegmenterConfig
 
@@ -68,6 +69,7 @@ class AssistantConfig:
     mode: str = 'aligned'  # or 'cascade'
     prompt: PromptConfig = field(default_factory=PromptConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)  # the LLM's prior in the aligned reading
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     max_utterance_s: float = 30.0
 

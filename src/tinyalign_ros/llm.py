@@ -46,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 import warnings
@@ -527,6 +528,8 @@ class LLM:
         self._last_logits_only = {'logits_to_keep': 1} if 'logits_to_keep' in accepts else {}
         self._sha256: str | None = None
         self._parts_cache: dict[tuple, tuple[list[int], list[int]]] = {}
+        self._prefix_lock = threading.Lock()
+        self._prefix: tuple[tuple[int, ...], Any] | None = None
 
     # ----- identity and embeddings
 
@@ -802,6 +805,51 @@ class LLM:
                                 first_token_s=state['first_token_s'] or 0.0, total_s=total_s, stopped_by=stopped_by,
                                 truncated=stopped_by == 'length', max_new_tokens=budget)
 
+    def next_token_logprobs(self, context_ids: Sequence[int], ids: Sequence[int]) -> torch.Tensor:
+        """
+        Log-probabilities the LLM gives each vocabulary token at each position of ``ids``: [n, V].
+
+        Row i is the distribution over the token at position i given ``context_ids`` and ``ids[:i]``
+        (teacher forced, one forward pass); :mod:`tinyalign_ros.fusion` reads its prior from it.
+        """
+        self.require_model()
+        context, ids = list(context_ids), list(ids)
+        if not context:
+            raise LLMError('next_token_logprobs needs at least one context token')
+        if not ids:
+            return torch.zeros(0, self.embedding_matrix.shape[0])
+        n = len(ids)
+        with self._prefix_lock, torch.inference_mode():
+            cache = self._prefix_cache(tuple(context))
+            if cache is None:
+                full = torch.as_tensor(context + ids[:-1], dtype=torch.long).unsqueeze(0)
+                keep = {'logits_to_keep': n} if self._last_logits_only else {}
+                logits = self.model(input_ids=full, use_cache=False, **keep).logits[0, -n:]
+            else:
+                # The context's keys and values are computed once per prompt; each call appends the
+                # hypothesis and crops the cache back, so calls do not see each other.
+                _crop(cache, len(context) - 1)
+                rest = torch.as_tensor(context[-1:] + ids[:-1], dtype=torch.long).unsqueeze(0)
+                logits = self.model(input_ids=rest, past_key_values=cache, use_cache=True).logits[0]
+                _crop(cache, len(context) - 1)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _prefix_cache(self, context: tuple[int, ...]) -> Any:
+        """Keys and values of ``context`` minus its last token (one prompt is kept), or None if unsupported."""
+        if self._prefix is not None and self._prefix[0] == context:
+            return self._prefix[1]
+        try:
+            from transformers import DynamicCache
+        except ImportError:  # an older transformers: fusion then re-reads the prompt on each call
+            return None
+        cache = DynamicCache()
+        if len(context) > 1:
+            self.model(input_ids=torch.as_tensor([list(context[:-1])]), past_key_values=cache, use_cache=True)
+        if not getattr(cache, 'is_croppable', True):
+            return None
+        self._prefix = (context, cache)
+        return cache
+
     def nll(self, inputs_embeds: torch.Tensor, target_ids: Sequence[int]) -> float:
         """
         Mean negative log-likelihood (nats/token) of ``target_ids`` teacher-forced after the prompt.
@@ -822,6 +870,13 @@ class LLM:
             logits = self.model(inputs_embeds=full, use_cache=False, **keep).logits[0]
         predicted = logits[-n - 1:-1].float()
         return float(torch.nn.functional.cross_entropy(predicted, target))
+
+
+def _crop(cache: Any, length: int) -> None:
+    """Cut a key/value cache back to ``length`` positions (a negative crop means the same in 4.x and 5.x)."""
+    extra = int(cache.get_seq_length()) - length
+    if extra > 0:
+        cache.crop(-extra)
 
 
 # --------------------------------------------------------------------------------------------

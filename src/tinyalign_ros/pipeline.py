@@ -39,6 +39,7 @@ from .adapter import load_adapter, read_metadata
 from .audio import SAMPLE_RATE, validate
 from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
+from .fusion import fuse, FusionConfig
 from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
 from .projector import build_projector, Projector, ProjectorConfig
 from .routing import confidence, DEFAULT_THRESHOLD
@@ -90,11 +91,12 @@ class Pipeline:
     def __init__(self, encoder: WhisperEncoder, llm: LLM, projector: Projector | None = None,
                  prompt: PromptConfig | None = None, generation: GenerationConfig | None = None,
                  adapter_id: str | None = None, max_utterance_s: float = 30.0,
-                 route_threshold: float | None = None) -> None:
+                 route_threshold: float | None = None, fusion: FusionConfig | None = None) -> None:
         self.encoder = encoder
         self.llm = llm
         self.prompt = prompt or PromptConfig()
         self.generation = generation or GenerationConfig()
+        self.fusion = fusion or FusionConfig()
         self.max_utterance_s = max_utterance_s
         self._lock = threading.Lock()
         self._projector = projector
@@ -117,7 +119,7 @@ class Pipeline:
         )
         llm = LLM(config.llm.model, threads=config.llm.threads)
         pipeline = cls(encoder, llm, None, config.prompt, config.generation,
-                       max_utterance_s=config.max_utterance_s)
+                       max_utterance_s=config.max_utterance_s, fusion=config.fusion)
         adapter = config.adapter or shipped_adapter_path()
         if adapter is not None:
             pipeline.load_adapter(adapter)
@@ -207,7 +209,7 @@ class Pipeline:
             if features is None:
                 features = self.encoder.features(audio)
             t_encoded = time.perf_counter()
-            embeds = projector.project(features)
+            embeds = self.project(projector, features, prompt)
             n_audio = int(embeds.shape[0])
             inputs = self.llm.build_inputs(embeds, prompt) if n_audio else None
         else:
@@ -235,6 +237,13 @@ class Pipeline:
             truncated=result.truncated, adapter_id=adapter_id if path == 'aligned' else None,
             transcript=transcript, n_audio_tokens=n_audio, extra=extra,
         )
+
+    def project(self, projector: Projector, features: np.ndarray, prompt: PromptConfig | None = None) -> Any:
+        """The embeddings the aligned path injects: the projector's reading, fused with the LLM's prior if on."""
+        if not self.fusion.enabled or self.llm.model is None:
+            return projector.project(features)
+        context, _ = self.llm.prompt_parts(prompt or self.prompt)
+        return fuse(projector, self.llm, features, context, self.fusion)[1]
 
     def with_prompt(self, **changes: Any) -> PromptConfig:
         """Copy the current prompt with some fields changed (used by evaluation)."""

@@ -102,6 +102,18 @@ class ProjectorOutput:
     hidden: torch.Tensor | None = field(default=None, repr=False)
 
 
+@dataclass
+class Lattice:
+    """One utterance as read by the token head: per emitted position, the k best tokens, best first."""
+
+    ids: torch.Tensor  # [n, k] LLM token ids
+    logp: torch.Tensor  # [n, k] log-probabilities over tokens (blank excluded)
+    rows: torch.Tensor  # [n, k] the same tokens as rows of the bound head
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
 def reduce_lengths(lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
     """Count the valid output positions for input frame counts (ceil division, or fixed slots)."""
     if config.reduction == 'adaptive':
@@ -242,7 +254,15 @@ class Projector(nn.Module):
         _, embeds = self._collapse(features)
         return embeds
 
-    def _collapse(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
+    @torch.no_grad()
+    def lattice(self, features: torch.Tensor | np.ndarray, k: int | None = None) -> Lattice:
+        """
+        Read one utterance as a short lattice: per emitted position, the k best tokens and their log-probs.
+
+        Positions are the greedy CTC collapse (a frame whose best score is not blank and differs from
+        the previous frame's); the log-probs are over tokens only, renormalized without the blank, so
+        a later stage (:mod:`tinyalign_ros.fusion`) can weigh the alternatives against the LLM's prior.
+        """
         was_training = self.training
         self.eval()
         try:
@@ -252,23 +272,38 @@ class Projector(nn.Module):
             out = self(x)
             n = int(out.lengths[0])
             if out.logits is None:
-                return [], out.embeds[0, :n]
+                raise ProjectorConfigError('the projector has no token head bound; call bind_llm first')
             logits = out.logits[0, :n].clone()
             logits[:, 0] += self.config.blank_bias
             best = logits.argmax(dim=-1)
             keep = (best != 0) & torch.cat([torch.tensor([True]), best[1:] != best[:-1]])
             positions = keep.nonzero().flatten()
-            if positions.numel() == 0:
-                return [], out.embeds.new_zeros(0, self.config.llm_dim)
-            token_logits = logits[positions, 1:]
-            k = min(self.config.top_k, token_logits.shape[1])
-            top_scores, top_idx = token_logits.topk(k, dim=-1)
-            weights = top_scores.softmax(dim=-1)
-            mixed = (weights.unsqueeze(-1) * self.token_rows[top_idx]).sum(dim=1)
-            ids = self.vocab_ids[best[positions] - 1].tolist()
-            return ids, mixed
+            k = min(k or self.config.top_k, logits.shape[1] - 1)
+            token_logp = logits[positions, 1:].log_softmax(dim=-1)
+            top_logp, top_idx = token_logp.topk(k, dim=-1)
+            return Lattice(ids=self.vocab_ids[top_idx], logp=top_logp, rows=top_idx)
         finally:
             self.train(was_training)
+
+    def mix(self, rows: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Embed each position as the softmax(``scores``)-weighted mix of its head ``rows``: [n, llm_dim]."""
+        if rows.shape[0] == 0:
+            return self.token_rows.new_zeros(0, self.config.llm_dim)
+        weights = scores.softmax(dim=-1)
+        return (weights.unsqueeze(-1) * self.token_rows[rows]).sum(dim=1)
+
+    def _collapse(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
+        if not self.is_bound:
+            was_training = self.training
+            self.eval()
+            try:
+                x = torch.as_tensor(np.asarray(features, dtype=np.float32)).float()
+                out = self(x.unsqueeze(0) if x.dim() == 2 else x)
+                return [], out.embeds[0, :int(out.lengths[0])]
+            finally:
+                self.train(was_training)
+        reading = self.lattice(features, self.config.top_k)
+        return reading.ids[:, 0].tolist(), self.mix(reading.rows, reading.logp)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
