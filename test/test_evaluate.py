@@ -35,7 +35,7 @@ from tinyalign_ros.synth import synthesize
 import torch
 
 TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.')
-METRICS = {'wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade', 'nll_audio', 'nll_text'}
+METRICS = {'wer_nearest', 'wer_fused', 'wer_repeat', 'wer_repeat_text', 'wer_cascade', 'nll_audio', 'nll_text'}
 
 
 @pytest.fixture(scope='module')
@@ -61,6 +61,14 @@ def projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
     return projector.eval()
 
 
+def test_fused_reading_with_weight_zero_is_the_nearest_reading(items: list[Item], encoder: WhisperEncoder,
+                                                                llm: LLM, projector: Projector) -> None:
+    from tinyalign_ros.fusion import FusionConfig
+    plain = evaluate(items, encoder, llm, projector, readings=('nearest', 'fused'), fusion=FusionConfig(weight=0.0))
+    assert [r['fused'] for r in plain.details] == [r['nearest'] for r in plain.details]
+    assert plain.metrics['wer_fused'] == plain.metrics['wer_nearest']
+
+
 def test_all_readings_on_a_small_manifest(items: list[Item], encoder: WhisperEncoder, llm: LLM,
                                           projector: Projector) -> None:
     calls: list[tuple[int, int]] = []
@@ -68,7 +76,7 @@ def test_all_readings_on_a_small_manifest(items: list[Item], encoder: WhisperEnc
     assert isinstance(result, Evaluation)
     assert result.n == 3
     assert set(result.metrics) == METRICS
-    for name in ('wer_nearest', 'wer_repeat', 'wer_repeat_text', 'wer_cascade'):
+    for name in ('wer_nearest', 'wer_fused', 'wer_repeat', 'wer_repeat_text', 'wer_cascade'):
         assert isinstance(result.metrics[name], float) and result.metrics[name] >= 0, name
     for name in ('nll_audio', 'nll_text'):
         assert math.isfinite(result.metrics[name]) and result.metrics[name] > 0, name
@@ -76,8 +84,8 @@ def test_all_readings_on_a_small_manifest(items: list[Item], encoder: WhisperEnc
     assert [row['id'] for row in result.details] == ['utt0', 'utt1', 'utt2']
     assert [row['ref'] for row in result.details] == list(TEXTS)
     for row in result.details:
-        assert {'nearest', 'repeat', 'repeat_text', 'cascade'} <= set(row)
-        assert all(isinstance(row[k], str) for k in ('nearest', 'repeat', 'repeat_text', 'cascade'))
+        assert {'nearest', 'fused', 'repeat', 'repeat_text', 'cascade'} <= set(row)
+        assert all(isinstance(row[k], str) for k in ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade'))
     assert result.seconds > 0
     data = result.to_dict()
     assert {'n', 'seconds'} | METRICS == set(data)
@@ -176,4 +184,4 @@ def test_refusals(items: list[Item], encoder: WhisperEncoder, llm: LLM, projecto
         evaluate(unlabeled, encoder, llm, projector, readings=('nearest',))
     with pytest.raises(ValueError, match='bleu'):
         evaluate(items, encoder, llm, projector, readings=('nearest', 'bleu'))
-    assert set(READINGS) == {'nearest', 'repeat', 'repeat_text', 'cascade', 'nll'}
+    assert set(READINGS) == {'nearest', 'fused', 'repeat', 'repeat_text', 'cascade', 'nll'}

@@ -39,12 +39,13 @@ import numpy as np
 from .audio import load_audio
 from .data import Item
 from .encoder import WhisperEncoder
+from .fusion import fuse, FusionConfig
 from .llm import GenerationConfig, LLM, PromptConfig
 from .metrics import wer
 from .projector import Projector
 
 REPEAT_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before')
-READINGS = ('nearest', 'repeat', 'repeat_text', 'cascade', 'nll')
+READINGS = ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade', 'nll')
 
 
 @dataclass
@@ -71,9 +72,14 @@ def repeat_generation(target_ids: Sequence[int]) -> GenerationConfig:
 def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector: Projector | None,
              readings: Sequence[str] = READINGS, prompt: PromptConfig = REPEAT_PROMPT,
              progress: Callable[[int, int], None] | None = None,
-             features: Callable[[Item], np.ndarray] | None = None) -> Evaluation:
+             features: Callable[[Item], np.ndarray] | None = None,
+             fusion: FusionConfig | None = None) -> Evaluation:
     """
     Score ``items`` (with transcripts) on the requested readings.
+
+    ``nearest`` is the projector alone; ``fused`` is the same reading with the LLM's prior
+    (:mod:`tinyalign_ros.fusion`, ``fusion`` settings, judged inside the assistant's default prompt),
+    which is what the aligned path answers from.
 
     ``features`` lets a caller supply cached encoder features (training does); by default the
     audio is loaded and encoded here. Readings that need a projector are left out (None) without one.
@@ -87,7 +93,9 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
         raise ValueError('nothing to evaluate: the dataset is empty')
     start = time.perf_counter()
     refs = [item.text or '' for item in items]
-    hyps: dict[str, list[str]] = {name: [] for name in ('nearest', 'repeat', 'repeat_text', 'cascade')}
+    hyps: dict[str, list[str]] = {name: [] for name in ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade')}
+    fusion = fusion or FusionConfig()
+    context = llm.prompt_parts(PromptConfig())[0] if 'fused' in readings and aligned_model(llm) else None
     nll_audio: list[float] = []
     nll_text: list[float] = []
     details: list[dict[str, Any]] = []
@@ -98,11 +106,15 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
         audio = None
         if 'cascade' in readings or (aligned and features is None):
             audio = load_audio(item.audio)
-        if aligned and any(r in readings for r in ('nearest', 'repeat', 'nll')):
+        if aligned and any(r in readings for r in ('nearest', 'fused', 'repeat', 'nll')):
             feats = features(item) if features is not None else encoder.features(audio)
             if 'nearest' in readings:
                 row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True)
                 hyps['nearest'].append(row['nearest'])
+            if 'fused' in readings and context is not None:
+                row['fused'] = llm.tokenizer.decode(fuse(projector, llm, feats, context, fusion)[0],
+                                                    skip_special_tokens=True)
+                hyps['fused'].append(row['fused'])
             if 'repeat' in readings or 'nll' in readings:
                 embeds = projector.project(feats)
                 # A projector that hears nothing scores an empty repeat, and no audio NLL.
@@ -127,11 +139,16 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
         if progress is not None:
             progress(i + 1, len(items))
     metrics: dict[str, float | None] = {}
-    for name in ('nearest', 'repeat', 'repeat_text', 'cascade'):
+    for name in ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade'):
         metrics[f'wer_{name}'] = round(wer(refs, hyps[name]), 4) if len(hyps[name]) == len(refs) else None
     metrics['nll_audio'] = _mean(nll_audio)
     metrics['nll_text'] = _mean(nll_text)
     return Evaluation(n=len(items), metrics=metrics, details=details, seconds=time.perf_counter() - start)
+
+
+def aligned_model(llm: LLM) -> bool:
+    """Whether ``llm`` can score text (an embeddings-only LLM, used in training, cannot)."""
+    return getattr(llm, 'model', None) is not None
 
 
 def _mean(values: list[float]) -> float | None:

@@ -47,7 +47,7 @@ class FusionError(ValueError):
 class FusionConfig:
     """How strongly the LLM's prior weighs in; the one home of these defaults (YAML: ``fusion``)."""
 
-    weight: float = 0.5  # 0 = the projector alone
+    weight: float = 1.0  # 0 = the projector alone; chosen on the QA dev split (docs/results.md)
     candidates: int = 4  # alternatives per emitted position the LLM chooses among
     passes: int = 2  # re-reads with the corrected left context
 

@@ -64,6 +64,7 @@ from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
 from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 
 from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
+from tinyalign_ros.fusion import FusionConfig
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
 from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
@@ -242,6 +243,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('generation.temperature', 0.7, 'Sampling temperature.', float_range=(0.01, 2.0)),
     ParamSpec('generation.top_p', 0.9, 'Nucleus sampling mass.', float_range=(0.01, 1.0)),
     ParamSpec('generation.seed', -1, 'Sampling seed; -1 = random.', int_range=(-1, 2**31 - 1)),
+    ParamSpec('fusion.weight', FusionConfig().weight, "Weight of the LLM's own prior when the aligned path reads "
+              "the audio (0 = the projector alone): among the projector's close alternatives the LLM picks the "
+              'likelier words.', float_range=(0.0, 10.0)),
+    ParamSpec('fusion.candidates', FusionConfig().candidates, 'Alternatives per heard position the LLM chooses '
+              'among.', int_range=(1, 64)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
     ParamSpec('personalize.backend', 'tinyalign_ros.personalize:ros_backend',
@@ -728,6 +734,7 @@ class AssistantNode(LifecycleNode):
             'generation.do_sample': p('generation.do_sample'), 'generation.temperature': p('generation.temperature'),
             'generation.top_p': p('generation.top_p'),
             'generation.seed': None if p('generation.seed') < 0 else p('generation.seed'),
+            'fusion.weight': p('fusion.weight'), 'fusion.candidates': p('fusion.candidates'),
             'max_utterance_s': p('segmenter.max_utterance_s'),
         }
         try:
