@@ -180,6 +180,23 @@ def test_bind_llm_with_a_sub_vocabulary(llm: LLM) -> None:
     assert projector.vocab_ids.tolist() == vocab.tolist()
 
 
+def test_head_scores_are_cosines_to_the_centred_rows_without_storing_them(llm: LLM) -> None:
+    projector = make('bridgeformer', seed=2)
+    projector.bind_llm(llm.embedding_matrix)
+    assert projector.token_rows.data_ptr() == llm.embedding_matrix.data_ptr()  # an open head shares the table
+    x = feats(1, 24, seed=5)
+    out = projector(x)
+    table = llm.embedding_matrix.detach().float()
+    centred = torch.nn.functional.normalize(table - table.mean(dim=0), dim=1)
+    direction = torch.nn.functional.normalize(projector.out(out.hidden), dim=-1)
+    expected = projector.logit_scale.exp() * direction @ centred.T
+    torch.testing.assert_close(out.logits[..., 1:], expected, atol=1e-4, rtol=1e-4)
+    rows = torch.tensor([3, 17, 40])
+    sampled = projector(x, head_rows=rows).logits[..., 1:]
+    torch.testing.assert_close(sampled, expected[..., rows], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(projector.head_table(rows), centred[rows], atol=1e-5, rtol=1e-5)
+
+
 def test_bind_llm_refuses_a_mismatched_table(llm: LLM) -> None:
     projector = make('linear')
     with pytest.raises(ProjectorConfigError, match='llm_dim'):
@@ -344,5 +361,6 @@ def test_n_parameters_counts_trainable_weights_only() -> None:
     projector = make('linear')
     expected = (ENC * 4) * LLM_DIM + LLM_DIM + (ENC * 4) + 1 + 1  # out, blank, logit_scale
     assert projector.n_parameters() == expected
-    assert 'vocab_ids' in projector.state_dict() and 'token_table' not in projector.state_dict()
+    state = projector.state_dict()
+    assert 'vocab_ids' in state and 'token_inv_norm' not in state and 'token_rows' not in state
     assert np.isclose(float(projector.logit_scale.detach().exp()), 10.0)

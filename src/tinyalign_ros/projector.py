@@ -170,8 +170,10 @@ class Projector(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
         self.register_buffer('vocab_ids', torch.zeros(0, dtype=torch.long))
         self.register_buffer('embed_mean', torch.zeros(config.llm_dim), persistent=False)
-        self.register_buffer('token_table', torch.zeros(0, config.llm_dim), persistent=False)
         self.register_buffer('token_rows', torch.zeros(0, config.llm_dim), persistent=False)
+        # 1 / |row - mean| per head row: the head's centred, normalized table is never stored, because
+        # for an open head it would copy the LLM's whole embedding table (113 MB for SmolLM2).
+        self.register_buffer('token_inv_norm', torch.zeros(0), persistent=False)
 
     # -- binding to the LLM -------------------------------------------------------------------
     def bind_llm(self, embedding_matrix: torch.Tensor, vocab_ids: torch.Tensor | None = None) -> None:
@@ -200,11 +202,22 @@ class Projector(nn.Module):
         # An open head shares the LLM's own table instead of copying it (113 MB for SmolLM2).
         rows = weight if open_head else weight[self.vocab_ids]
         self.token_rows = rows
-        self.token_table = F.normalize(rows - self.embed_mean, dim=1)
+        self.token_inv_norm = 1.0 / (rows - self.embed_mean).norm(dim=1).clamp_min(1e-12)
 
     @property
     def is_bound(self) -> bool:
-        return self.token_table.numel() > 0
+        return self.token_rows.numel() > 0
+
+    def head_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's centred, unit-length rows (all, or the positions ``rows``), computed on demand."""
+        if rows is None:
+            return (self.token_rows - self.embed_mean) * self.token_inv_norm[:, None]
+        return (self.token_rows[rows] - self.embed_mean) * self.token_inv_norm[rows][:, None]
+
+    @property
+    def token_table(self) -> torch.Tensor:
+        """The whole centred, normalized head table (a new tensor each time: training's neighbour search)."""
+        return self.head_table()
 
     # -- forward ------------------------------------------------------------------------------
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,8 +244,11 @@ class Projector(nn.Module):
         logits = None
         if self.is_bound:
             scale = self.logit_scale.exp().clamp(max=100.0)
-            table = self.token_table if head_rows is None else self.token_table[head_rows]
-            token_scores = scale * F.normalize(direction, dim=-1) @ table.T
+            rows = self.token_rows if head_rows is None else self.token_rows[head_rows]
+            inv_norm = self.token_inv_norm if head_rows is None else self.token_inv_norm[head_rows]
+            unit = F.normalize(direction, dim=-1)
+            # cos(unit, row - mean) without materializing the centred table: (u.row - u.mean) / |row - mean|
+            token_scores = scale * (unit @ rows.T - (unit @ self.embed_mean).unsqueeze(-1)) * inv_norm
             logits = torch.cat([self.blank(hidden), token_scores], dim=-1)
         return ProjectorOutput(embeds=embeds, lengths=out_lengths, logits=logits, hidden=hidden)
 
