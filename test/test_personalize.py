@@ -203,10 +203,12 @@ def test_gate_accepts_an_improving_run_and_rejects_a_harmful_one(
     assert (Path(good.adapter_path) / pz.PLOT_NAME).stat().st_size > 1000
     assert good.durations['total'] >= good.durations['train'] > 0
 
-    # The same utterances with the training transcripts rotated: the adapter would learn to
-    # answer one command with another. It starts from the accepted adapter and must not replace it.
-    rotated = {f's{i}t{j}': SENTENCES[(i + 1) % len(SENTENCES)] for i in range(len(SENTENCES)) for j in (0, 2)}
-    harmful_data = dataset(tmp_path / 'harmful', speech, rotated)
+    # The same utterances with wrong training transcripts, in words none of the held-out sentences
+    # use: the adapter would learn to hear every command as something else. (Rotating the real
+    # transcripts was not harmful enough to be sure: it still teaches the commands' own words.)
+    # It starts from the accepted adapter and must not replace it.
+    wrong = {f's{i}t{j}': 'Quiet violet zebras hum.' for i in range(len(SENTENCES)) for j in (0, 2)}
+    harmful_data = dataset(tmp_path / 'harmful', speech, wrong)
     harmful = run(PersonalizationJob(models, store, config(work_dir, max_steps=150)), request(harmful_data))
     assert harmful.success and not harmful.accepted, harmful.message
     assert harmful.metrics_before['wer_nearest'] == pytest.approx(after, abs=1e-6)  # it started from `good`

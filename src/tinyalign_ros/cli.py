@@ -691,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'is left after preparing and scoring (default 110; 0 = none)')
     p.add_argument('--max-steps', type=int, help='training step budget')
     p.add_argument('--objective', choices=['ctc', 'ce'], default='', help='ctc (default) or the conventional ce')
-    p.add_argument('--method', choices=['projector', 'lora', 'input'], default='',
+    p.add_argument('--method', choices=['projector', 'lora', 'input', 'norms'], default='',
                    help='train all projector weights (default), LoRA on them, or the input layers only')
     p.add_argument('--pseudo-label', action='store_true', help='label untranscribed speech with the cascade ASR')
     p.add_argument('--gate-margin', type=float, help='relative improvement required (default 0.05)')

@@ -84,7 +84,7 @@ from .train import (Cancelled, encode_examples, Example, greedy_wer, index_examp
 
 log = logging.getLogger(__name__)
 
-METHODS = ('projector', 'lora', 'input')
+METHODS = ('projector', 'lora', 'input', 'norms')
 OBJECTIVES = ('ctc', 'ce')
 GATE_METRICS = ('wer_nearest', 'wer_repeat', 'nll_audio')
 TRUST_HUMAN = 'human'
@@ -227,8 +227,8 @@ class PersonalizeConfig:
     """Defaults of a run; a request's options and limits override the matching fields."""
 
     objective: str = 'ctc'
-    # 'projector' (all weights), 'lora' (peft LoRA on its linear layers) or 'input' (the first layer
-    # block only). On the shipped adapter the whole projector gained more in the same budget
+    # 'projector' (all weights), 'lora' (peft LoRA on its linear layers), 'input' (the first layer
+    # block only) or 'norms' (biases and layer-norm gains only). On the shipped adapter the whole projector gained more in the same budget
     # (docs/results.md, personalization).
     method: str = 'projector'
     lora_rank: int = 8
@@ -241,7 +241,8 @@ class PersonalizeConfig:
     lr: float = 1e-3
     batch_size: int = 8
     warmup_steps: int = 10
-    train_negatives: int = 1500  # other vocabulary rows scored during training (0 = all of them)
+    train_negatives: int = 1500  # vocabulary rows drawn afresh each step besides the batch's own (0 = all)
+    hard_negatives: int = 8  # nearest head rows of each target token, scored at every step
     time_mask: int = 2
     feature_dropout: float = 0.1
     operator_repeat: int = 2  # operator utterances appear this many times per epoch, general ones once
@@ -292,7 +293,7 @@ class PersonalizeConfig:
             if int(getattr(self, name)) < 1:
                 raise PersonalizeError(f'{name} must be >= 1, got {getattr(self, name)}')
         for name in ('n_general', 'n_canary', 'repeat_items', 'warmup_steps', 'train_negatives', 'augment_views',
-                     'dev_items'):
+                     'dev_items', 'hard_negatives'):
             if int(getattr(self, name)) < 0:
                 raise PersonalizeError(f'{name} must be >= 0, got {getattr(self, name)}')
         if not self.max_train_s > 0 or (self.max_total_s is not None and not self.max_total_s > 0):
@@ -519,6 +520,25 @@ def train_input_layers_only(projector: Projector) -> list[str]:
         parameter.requires_grad_(keep)
         if keep:
             names.append(name)
+    return names
+
+
+def train_norms_and_biases_only(projector: Projector) -> list[str]:
+    """
+    Freeze every weight matrix; train the biases, the layer norms' gains and the head's temperature.
+
+    A few thousand numbers that shift and rescale what each layer passes on: the classic speaker
+    adaptation of a trained network (gains and offsets per unit) with too few parameters to memorize
+    the operator's sentences. Returns the trainable parameter names.
+    """
+    names = []
+    for name, parameter in projector.named_parameters():
+        keep = parameter.dim() < 2  # biases, LayerNorm weight and bias, logit_scale
+        parameter.requires_grad_(keep)
+        if keep:
+            names.append(name)
+    if not names:
+        raise PersonalizeError(f'projector {projector.config.type} has no biases or norms to adapt')
     return names
 
 
@@ -1168,18 +1188,17 @@ class _Run:
         return [i for i in train_items if i.id not in dev_ids], [i for i in train_items if i.id in dev_ids]
 
     def _prepare_head(self, projector: Projector, mix: list[Example], llm: Any) -> list[int]:
-        """Bind the training head (own tokens + a fixed random sample of others); returns the full vocab."""
-        cfg = self.config
+        """
+        Bind the adapter's whole head plus the operator's new words; returns that vocabulary.
+
+        Training then draws fresh negatives each step (``train_negatives`` uniform rows plus the nearest
+        rows of every target token), as the base alignment does. A fixed small head would let the
+        projector drift toward the thousands of rows it never contrasted with, which all compete at
+        inference: on an open-vocabulary adapter that undid every gain on held-out sentences.
+        """
         own = {i for ex in mix for i in ex.target_ids}
-        # The adapter keeps its vocabulary plus the new words (the head has no per-token weights, so
-        # extending it is free). Training scores frames against a smaller set: the training words and
-        # a fixed random sample of the others as negatives. The head is most of a step's cost, so
-        # this about doubles the steps a short budget buys.
         vocab = sorted(set(projector.vocab_ids.tolist()) | own)
-        others = sorted(set(vocab) - own)
-        random.Random(cfg.seed).shuffle(others)
-        train_vocab = sorted(own | set(others[: cfg.train_negatives])) if cfg.train_negatives else vocab
-        projector.bind_llm(llm.embedding_matrix, torch.tensor(train_vocab, dtype=torch.long))
+        projector.bind_llm(llm.embedding_matrix, torch.tensor(vocab, dtype=torch.long))
         return vocab
 
     def _make_train_config(self, lr: float, budget: float, validate: bool) -> TrainConfig:
@@ -1188,7 +1207,8 @@ class _Run:
                            max_steps=cfg.max_steps, max_time_s=budget, batch_size=cfg.batch_size,
                            val_items=0, eval_every=cfg.eval_every if validate else 10 ** 9,
                            patience=cfg.patience, time_mask=cfg.time_mask, feature_dropout=cfg.feature_dropout,
-                           seed=cfg.seed, anchor=cfg.anchor, schedule_by_time=cfg.schedule_by_time)
+                           seed=cfg.seed, anchor=cfg.anchor, schedule_by_time=cfg.schedule_by_time,
+                           negatives=cfg.train_negatives, hard_negatives=cfg.hard_negatives)
 
     def _choose_lr(self, start: Projector, mix: list[Example], dev: list[Example], encoder: WhisperEncoder,
                    llm: Any) -> tuple[float, list[dict[str, float]]]:
@@ -1216,6 +1236,8 @@ class _Run:
             add_lora(projector, self.config.lora_rank)
         elif self.config.method == 'input':
             train_input_layers_only(projector)
+        elif self.config.method == 'norms':
+            train_norms_and_biases_only(projector)
 
     def _finish_method(self, projector: Projector) -> None:
         if self.config.method == 'lora':
