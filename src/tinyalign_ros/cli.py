@@ -62,6 +62,8 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--budget-min-tokens', type=int, help='answer budget for the shortest question')
     p.add_argument('--budget-per-question-token', type=float,
                    help='answer tokens allowed per question token (0 = always --max-new-tokens)')
+    p.add_argument('--fusion-weight', type=float,
+                   help="weight of the LLM's prior in the aligned reading (0 = the projector alone)")
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -79,6 +81,8 @@ def _config(args: argparse.Namespace) -> Any:
             overrides[f'generation.{name}'] = getattr(args, name)
     if getattr(args, 'instruction', None):
         overrides['prompt.instruction'] = args.instruction
+    if getattr(args, 'fusion_weight', None) is not None:
+        overrides['fusion.weight'] = args.fusion_weight
     return load_config(getattr(args, 'config', None), overrides)
 
 
@@ -133,6 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out = qa.to_dict(with_details=args.details)
         out['adapter'] = pipeline.adapter_id
         out['generation'] = dataclasses.asdict(pipeline.generation)
+        out['fusion'] = pipeline.fusion.to_dict()
         if args.json:
             _print_json(out)
         else:
@@ -148,10 +153,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pipeline = Pipeline.from_config(_config(args))
     readings = args.readings or list(READINGS)
     update, bar = _progress('evaluating', len(items), not args.json)
-    result = evaluate(items, pipeline.encoder, pipeline.llm, pipeline.projector, readings, progress=update)
+    result = evaluate(items, pipeline.encoder, pipeline.llm, pipeline.projector, readings, progress=update,
+                      fusion=pipeline.fusion)
     bar.close()
     out = result.to_dict(with_details=args.details)
     out['adapter'] = pipeline.adapter_id
+    out['fusion'] = pipeline.fusion.to_dict()
     if args.json:
         _print_json(out)
     else:
@@ -598,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--ids', nargs='+')
     p.add_argument('--split', choices=['dev', 'test'], help='only the items of this split (set manifests)')
     p.add_argument('--limit', type=int)
-    p.add_argument('--readings', nargs='+', help='wer task: subset of nearest repeat repeat_text cascade nll')
+    p.add_argument('--readings', nargs='+', help='wer task: subset of nearest fused repeat repeat_text cascade nll')
     p.add_argument('--paths', nargs='+', choices=['text', 'cascade', 'aligned'], help='qa task: paths to ask')
     p.add_argument('--details', action='store_true', help='include per-utterance outputs in the JSON')
     p.add_argument('--json', action='store_true')
