@@ -43,7 +43,7 @@ from tinyalign_ros.adapter import load_adapter, read_metadata, save_adapter
 from tinyalign_ros.data import Item, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.nodes.job_interface import (AdapterStore as StoreProtocol, BackendContext, CANCEL_TOO_LATE,
+from tinyalign_ros.personalization.api import (AdapterStore as StoreProtocol, BackendContext, CANCEL_TOO_LATE,
                                                GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, Limits, load_backend,
                                                PersonalizeJob, PersonalizeRequest, PHASES, Progress, TrainingOptions)
 from tinyalign_ros.personalize import gate, Models, PersonalizationJob, PersonalizeConfig, PersonalizeError
@@ -483,11 +483,11 @@ def _bag(path: Path, storage: str, texts: tuple[str, ...] | None) -> list[float]
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from tinyalign_ros.nodes import ros_audio
+    from tinyalign_ros import audio_messages, rosbag
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     types: dict[str, Any] = {}
-    for name, text in ros_audio.MSG_DEFINITIONS['ros-drivers'].items():
+    for name, text in rosbag.MSG_DEFINITIONS['ros-drivers'].items():
         types.update(get_types_from_msg(text, name))
     store.register(types)
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
@@ -504,7 +504,7 @@ def _bag(path: Path, storage: str, texts: tuple[str, ...] | None) -> list[float]
             lengths.append(spoken.size / 16000)
             stream = np.concatenate([np.zeros(4800, np.float32), spoken, np.zeros(16000, np.float32)])
             for start in range(0, stream.size, 1600):
-                pcm = ros_audio.float_to_samples(stream[start:start + 1600], 'S16LE')
+                pcm = audio_messages.float_to_samples(stream[start:start + 1600], 'S16LE')
                 t += 100_000_000
                 msg = store.types['audio_common_msgs/msg/AudioData'](data=np.frombuffer(pcm.tobytes(), np.uint8))
                 writer.write(audio, t, store.serialize_cdr(msg, 'audio_common_msgs/msg/AudioData'))

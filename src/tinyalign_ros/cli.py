@@ -373,7 +373,7 @@ def _demo_personalize(pipeline: Any, lj: Path) -> None:
     import tempfile
     import threading
 
-    from .nodes.job_interface import SOURCE_FOLDER, PersonalizeRequest, TrainingOptions
+    from .personalization.api import SOURCE_FOLDER, PersonalizeRequest, TrainingOptions
     from .personalize import PersonalizationJob, PersonalizeConfig, peak_rss_mb
     from .store import AdapterStore
 
@@ -447,7 +447,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 
     import psutil
 
-    from .nodes.job_interface import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
+    from .personalization.api import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
                                       TrainingOptions)
     from .personalize import PersonalizationJob, PersonalizeConfig
     from .pipeline import Pipeline

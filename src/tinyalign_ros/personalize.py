@@ -39,7 +39,7 @@ progress callback and each checking the cancel flag:
    held-out speech) is recorded with the numbers that decided it; a PNG of the training curve and
    the before/after metrics is written next to the adapter.
 
-The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.nodes.job_interface`
+The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.personalization.api`
 (the backend factory is :func:`ros_backend`) and the CLI calls it directly.
 """
 
@@ -71,7 +71,7 @@ from .encoder import FeatureCache, WhisperEncoder
 from .enrollment import ENROLLMENT_PROMPTS
 from .evaluate import evaluate
 from .metrics import wer
-from .nodes.job_interface import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeRequest,
+from .personalization.api import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeRequest,
                                   PersonalizeResult, PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING,
                                   PHASE_TRAINING, Progress, SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG,
                                   TrainingOptions)
@@ -395,7 +395,7 @@ def recordings_from_bag(path: str | Path, topics: Sequence[str] = (), max_uttera
     found with the VAD. Without transcripts the stream is cut into utterances by the VAD and they
     come back unlabeled (text None).
     """
-    from .nodes.ros_audio import read_bag_audio
+    from .rosbag import read_bag_audio
     from .segmenter import Segmenter, SegmenterConfig
 
     audio_topic = topics[0] if len(topics) > 0 else ''

@@ -41,11 +41,10 @@ from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
 from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
 from .projector import build_projector, Projector, ProjectorConfig
-from .routing import confidence, DEFAULT_THRESHOLD
+from .routing import confidence, DEFAULT_THRESHOLD, MODES
 
 log = logging.getLogger(__name__)
 
-MODES = ('aligned', 'cascade', 'auto')  # auto: per utterance, by the aligned path's confidence
 ASSETS = Path(__file__).resolve().parent / 'assets'
 BASE_ADAPTER = ASSETS / 'base_adapter'
 

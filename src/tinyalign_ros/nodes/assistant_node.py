@@ -64,15 +64,16 @@ from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
 from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 
 from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
+from tinyalign_ros.audio_messages import (AudioDecoder, AudioFormat, CompressedAudioError, FLAVOURS, MAX_MESSAGE_BYTES,
+                                          MESSAGE_NAMES)
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
+from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, resolve_flavour
+from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
                                                goal_status, GOAL_SUCCEEDED, Limits, load_backend,
                                                OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
                                                PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
                                                SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
-from tinyalign_ros.nodes.ros_audio import (AudioDecoder, AudioFormat, CompressedAudioError, finite_or, FLAVOURS,
-                                           info_class, MAX_MESSAGE_BYTES, message_class, MESSAGE_NAMES, resolve_flavour)
 from tinyalign_ros.pipeline import MODES
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 
