@@ -385,7 +385,7 @@ def test_goal_state_machine_matches_rcl_action(ros: list[Any]) -> None:
 
 
 def test_job_interface_types() -> None:
-    """The Protocol the engine's personalize.py must satisfy, and its input checks."""
+    """The Protocol the engine's personalization job must satisfy, and its input checks."""
     from tinyalign_ros.personalization import api as ji
 
     store, job = FakeStore(), FakeJob(FakeStore(), '')

@@ -40,10 +40,10 @@ from tinyalign_ros.personalization.api import (
     CANCEL_TOO_LATE, GOAL_ABORTED, GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, OperatorIdError, PersonalizeRequest,
     PersonalizeResult, validate_operator_id,
 )
-from tinyalign_ros.personalize import recordings_from_folder
+from tinyalign_ros.personalization.sources import recordings_from_folder
+import tinyalign_ros.personalization.store as store_module
+from tinyalign_ros.personalization.store import AdapterStore, Recording, SaveCancelled
 from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
-import tinyalign_ros.store as store_module
-from tinyalign_ros.store import AdapterStore, Recording, SaveCancelled
 import torch
 
 TINY = {'encoder_dim': 8, 'llm_dim': 8, 'd_model': 8, 'n_layers': 1, 'n_heads': 2, 'ff_dim': 16, 'reduce_factor': 2}

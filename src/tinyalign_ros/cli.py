@@ -373,9 +373,11 @@ def _demo_personalize(pipeline: Any, lj: Path) -> None:
     import tempfile
     import threading
 
+    from .memory import peak_rss_mb
     from .personalization.api import SOURCE_FOLDER, PersonalizeRequest, TrainingOptions
-    from .personalize import PersonalizationJob, PersonalizeConfig, peak_rss_mb
-    from .store import AdapterStore
+    from .personalization.config import PersonalizeConfig
+    from .personalization.job import PersonalizationJob
+    from .personalization.store import AdapterStore
 
     print('\n== personalizing to the real reader: 24 recordings, LJ001-0025..0032 held out', flush=True)
     with tempfile.TemporaryDirectory(prefix='tinyalign-demo-') as tmp:
@@ -449,9 +451,10 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 
     from .personalization.api import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
                                       TrainingOptions)
-    from .personalize import PersonalizationJob, PersonalizeConfig
+    from .personalization.config import PersonalizeConfig
+    from .personalization.job import PersonalizationJob
+    from .personalization.store import AdapterStore
     from .pipeline import Pipeline
-    from .store import AdapterStore
     from .train import bound_heap
 
     bound_heap()
@@ -539,7 +542,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 # -- adapters ------------------------------------------------------------------------------------
 def cmd_adapters(args: argparse.Namespace) -> int:
     """List, activate or roll back an operator's stored adapter versions."""
-    from .store import AdapterStore
+    from .personalization.store import AdapterStore
 
     store = AdapterStore(args.store)
     try:

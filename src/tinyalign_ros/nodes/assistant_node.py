@@ -245,7 +245,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('generation.seed', -1, 'Sampling seed; -1 = random.', int_range=(-1, 2**31 - 1)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
-    ParamSpec('personalize.backend', 'tinyalign_ros.personalize:ros_backend',
+    ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
               'module:factory returning the personalization job and adapter store.'),
     ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/adapters.'),
     ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/../work.'),
@@ -338,7 +338,7 @@ def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
 
 def default_store_dir() -> Path:
     """Return the engine's default adapter store, so the CLI and the node share operators' adapters."""
-    from tinyalign_ros.store import default_store_root
+    from tinyalign_ros.personalization.store import default_store_root
 
     return default_store_root()
 

@@ -15,6 +15,17 @@
 """
 On-device personalization: learn one operator's voice from a few minutes of speech, safely.
 
-- :mod:`.api`: the job contract (requests, progress, results, the store and job Protocols) that the
-  nodes and the CLI are written against; it loads without torch.
+A goal flows through the modules in one direction:
+
+- :mod:`.api`: the job contract (request, progress, result, the job and store Protocols, the
+  backend loader) that the nodes and the CLI are written against; it loads without torch.
+- :mod:`.job`: :class:`~.job.PersonalizationJob` runs the phases, and :func:`~.job.ros_backend`
+  is the factory the node loads;
+- :mod:`.config` (the run's defaults), :mod:`.sources` (folder and rosbag speech),
+  :mod:`.sentences` (general speech and the canary), :mod:`.lora` (training part of the projector),
+  :mod:`.gate` (keep the adapter? which mode?), :mod:`.progress` (the reports), :mod:`.report`
+  (the plot): the parts of a run;
+- :mod:`.store`: where the operator's recordings and adapters end up.
+
+Import the modules themselves: this package imports nothing, so the contract stays light.
 """

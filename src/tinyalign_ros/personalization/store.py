@@ -71,12 +71,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .adapter import AdapterError, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS, weights_problem
-from .data import check_id, Item, MANIFEST_NAME, write_manifest
-from .durable import disk_full_message, fsync_dir, is_disk_full, publish, write_bytes
-from .personalization.api import AdapterVersion, validate_operator_id
-from .projector import Projector
-from .routing import FIXED_MODES
+from .api import AdapterVersion, validate_operator_id
+from ..adapter import AdapterError, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS, weights_problem
+from ..data import check_id, Item, MANIFEST_NAME, write_manifest
+from ..durable import disk_full_message, fsync_dir, is_disk_full, publish, write_bytes
+from ..projector import Projector
+from ..routing import FIXED_MODES
 
 log = logging.getLogger(__name__)
 
