@@ -33,9 +33,10 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 import soundfile as sf
-from tinyalign_ros.adapter import AdapterError, file_sha256, load_adapter, METADATA, save_adapter, WEIGHTS
+from tinyalign_ros.adapter import AdapterError, load_adapter, METADATA, save_adapter, WEIGHTS
 from tinyalign_ros.audio import AmplitudeError, load_audio, NonFiniteAudioError, pcm_to_float, validate
 from tinyalign_ros.data import DatasetError, Item, load_dataset, write_manifest
+from tinyalign_ros.model_files import file_sha256
 from tinyalign_ros.personalization.api import (
     CANCEL_TOO_LATE, GOAL_ABORTED, GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, OperatorIdError, PersonalizeRequest,
     PersonalizeResult, validate_operator_id,

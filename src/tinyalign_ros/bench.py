@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import gc
 import json
 from pathlib import Path
-import resource
 import statistics
 import time
 from typing import Any, Sequence
@@ -42,9 +41,11 @@ import numpy as np
 import torch
 
 from .adapter import read_metadata
+from .evaluate import REPEAT_PROMPT
+from .memory import peak_rss_mb
 from .pipeline import BASE_ADAPTER
 from .projector import build_projector, ProjectorConfig
-from .train import ce_loss, ctc_loss, Example, target_text, TRAIN_PROMPT, TrainConfig
+from .train import ce_loss, ctc_loss, Example, target_text, TrainConfig
 
 # Random-weight stand-ins: the embedded LLM's own shape (for machines without its weights) and the
 # sizes users run on robots (dimensions of public 0.5B/1B models).
@@ -67,11 +68,6 @@ BENCH_SENTENCES = (
     'Can you tell me what time the next train leaves?',
     'Move slowly, there are people standing in the hallway.',
 )
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @dataclass
@@ -124,7 +120,7 @@ def make_inputs(encoder: Any, llm: Any) -> BenchInputs:
     for text in BENCH_SENTENCES:
         features.append(encoder.features(synthesize(text, voice='en-us', rate=170)))
         ids.append(llm.tokenize(target_text(text)))
-    before, after = llm.prompt_parts(TRAIN_PROMPT)
+    before, after = llm.prompt_parts(REPEAT_PROMPT)
     return BenchInputs(features, ids, list(before), list(after))
 
 

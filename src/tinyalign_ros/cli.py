@@ -424,17 +424,6 @@ def _demo_personalize(pipeline: Any, lj: Path) -> None:
 
 
 # -- personalize ---------------------------------------------------------------------------------
-ROSBAG_SUFFIXES = ('.db3', '.mcap')
-
-
-def _is_rosbag(path: Path) -> bool:
-    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or storage files) or one of its storage files."""
-    if path.is_file():
-        return path.suffix in ROSBAG_SUFFIXES
-    return path.is_dir() and ((path / 'metadata.yaml').is_file()
-                              or any(p.suffix in ROSBAG_SUFFIXES for p in path.iterdir()))
-
-
 def _metric_block(metrics: dict[str, float]) -> dict[str, float | None]:
     keys = ('wer_nearest', 'wer_repeat', 'nll_audio', 'wer_canary')
     return {k: metrics.get(k) for k in keys}
@@ -443,18 +432,19 @@ def _metric_block(metrics: dict[str, float]) -> dict[str, float | None]:
 def cmd_personalize(args: argparse.Namespace) -> int:
     """Learn one operator's voice from a folder or a rosbag; keep the adapter only if it is better."""
     import math
-    import resource
     import threading
     import time
 
     import psutil
 
+    from .memory import peak_rss_mb
     from .personalization.api import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
                                       TrainingOptions)
     from .personalization.config import PersonalizeConfig
     from .personalization.job import PersonalizationJob
     from .personalization.store import AdapterStore
     from .pipeline import Pipeline
+    from .rosbag import is_rosbag
     from .train import bound_heap
 
     bound_heap()
@@ -467,7 +457,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not data.exists():
         raise ValueError(f'--data {data} does not exist (a dataset folder, manifest or rosbag2)')
-    source = SOURCE_ROSBAG if _is_rosbag(data) else SOURCE_FOLDER
+    source = SOURCE_ROSBAG if is_rosbag(data) else SOURCE_FOLDER
     pipeline = Pipeline.from_config(_config(args))
     total = None
     if args.max_total_seconds:
@@ -526,7 +516,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
         'lr': details.get('lr'), 'best_dev_wer': details.get('best_dev_wer'), 'dev_ids': details.get('dev_ids'),
         'cache_hits': details.get('cache_hits'), 'routing': details.get('routing'), 'gate': details.get('gate'),
         'seconds': round(age(), 1),
-        'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        'peak_rss_mb': peak_rss_mb(),
     }
     if args.json:
         _print_json(out)

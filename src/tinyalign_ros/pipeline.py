@@ -40,8 +40,9 @@ from .audio import SAMPLE_RATE, validate
 from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
 from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
-from .projector import build_projector, Projector, ProjectorConfig
+from .projector import Projector
 from .routing import confidence, DEFAULT_THRESHOLD, MODES
+from .train import new_projector
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,6 @@ class Response:
 def shipped_adapter_path() -> Path | None:
     """Return the base adapter shipped with the package for the embedded model pair, if present."""
     return BASE_ADAPTER if (BASE_ADAPTER / 'adapter.json').is_file() else None
-
-
-def untrained_projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
-    """Build a freshly initialized BridgeFormer bound to ``llm``: runs end to end, understands nothing."""
-    projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size))
-    projector.bind_llm(llm.embedding_matrix)
-    return projector.eval()
 
 
 class Pipeline:
@@ -123,7 +117,7 @@ class Pipeline:
         else:
             log.warning('no adapter configured and none shipped: the aligned path uses an untrained '
                         'projector (run `tinyalign align` to train one)')
-            pipeline.set_adapter(untrained_projector(encoder, llm), 'untrained')
+            pipeline.set_adapter(new_projector(encoder, llm), 'untrained')
         return pipeline
 
     # -- adapters -----------------------------------------------------------------------------

@@ -23,12 +23,16 @@ and the file publisher node plays them; both go through :func:`read_bag_audio`, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tinyalign_ros.audio import SAMPLE_RATE
 from tinyalign_ros.audio_messages import AudioDecoder, AudioFormat, FLAVOUR_MGONZS13, FLAVOUR_ROS_DRIVERS
+
+# Storage files of a rosbag2 (sqlite3, mcap).
+ROSBAG_SUFFIXES = ('.db3', '.mcap')
 
 # Message definitions, for reading bags recorded without them (Humble's sqlite3 bags).
 MSG_DEFINITIONS = {
@@ -84,8 +88,6 @@ def read_bag_audio(path: str, topic: str = '', default: AudioFormat | None = Non
     ros-drivers topic comes from an ``AudioInfo`` topic in the bag, else from ``default``.
     Malformed messages are skipped and counted in ``errors``.
     """
-    from pathlib import Path
-
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -130,6 +132,14 @@ def read_bag_audio(path: str, topic: str = '', default: AudioFormat | None = Non
     if not chunks and errors:
         raise BagError(f'no message of {chosen.topic} in {bag} could be decoded: {first_error}')
     return BagAudio(chosen.topic, chosen.msgtype, flavour, chunks, errors)
+
+
+def is_rosbag(path: Path) -> bool:
+    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or storage files) or one of its storage files."""
+    if path.is_file():
+        return path.suffix in ROSBAG_SUFFIXES
+    return path.is_dir() and ((path / 'metadata.yaml').is_file()
+                              or any(p.suffix in ROSBAG_SUFFIXES for p in path.iterdir()))
 
 
 def _is_audio_type(msgtype: str) -> bool:

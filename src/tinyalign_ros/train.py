@@ -53,12 +53,12 @@ from .adapter import save_adapter
 from .audio import load_audio
 from .data import Item
 from .encoder import n_feature_frames, WhisperEncoder
+from .evaluate import REPEAT_PROMPT
 from .llm import LLM, PromptConfig
 from .metrics import wer
 from .projector import build_projector, Projector, ProjectorConfig
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
-TRAIN_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before')
 
 
 class TrainError(RuntimeError):
@@ -375,7 +375,7 @@ def slots_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, bat
 
 
 def ce_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch: Sequence[Example],
-            llm: LLM, prompt: PromptConfig = TRAIN_PROMPT) -> torch.Tensor:
+            llm: LLM, prompt: PromptConfig = REPEAT_PROMPT) -> torch.Tensor:
     """
     Conventional objective: next-token cross-entropy of the transcript through the frozen LLM.
 
@@ -572,8 +572,14 @@ def _add_lora(llm: LLM, rank: int) -> list[torch.nn.Parameter]:
     return [p for p in llm.model.parameters() if p.requires_grad]
 
 
-def new_projector(encoder: WhisperEncoder, llm: LLM, vocab_ids: torch.Tensor,
+def new_projector(encoder: WhisperEncoder, llm: LLM, vocab_ids: torch.Tensor | None = None,
                   config: ProjectorConfig | None = None) -> Projector:
+    """
+    Build a freshly initialized projector bound to ``llm``: it runs end to end and understands nothing yet.
+
+    ``vocab_ids`` restricts its token head (None: every row of the LLM's embeddings); ``config``
+    defaults to the standard design for this encoder and LLM.
+    """
     config = config or ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size)
     projector = build_projector(config)
     projector.bind_llm(llm.embedding_matrix, vocab_ids)

@@ -75,6 +75,7 @@ from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, Bac
                                                PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
                                                SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
 from tinyalign_ros.pipeline import MODES
+from tinyalign_ros.rosbag import is_rosbag
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 
 try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
@@ -355,15 +356,6 @@ def load_prompts(path: str) -> list[str]:
     if not prompts:
         raise NodeConfigError(f'personalize.prompts_file {file} holds no sentences')
     return prompts
-
-
-def bag_exists(path: Path) -> bool:
-    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
-    if path.is_file():
-        return path.suffix in ('.db3', '.mcap')
-    if path.is_dir():
-        return (path / 'metadata.yaml').is_file() or any(path.glob('*.db3')) or any(path.glob('*.mcap'))
-    return False
 
 
 def dataset_exists(path: Path) -> bool:
@@ -1173,7 +1165,7 @@ class AssistantNode(LifecycleNode):
             if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
                 return f'folder {clip(goal.path)!r} does not exist or has no manifest.jsonl / metadata.csv'
         if source == SOURCE_ROSBAG:
-            if not goal.path or not bag_exists(Path(goal.path).expanduser()):
+            if not goal.path or not is_rosbag(Path(goal.path).expanduser()):
                 return f'rosbag {clip(goal.path)!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
             if goal.topics and (len(goal.topics) != 2 or not all(valid_topic_name(t) for t in goal.topics)):
                 return f'topics must be [audio topic, transcript topic], got {clip(list(goal.topics))}'

@@ -87,8 +87,8 @@ from ..metrics import wer
 from ..projector import Projector
 from ..routing import confidence, DEFAULT_THRESHOLD, learn_threshold
 from ..synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
-from ..train import (Cancelled, encode_examples, Example, greedy_wer, index_examples, Progress as TrainProgress,
-                     summarize, train, TrainConfig, TrainResult)
+from ..train import (Cancelled, encode_examples, Example, greedy_wer, index_examples, new_projector,
+                     Progress as TrainProgress, summarize, train, TrainConfig, TrainResult)
 
 log = logging.getLogger(__name__)
 
@@ -507,9 +507,7 @@ class _Run:
                               'starting from the base adapter')
         base = getattr(self.job.models, 'projector', None)
         if base is None:
-            from ..pipeline import untrained_projector
-
-            base = untrained_projector(encoder, llm)
+            base = new_projector(encoder, llm)
         self.start_id = ''
         return copy.deepcopy(base).eval(), {'adapter_id': getattr(self.job.models, 'adapter_id', None) or 'base'}
 
