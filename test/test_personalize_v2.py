@@ -381,7 +381,7 @@ def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, 
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from functools import partial
 
-    from tinyalign_ros import cli
+    from tinyalign_ros.cli import demo as cli_demo
     from tinyalign_ros.data import Item, write_manifest
 
     # The demo's reader, played by the espeak takes under the ids the demo holds out.
@@ -391,7 +391,7 @@ def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, 
     small = partial(PersonalizeConfig, n_general=4, n_canary=3, max_steps=30, lr=1e-2, batch_size=4, warmup_steps=1,
                     repeat_items=2, dev_items=0, augment_views=1)
     monkeypatch.setattr(pz_config, 'PersonalizeConfig', small)
-    cli._demo_personalize(models, tmp_path / 'lj')
+    cli_demo._demo_personalize(models, tmp_path / 'lj')
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.strip() and not line.strip().endswith('...')]
     assert len(lines) <= 9, out  # a few lines, not a log
