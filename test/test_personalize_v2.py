@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 import test_personalize as shared
 from test_personalize import config, HOLDOUT, Recorder, request, run
-from tinyalign_ros import enrollment, routing, train as tr
+from tinyalign_ros import enrollment, routing
 from tinyalign_ros.adapter import load_adapter, read_metadata
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.personalization import config as pz_config, gate as pz_gate, job as pz_job, lora as pz_lora
@@ -43,6 +43,7 @@ from tinyalign_ros.personalization.config import PersonalizeConfig, PersonalizeE
 from tinyalign_ros.personalization.job import Models, PersonalizationJob
 from tinyalign_ros.personalization.store import AdapterStore
 from tinyalign_ros.projector import Projector
+from tinyalign_ros.training import config as tr_config, trainer as tr
 import torch
 
 # The operator's speech and the tiny models, shared with test_personalize.py.
@@ -54,8 +55,8 @@ operator_data, work_dir = shared.operator_data, shared.work_dir
 
 
 def test_a_step_schedule_ignores_the_clock() -> None:
-    by_time = tr.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0)
-    by_steps = tr.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0, schedule_by_time=False)
+    by_time = tr_config.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0)
+    by_steps = tr_config.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0, schedule_by_time=False)
     assert tr.lr_at(10, by_time, elapsed_s=9.0) < tr.lr_at(10, by_time, elapsed_s=0.0)  # the clock decays it
     assert tr.lr_at(10, by_steps, elapsed_s=9.0) == tr.lr_at(10, by_steps, elapsed_s=0.0)
     assert tr.lr_at(99, by_steps) < tr.lr_at(10, by_steps)
@@ -68,8 +69,8 @@ def test_anchor_penalty_and_validation(base: Projector) -> None:
     with torch.no_grad():
         next(moved.parameters()).add_(0.5)
     assert float(tr.anchor_penalty(moved, start)) == pytest.approx(0.25)
-    with pytest.raises(tr.TrainError, match='anchor'):
-        tr.TrainConfig(anchor=-1.0)
+    with pytest.raises(tr_config.TrainError, match='anchor'):
+        tr_config.TrainConfig(anchor=-1.0)
 
 
 def _always_keep(monkeypatch: pytest.MonkeyPatch) -> None:

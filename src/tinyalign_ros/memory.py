@@ -16,7 +16,7 @@
 The process's memory: its peak resident size, and giving freed heap back to the OS.
 
 A robot has other processes to feed: training, personalization and the benchmarks report the peak
-they reached and trim the heap between phases.
+they reached, trim the heap between phases and bound glibc's mmap threshold for long runs.
 """
 
 from __future__ import annotations
@@ -45,3 +45,24 @@ def release_memory() -> None:
         ctypes.CDLL('libc.so.6').malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
+
+def bound_heap(mmap_threshold: int = 1 << 20) -> bool:
+    """
+    Ask glibc to serve allocations above ``mmap_threshold`` with mmap, returned to the OS on free.
+
+    Training allocates batches of a different size every step; glibc's default raises its mmap
+    threshold after the first large free (up to 32 MB), so those buffers then come from the heap and
+    fragment it, and the process' resident memory creeps up over a long run. A fixed threshold
+    stops that. Returns False (and changes nothing) where glibc is not the C library.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3  # from malloc.h
+    return bool(mallopt(m_mmap_threshold, int(mmap_threshold)))

@@ -42,7 +42,7 @@ from .encoder import WhisperEncoder, WindowPolicy
 from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
 from .projector import Projector
 from .routing import confidence, DEFAULT_THRESHOLD, MODES
-from .train import new_projector
+from .training.trainer import new_projector
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,12 @@ def cmd_align(args: argparse.Namespace) -> int:
     """
     import dataclasses
 
-    from ..align import align, load_recipe
     from ..encoder import WhisperEncoder
     from ..llm import LLM
+    from ..memory import bound_heap
     from ..projector import ProjectorConfig
-    from ..train import TrainConfig, bound_heap
+    from ..training.align import align, load_recipe
+    from ..training.config import TrainConfig
 
     recipe, train_dict, projector_dict = load_recipe(args.recipe)
     recipe.score_cascade = not args.no_cascade

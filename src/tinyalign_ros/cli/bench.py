@@ -22,7 +22,7 @@ from .common import print_json
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from ..bench import SHAPES, bench_train
+    from ..training.bench import SHAPES, bench_train
     from ..encoder import WhisperEncoder
     from ..llm import LLM
 

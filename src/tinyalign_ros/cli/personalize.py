@@ -37,7 +37,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 
     import psutil
 
-    from ..memory import peak_rss_mb
+    from ..memory import bound_heap, peak_rss_mb
     from ..personalization.api import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
                                        TrainingOptions)
     from ..personalization.config import PersonalizeConfig
@@ -45,7 +45,6 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     from ..personalization.store import AdapterStore
     from ..pipeline import Pipeline
     from ..rosbag import is_rosbag
-    from ..train import bound_heap
 
     bound_heap()
     born = psutil.Process().create_time()  # the wall clock a user sees starts with the process

@@ -87,8 +87,9 @@ from ..metrics import wer
 from ..projector import Projector
 from ..routing import confidence, DEFAULT_THRESHOLD, learn_threshold
 from ..synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
-from ..train import (Cancelled, encode_examples, Example, greedy_wer, index_examples, new_projector,
-                     Progress as TrainProgress, summarize, train, TrainConfig, TrainResult)
+from ..training.config import Cancelled, TrainConfig
+from ..training.examples import encode_examples, Example, index_examples
+from ..training.trainer import greedy_wer, new_projector, Progress as TrainProgress, summarize, train, TrainResult
 
 log = logging.getLogger(__name__)
 
