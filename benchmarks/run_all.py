@@ -18,8 +18,8 @@ Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) i
     make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large] [--only train_cost]
 
 The GPU table (docs/benchmarks/train_cost_gpu.json) comes from a GPU machine, where neither Whisper
-nor espeak-ng is needed: save the inputs here with `python -m tinyalign_ros.bench --save-inputs F`,
-then run `python -m tinyalign_ros.bench --inputs F --shape 135m 0.5b 1b --device cuda [--autocast]`
+nor espeak-ng is needed: save the inputs here with `python -m tinyalign_ros.training.bench --save-inputs F`,
+then run `python -m tinyalign_ros.training.bench --inputs F --shape 135m 0.5b 1b --device cuda [--autocast]`
 there and collect its JSON lines into that file; this script only plots it.
 
 Each benchmark measures its two contenders side by side in one process and reports ratios, so

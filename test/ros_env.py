@@ -182,10 +182,10 @@ class FakePipeline:
 
 
 class FakeStore:
-    """An in-memory AdapterStore (the protocol of tinyalign_ros.nodes.job_interface)."""
+    """An in-memory AdapterStore (the protocol of tinyalign_ros.personalization.api)."""
 
     def __init__(self) -> None:
-        from tinyalign_ros.nodes.job_interface import AdapterVersion
+        from tinyalign_ros.personalization.api import AdapterVersion
 
         self._version = AdapterVersion
         self._versions: dict[str, list[Any]] = {}
@@ -258,7 +258,7 @@ class FakeJob:
         self.cancelled = threading.Event()
 
     def run(self, request: Any, on_progress: Callable[[Any], None], cancel: threading.Event) -> Any:
-        from tinyalign_ros.nodes.job_interface import PersonalizeResult, Progress
+        from tinyalign_ros.personalization.api import PersonalizeResult, Progress
 
         self.requests.append(request)
         self.started.set()

@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 from tinyalign_ros.adapter import load_adapter
-from tinyalign_ros.align import align, AlignRecipe, load_recipe, RecipeError
 from tinyalign_ros.corpus import SOURCES
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import ProjectorConfig
-from tinyalign_ros.train import TrainConfig
+from tinyalign_ros.training.align import align, AlignRecipe, load_recipe, RecipeError
+from tinyalign_ros.training.config import TrainConfig
 
 TRAIN = {'questions': ['Where is the charging station today?', 'How many cups are on the table?'],
          'commands': ['Turn left at the red door now.', 'Bring me the small blue cup please.'],

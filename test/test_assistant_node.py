@@ -538,17 +538,18 @@ def test_real_pipeline_on_tiny_models(ros: list[Any], tiny_whisper_path: Path, t
     from tinyalign_ros.adapter import save_adapter
     from tinyalign_ros.encoder import WhisperEncoder
     from tinyalign_ros.llm import LLM, GenerationConfig
-    from tinyalign_ros.pipeline import Pipeline, untrained_projector
+    from tinyalign_ros.pipeline import Pipeline
+    from tinyalign_ros.training.trainer import new_projector
 
     flavour = ros_env.available_flavours()[0]
     ros_env.use_flavour(flavour)
     encoder, llm = WhisperEncoder(str(tiny_whisper_path)), LLM(str(tiny_llm_path))
-    pipeline = Pipeline(encoder, llm, untrained_projector(encoder, llm), generation=GenerationConfig(max_new_tokens=4),
+    pipeline = Pipeline(encoder, llm, new_projector(encoder, llm).eval(), generation=GenerationConfig(max_new_tokens=4),
                         adapter_id='untrained')
     store = FakeStore()
     path = tmp_path / 'eve-v1'
-    save_adapter(path, untrained_projector(encoder, llm), {'adapter_id': 'eve-v1', 'encoder': encoder.identity,
-                                                           'llm': llm.identity})
+    save_adapter(path, new_projector(encoder, llm), {'adapter_id': 'eve-v1', 'encoder': encoder.identity,
+                                                     'llm': llm.identity})
     store.add('eve', 'eve-v1', str(path))
     node, probe, spinner, _ = start(ros, flavour, pipeline=pipeline, job=ros_env.FakeJob(store, ''), store=store,
                                     params={'generation.max_new_tokens': 4})

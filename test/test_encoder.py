@@ -24,10 +24,9 @@ import re
 
 import numpy as np
 import pytest
-import tinyalign_ros.encoder as encoder_module
-from tinyalign_ros.encoder import (
-    EncoderError, FeatureCache, file_sha256, n_feature_frames, WhisperEncoder, WindowPolicy,
-)
+from tinyalign_ros import model_files
+from tinyalign_ros.encoder import EncoderError, FeatureCache, n_feature_frames, WhisperEncoder, WindowPolicy
+from tinyalign_ros.model_files import weights_sha256
 
 SR = 16000
 
@@ -243,17 +242,17 @@ def test_model_sha_is_memoized_on_disk_and_refreshed_when_file_changes(tmp_path:
     monkeypatch.setenv('TINYALIGN_CACHE', str(tmp_path / 'root'))
     weights = tmp_path / 'model.bin'
     weights.write_bytes(b'one')
-    assert file_sha256(weights) == hashlib.sha256(b'one').hexdigest()
+    assert weights_sha256(weights) == hashlib.sha256(b'one').hexdigest()
     assert len(list((tmp_path / 'root' / 'sha256').glob('*.json'))) == 1
     # A fresh process trusts the disk memo while path, size and mtime are unchanged ...
     memo = next((tmp_path / 'root' / 'sha256').glob('*.json'))
     record = json.loads(memo.read_text())
     memo.write_text(json.dumps({**record, 'sha256': 'f' * 64}))
-    monkeypatch.setattr(encoder_module, '_SHA_MEMO', {})
-    assert file_sha256(weights) == 'f' * 64
+    monkeypatch.setattr(model_files, '_SHA_MEMO', {})
+    assert weights_sha256(weights) == 'f' * 64
     # ... and hashes again once the file changes (new size and mtime).
     weights.write_bytes(b'second')
-    assert file_sha256(weights) == hashlib.sha256(b'second').hexdigest()
+    assert weights_sha256(weights) == hashlib.sha256(b'second').hexdigest()
 
 
 # --- cascade ASR ------------------------------------------------------------------------------

@@ -61,8 +61,8 @@ def projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
     return projector.eval()
 
 
-def test_fused_reading_with_weight_zero_is_the_nearest_reading(items: list[Item], encoder: WhisperEncoder,
-                                                                llm: LLM, projector: Projector) -> None:
+def test_fused_reading_with_weight_zero_is_the_nearest_reading(
+        items: list[Item], encoder: WhisperEncoder, llm: LLM, projector: Projector) -> None:
     from tinyalign_ros.fusion import FusionConfig
     plain = evaluate(items, encoder, llm, projector, readings=('nearest', 'fused'), fusion=FusionConfig(weight=0.0))
     assert [r['fused'] for r in plain.details] == [r['nearest'] for r in plain.details]

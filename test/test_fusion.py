@@ -44,7 +44,7 @@ class PreferringPrior:
 
 
 def torn_projector(llm: LLM, first: int, second: int, lead: float) -> torch.nn.Module:
-    """A one-frame-per-position projector whose head prefers ``first`` over ``second`` by about ``lead``."""
+    """Build a one-frame-per-position projector whose head prefers ``first`` over ``second`` by about ``lead``."""
     projector = build_projector(small('linear', reduce_factor=1, reduction='stack', top_k=2)).eval()
     projector.bind_llm(llm.embedding_matrix)
     table = llm.embedding_matrix.detach().float()

@@ -85,7 +85,7 @@ def test_personalize_action_sections() -> None:
     assert result_fields['metrics_before'][1][0][1] == 'tinyalign_msgs/msg/Metric'
     fb_consts, fb_fields = parse(feedback, 'tinyalign_msgs/action/Personalize_Feedback')
     assert {'phase', 'progress', 'step', 'loss', 'eta_s', 'prompt', 'utterances_recorded'} <= set(fb_fields)
-    from tinyalign_ros.nodes.job_interface import PHASES
+    from tinyalign_ros.personalization.api import PHASES
     assert sorted(v[1] for k, v in fb_consts.items() if k.startswith('PHASE_')) == sorted(PHASES)
 
 
@@ -136,8 +136,8 @@ def test_generated_classes_match_the_files() -> None:
 
 
 def test_embedded_audio_definitions_match_the_interface_files() -> None:
-    """ros_audio's definitions (used to read Humble bags) equal the audio_common_msgs of each flavour."""
-    from tinyalign_ros.nodes.ros_audio import MSG_DEFINITIONS
+    """The rosbag module's definitions (used to read Humble bags) equal the audio_common_msgs of each flavour."""
+    from tinyalign_ros.rosbag import MSG_DEFINITIONS
 
     for flavour, definitions in MSG_DEFINITIONS.items():
         folder = STANDIN_INTERFACES / 'audio_common_msgs' / flavour / 'msg'

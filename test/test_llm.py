@@ -33,10 +33,9 @@ import time
 
 from fixtures.tiny_llm import build_tiny_gguf, CHAT_TEMPLATE
 import pytest
-from tinyalign_ros import llm as llm_module
-from tinyalign_ros.llm import (
-    COMPLETE_MARKER, file_sha256, GenerationConfig, LLM, LLMError, PromptConfig, resolve_llm_path, TextStream,
-)
+from tinyalign_ros import llm as llm_module, model_files
+from tinyalign_ros.llm import GenerationConfig, LLM, PromptConfig, TextStream
+from tinyalign_ros.model_files import COMPLETE_MARKER, file_sha256, LLMError, resolve_llm_path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -506,13 +505,13 @@ def test_gguf_converts_once_even_when_asked_concurrently(tiny: LLM, tiny_gguf: P
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('TINYALIGN_CACHE', str(tmp_path))
     runs: list[Path] = []
-    real_child = llm_module._run_conversion_child
+    real_child = model_files._run_conversion_child
 
     def counting_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> None:
         runs.append(out_dir)
         real_child(gguf_path, out_dir, timeout_s)
 
-    monkeypatch.setattr(llm_module, '_run_conversion_child', counting_child)
+    monkeypatch.setattr(model_files, '_run_conversion_child', counting_child)
     results: list[Path] = []
     threads = [threading.Thread(target=lambda: results.append(resolve_llm_path(tiny_gguf))) for _ in range(2)]
     for thread in threads:
@@ -541,7 +540,7 @@ def test_gguf_converts_once_even_when_asked_concurrently(tiny: LLM, tiny_gguf: P
     def no_child(*args: object) -> None:
         raise AssertionError('a cached conversion must not run again')
 
-    monkeypatch.setattr(llm_module, '_run_conversion_child', no_child)
+    monkeypatch.setattr(model_files, '_run_conversion_child', no_child)
     assert resolve_llm_path(tiny_gguf) == folder
 
 
@@ -556,7 +555,7 @@ def test_half_written_cache_entry_is_never_used(tiny_gguf: Path, tmp_path: Path,
         (out_dir / 'model.safetensors').write_bytes(b'partial')
         raise LLMError('simulated crash during conversion')
 
-    monkeypatch.setattr(llm_module, '_run_conversion_child', failing_child)
+    monkeypatch.setattr(model_files, '_run_conversion_child', failing_child)
     with pytest.raises(LLMError, match='simulated crash'):
         resolve_llm_path(tiny_gguf)
     assert not (final / COMPLETE_MARKER).exists()

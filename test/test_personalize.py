@@ -38,18 +38,21 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from tinyalign_ros import personalize as pz
 from tinyalign_ros.adapter import load_adapter, read_metadata, save_adapter
 from tinyalign_ros.data import Item, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.nodes.job_interface import (AdapterStore as StoreProtocol, BackendContext, CANCEL_TOO_LATE,
+from tinyalign_ros.personalization import gate as pz_gate, job as pz_job, lora as pz_lora, progress as pz_progress
+from tinyalign_ros.personalization import report as pz_report, sources as pz_sources
+from tinyalign_ros.personalization.api import (AdapterStore as StoreProtocol, BackendContext, CANCEL_TOO_LATE,
                                                GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, Limits, load_backend,
                                                PersonalizeJob, PersonalizeRequest, PHASES, Progress, TrainingOptions)
-from tinyalign_ros.personalize import gate, Models, PersonalizationJob, PersonalizeConfig, PersonalizeError
+from tinyalign_ros.personalization.config import PersonalizeConfig, PersonalizeError
+from tinyalign_ros.personalization.gate import gate
+from tinyalign_ros.personalization.job import Models, PersonalizationJob
+import tinyalign_ros.personalization.store as store_module
+from tinyalign_ros.personalization.store import AdapterStore
 from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
-import tinyalign_ros.store as store_module
-from tinyalign_ros.store import AdapterStore
 from tinyalign_ros.synth import synthesize
 import torch
 
@@ -174,8 +177,8 @@ def test_gate_rule() -> None:
     assert not gate({'wer_nearest': 0.0}, {'wer_nearest': 0.0}, cfg)[0]  # nothing left to gain
     assert not gate({'wer_nearest': 0.5}, {}, cfg)[0]
     assert gate({'nll_audio': 4.0}, {'nll_audio': 3.0}, PersonalizeConfig(gate_metric='nll_audio'))[0]
-    assert pz.decide_mode(0.3, 0.1) == 'cascade' and pz.decide_mode(0.1, 0.3) == 'aligned'
-    assert pz.decide_mode(None, 0.1) == 'aligned'
+    assert pz_gate.decide_mode(0.3, 0.1) == 'cascade' and pz_gate.decide_mode(0.1, 0.3) == 'aligned'
+    assert pz_gate.decide_mode(None, 0.1) == 'aligned'
 
 
 def test_gate_accepts_an_improving_run_and_rejects_a_harmful_one(
@@ -195,12 +198,12 @@ def test_gate_accepts_an_improving_run_and_rejects_a_harmful_one(
     assert set(good.metrics_before) >= {'wer_nearest', 'wer_repeat', 'nll_audio', 'wer_canary', 'wer_cascade'}
     assert recorder.phases() == ['recording', 'encoding', 'evaluating', 'training', 'evaluating', 'saving']
     assert store.active('ann').adapter_id == good.adapter_id == loads(store, 'ann', llm, encoder)
-    assert store.mode('ann') == good.mode == pz.decide_mode(after, good.metrics_before['wer_cascade'])
+    assert store.mode('ann') == good.mode == pz_gate.decide_mode(after, good.metrics_before['wer_cascade'])
     meta = read_metadata(good.adapter_path)
     assert meta['parent'] == 'tiny-base' and meta['data']['holdout_ids'] == HOLDOUT
     assert meta['data']['trust'] == 'human' and meta['personalization']['gate']['accepted']
     assert meta['personalization']['after']['wer_nearest'] == after
-    assert (Path(good.adapter_path) / pz.PLOT_NAME).stat().st_size > 1000
+    assert (Path(good.adapter_path) / pz_report.PLOT_NAME).stat().st_size > 1000
     assert good.durations['total'] >= good.durations['train'] > 0
 
     # The same utterances with wrong training transcripts, in words none of the held-out sentences
@@ -293,7 +296,7 @@ def test_a_cancel_while_the_store_saves_changes_nothing(
 
     monkeypatch.setattr(store_module, 'save_adapter', save_then_cancel)
     monkeypatch.setattr(store, '_repair', repair_then_cancel)
-    monkeypatch.setattr(pz, 'gate', lambda *_a: (gate_says, 'decided by the test'))
+    monkeypatch.setattr(pz_job, 'gate', lambda *_a: (gate_says, 'decided by the test'))
     result = run(PersonalizationJob(models, store, config(work_dir)), request(operator_data), recorder)
     monkeypatch.undo()
     assert recorder.cancel.is_set()
@@ -324,7 +327,7 @@ def test_a_cancel_after_the_switch_is_too_late_and_says_so(
             recorder.cancel.set()
 
     monkeypatch.setattr(store, '_write_state', write_then_cancel)
-    monkeypatch.setattr(pz, 'gate', lambda *_a: (gate_says, 'decided by the test'))
+    monkeypatch.setattr(pz_job, 'gate', lambda *_a: (gate_says, 'decided by the test'))
     result = run(PersonalizationJob(models, store, config(work_dir)), request(operator_data), recorder)
     monkeypatch.undo()
     assert recorder.cancel.is_set()
@@ -407,7 +410,7 @@ def test_a_failed_run_keeps_the_recordings_and_the_previous_adapter(
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError('disk on fire')
 
-    monkeypatch.setattr(pz, 'train', broken)
+    monkeypatch.setattr(pz_job, 'train', broken)
     store = AdapterStore(tmp_path / 'store')
     result = run(PersonalizationJob(models, store, config(work_dir)), request(operator_data))
     assert not result.success and 'training' in result.message and 'disk on fire' in result.message
@@ -485,11 +488,11 @@ def _bag(path: Path, storage: str, texts: tuple[str, ...] | None) -> list[float]
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    from tinyalign_ros.nodes import ros_audio
+    from tinyalign_ros import audio_messages, rosbag
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     types: dict[str, Any] = {}
-    for name, text in ros_audio.MSG_DEFINITIONS['ros-drivers'].items():
+    for name, text in rosbag.MSG_DEFINITIONS['ros-drivers'].items():
         types.update(get_types_from_msg(text, name))
     store.register(types)
     plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
@@ -506,7 +509,7 @@ def _bag(path: Path, storage: str, texts: tuple[str, ...] | None) -> list[float]
             lengths.append(spoken.size / 16000)
             stream = np.concatenate([np.zeros(4800, np.float32), spoken, np.zeros(16000, np.float32)])
             for start in range(0, stream.size, 1600):
-                pcm = ros_audio.float_to_samples(stream[start:start + 1600], 'S16LE')
+                pcm = audio_messages.float_to_samples(stream[start:start + 1600], 'S16LE')
                 t += 100_000_000
                 msg = store.types['audio_common_msgs/msg/AudioData'](data=np.frombuffer(pcm.tobytes(), np.uint8))
                 writer.write(audio, t, store.serialize_cdr(msg, 'audio_common_msgs/msg/AudioData'))
@@ -516,7 +519,7 @@ def _bag(path: Path, storage: str, texts: tuple[str, ...] | None) -> list[float]
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
 def test_rosbag_input(storage: str, models: Models, work_dir: Path, tmp_path: Path) -> None:
     lengths = _bag(tmp_path / 'bag', storage, SENTENCES[:3])
-    recordings = pz.recordings_from_bag(tmp_path / 'bag', ['/mic', '/prompt'])
+    recordings = pz_sources.recordings_from_bag(tmp_path / 'bag', ['/mic', '/prompt'])
     assert [r.text for r in recordings] == list(SENTENCES[:3])
     for rec, length in zip(recordings, lengths):
         assert abs(rec.audio.size / 16000 - length) < 0.8 and rec.meta['source'] == 'rosbag'
@@ -533,10 +536,10 @@ def test_rosbag_input(storage: str, models: Models, work_dir: Path, tmp_path: Pa
 
 def test_rosbag_without_transcripts_is_cut_by_the_vad(tmp_path: Path) -> None:
     lengths = _bag(tmp_path / 'bag', 'sqlite3', None)
-    recordings = pz.recordings_from_bag(tmp_path / 'bag')
+    recordings = pz_sources.recordings_from_bag(tmp_path / 'bag')
     assert len(recordings) == 3 and all(r.text is None for r in recordings)
     with pytest.raises(PersonalizeError, match="no std_msgs/String topic '/prompt'"):
-        pz.recordings_from_bag(tmp_path / 'bag', ['/mic', '/prompt'])
+        pz_sources.recordings_from_bag(tmp_path / 'bag', ['/mic', '/prompt'])
     for rec, length in zip(recordings, lengths):
         assert abs(rec.audio.size / 16000 - length) < 0.8
 
@@ -549,7 +552,7 @@ def test_lora_merges_into_a_plain_projector(base: Projector, encoder: WhisperEnc
 
     projector = copy.deepcopy(base)
     keys = set(projector.state_dict())
-    pz.add_lora(projector, rank=4)
+    pz_lora.add_lora(projector, rank=4)
     trainable = [n for n, p in projector.named_parameters() if p.requires_grad]
     assert trainable and all('lora_' in n for n in trainable)
     with torch.no_grad():
@@ -561,7 +564,7 @@ def test_lora_merges_into_a_plain_projector(base: Projector, encoder: WhisperEnc
     with torch.no_grad():
         wrapped = projector(features).logits
     projector.train(False)
-    pz.merge_lora(projector)
+    pz_lora.merge_lora(projector)
     with torch.no_grad():
         merged = projector(features).logits
     assert set(projector.state_dict()) == keys
@@ -584,7 +587,7 @@ def test_progress_never_moves_back_within_a_phase() -> None:
     # An accepted run scores the new adapter, then has the LLM read it, both in the 'after' phase
     # and each counting its items from zero.
     seen: list[float] = []
-    reporter = pz._Reporter(lambda p: seen.append(p.progress))
+    reporter = pz_progress.Reporter(lambda p: seen.append(p.progress))
     reporter('after', 1.0, message='scoring after: 7/7')
     reporter('after', 0.5, message='LLM reading after: 1/2')
     reporter('after', 1.0, message='LLM reading after: 2/2')
@@ -594,7 +597,7 @@ def test_progress_never_moves_back_within_a_phase() -> None:
 
 def test_progress_is_reported_at_least_once_a_second(models: Models, operator_data: Path, work_dir: Path,
                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = pz.evaluate
+    real = pz_job.evaluate
     calls = []
 
     def slow(*args: Any, **kwargs: Any) -> Any:
@@ -603,7 +606,7 @@ def test_progress_is_reported_at_least_once_a_second(models: Models, operator_da
             time.sleep(1.6)  # one long call, as an LLM generation on a robot can be
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pz, 'evaluate', slow)
+    monkeypatch.setattr(pz_job, 'evaluate', slow)
     recorder = Recorder()
     result = run(PersonalizationJob(models, AdapterStore(tmp_path / 'store'), config(work_dir)),
                  request(operator_data), recorder)
@@ -627,12 +630,12 @@ def test_time_budget_stops_training(models: Models, operator_data: Path, work_di
 
 
 def test_ros_backend_factory(models: Models, tmp_path: Path) -> None:
-    backend = load_backend('tinyalign_ros.personalize:ros_backend',
+    backend = load_backend('tinyalign_ros.personalization.job:ros_backend',
                            BackendContext(pipeline=models, store_dir=tmp_path / 'store', work_dir=tmp_path / 'work'))
     assert isinstance(backend.job, PersonalizeJob) and isinstance(backend.store, StoreProtocol)
     assert backend.store.root == tmp_path / 'store' and backend.job.work_dir == tmp_path / 'work'
-    node_source = (Path(pz.__file__).parent / 'nodes' / 'assistant_node.py').read_text()
-    assert "'personalize.backend', 'tinyalign_ros.personalize:ros_backend'" in node_source
+    node_source = (Path(pz_job.__file__).parents[1] / 'nodes' / 'assistant_node.py').read_text()
+    assert "'personalize.backend', 'tinyalign_ros.personalization.job:ros_backend'" in node_source
 
 
 def test_config_validation() -> None:

@@ -385,8 +385,8 @@ def test_goal_state_machine_matches_rcl_action(ros: list[Any]) -> None:
 
 
 def test_job_interface_types() -> None:
-    """The Protocol the engine's personalize.py must satisfy, and its input checks."""
-    from tinyalign_ros.nodes import job_interface as ji
+    """The Protocol the engine's personalization job must satisfy, and its input checks."""
+    from tinyalign_ros.personalization import api as ji
 
     store, job = FakeStore(), FakeJob(FakeStore(), '')
     assert isinstance(store, ji.AdapterStore) and isinstance(job, ji.PersonalizeJob)

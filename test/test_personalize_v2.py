@@ -35,12 +35,15 @@ from typing import Any
 import pytest
 import test_personalize as shared
 from test_personalize import config, HOLDOUT, Recorder, request, run
-from tinyalign_ros import enrollment, personalize as pz, routing, train as tr
+from tinyalign_ros import enrollment, routing
 from tinyalign_ros.adapter import load_adapter, read_metadata
 from tinyalign_ros.encoder import WhisperEncoder
-from tinyalign_ros.personalize import Models, PersonalizationJob, PersonalizeConfig, PersonalizeError
+from tinyalign_ros.personalization import config as pz_config, gate as pz_gate, job as pz_job, lora as pz_lora
+from tinyalign_ros.personalization.config import PersonalizeConfig, PersonalizeError
+from tinyalign_ros.personalization.job import Models, PersonalizationJob
+from tinyalign_ros.personalization.store import AdapterStore
 from tinyalign_ros.projector import Projector
-from tinyalign_ros.store import AdapterStore
+from tinyalign_ros.training import config as tr_config, trainer as tr
 import torch
 
 # The operator's speech and the tiny models, shared with test_personalize.py.
@@ -52,8 +55,8 @@ operator_data, work_dir = shared.operator_data, shared.work_dir
 
 
 def test_a_step_schedule_ignores_the_clock() -> None:
-    by_time = tr.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0)
-    by_steps = tr.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0, schedule_by_time=False)
+    by_time = tr_config.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0)
+    by_steps = tr_config.TrainConfig(lr=1e-2, warmup_steps=2, max_steps=100, max_time_s=10.0, schedule_by_time=False)
     assert tr.lr_at(10, by_time, elapsed_s=9.0) < tr.lr_at(10, by_time, elapsed_s=0.0)  # the clock decays it
     assert tr.lr_at(10, by_steps, elapsed_s=9.0) == tr.lr_at(10, by_steps, elapsed_s=0.0)
     assert tr.lr_at(99, by_steps) < tr.lr_at(10, by_steps)
@@ -66,13 +69,13 @@ def test_anchor_penalty_and_validation(base: Projector) -> None:
     with torch.no_grad():
         next(moved.parameters()).add_(0.5)
     assert float(tr.anchor_penalty(moved, start)) == pytest.approx(0.25)
-    with pytest.raises(tr.TrainError, match='anchor'):
-        tr.TrainConfig(anchor=-1.0)
+    with pytest.raises(tr_config.TrainError, match='anchor'):
+        tr_config.TrainConfig(anchor=-1.0)
 
 
 def _always_keep(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep every trained adapter: these tests look at what training did, not at the gate."""
-    monkeypatch.setattr(pz, 'gate', lambda _before, _after, _config: (True, 'kept for inspection'))
+    monkeypatch.setattr(pz_job, 'gate', lambda _before, _after, _config: (True, 'kept for inspection'))
 
 
 def _distance(a: Projector, b: Projector) -> float:
@@ -149,13 +152,13 @@ def test_scores_are_remembered_and_the_llm_reads_only_accepted_runs(
         models: Models, operator_data: Path, work_dir: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, ...]] = []
-    real = pz.evaluate
+    real = pz_job.evaluate
 
     def counting(items: Any, *args: Any, **kwargs: Any) -> Any:
         calls.append(tuple(args[3]) if len(args) > 3 else tuple(kwargs.get('readings', ())))
         return real(items, *args, **kwargs)
 
-    monkeypatch.setattr(pz, 'evaluate', counting)
+    monkeypatch.setattr(pz_job, 'evaluate', counting)
     store = AdapterStore(tmp_path / 'store')
     work_dir = tmp_path / 'work'  # nothing known yet
     # A run that cannot pass the gate (it must improve by 99%): the slow reading is never paid for.
@@ -218,8 +221,8 @@ def test_views_are_seeded_and_differ_from_the_original(speech: dict) -> None:
     from tinyalign_ros.augment import augment
     wav, _text = speech['s0t0']
     samples, _rate = sf.read(str(wav), dtype='float32')
-    a, what_a = augment(samples, random.Random('x:0:0'), pz.OPERATOR_AUGMENT)
-    b, what_b = augment(samples, random.Random('x:0:0'), pz.OPERATOR_AUGMENT)
+    a, what_a = augment(samples, random.Random('x:0:0'), pz_config.OPERATOR_AUGMENT)
+    b, what_b = augment(samples, random.Random('x:0:0'), pz_config.OPERATOR_AUGMENT)
     assert what_a == what_b and a.shape == b.shape and float(abs(a - b).max()) == 0.0
     assert what_a != 'clean'  # the originals are in the mix already: a view is always changed
 
@@ -227,7 +230,7 @@ def test_views_are_seeded_and_differ_from_the_original(speech: dict) -> None:
 def test_dev_split_leaves_small_sets_alone() -> None:
     from tinyalign_ros.data import Item
     items = [Item(f'u{i}', Path(f'/x/u{i}.wav'), 'text') for i in range(6)]
-    fake = pz._Run.__new__(pz._Run)
+    fake = pz_job._Run.__new__(pz_job._Run)
     fake.config = PersonalizeConfig(dev_items=3)
     fake.dev_ids = []
     assert fake._dev_split(items) == (items, [])  # 6 < 3 + 4: every utterance trains
@@ -239,7 +242,7 @@ def test_dev_split_leaves_small_sets_alone() -> None:
 def test_input_layers_only(models: Models, base: Projector, operator_data: Path, work_dir: Path,
                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = copy.deepcopy(base)
-    names = pz.train_input_layers_only(probe)
+    names = pz_lora.train_input_layers_only(probe)
     first = next(name for name, child in probe.named_children()
                  if any(isinstance(m, torch.nn.Linear) for m in child.modules()))
     assert names and all(n.startswith(first + '.') for n in names)
@@ -254,7 +257,7 @@ def test_input_layers_only(models: Models, base: Projector, operator_data: Path,
     trained, meta = load_adapter(result.adapter_path, models.encoder.identity, models.llm.identity,
                                  models.llm.embedding_matrix)
     assert meta['training']['method'] == 'input'
-    start = dict(pz.as_saved(copy.deepcopy(base)).named_parameters())  # as an adapter file stores it
+    start = dict(pz_gate.as_saved(copy.deepcopy(base)).named_parameters())  # as an adapter file stores it
     changed = {n for n, p in trained.named_parameters() if not torch.equal(p, start[n])}
     assert changed and changed <= set(names)
 
@@ -371,7 +374,7 @@ def test_config_rejects_bad_v2_settings() -> None:
 def test_the_job_offers_the_enrollment_prompts(models: Models, tmp_path: Path) -> None:
     """The node's backend hands out the job: the prompts are reachable from it and from the module."""
     job = PersonalizationJob(models, AdapterStore(tmp_path / 'store'), PersonalizeConfig(work_dir=tmp_path))
-    assert job.enrollment_prompts == enrollment.ENROLLMENT_PROMPTS == pz.ENROLLMENT_PROMPTS
+    assert job.enrollment_prompts == enrollment.ENROLLMENT_PROMPTS == pz_job.ENROLLMENT_PROMPTS
 
 
 def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, tmp_path: Path,
@@ -379,7 +382,7 @@ def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, 
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from functools import partial
 
-    from tinyalign_ros import cli
+    from tinyalign_ros.cli import demo as cli_demo
     from tinyalign_ros.data import Item, write_manifest
 
     # The demo's reader, played by the espeak takes under the ids the demo holds out.
@@ -388,8 +391,8 @@ def test_the_demo_tells_the_result_in_a_few_lines(models: Models, speech: dict, 
     write_manifest(items, tmp_path / 'lj' / 'manifest.jsonl')
     small = partial(PersonalizeConfig, n_general=4, n_canary=3, max_steps=30, lr=1e-2, batch_size=4, warmup_steps=1,
                     repeat_items=2, dev_items=0, augment_views=1)
-    monkeypatch.setattr(pz, 'PersonalizeConfig', small)
-    cli._demo_personalize(models, tmp_path / 'lj')
+    monkeypatch.setattr(pz_config, 'PersonalizeConfig', small)
+    cli_demo._demo_personalize(models, tmp_path / 'lj')
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.strip() and not line.strip().endswith('...')]
     assert len(lines) <= 9, out  # a few lines, not a log

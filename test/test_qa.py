@@ -263,7 +263,7 @@ def test_evaluate_task_qa_refuses_a_manifest_without_answers(capsys: pytest.Capt
 def test_demo_asks_the_dev_questions_in_both_modes_and_counts_right_answers(
         capsys: pytest.CaptureFixture, tmp_path: Path, tiny_whisper_path: Path, tiny_llm_path: Path,
         tiny_adapter: Path) -> None:
-    from tinyalign_ros.cli import DEMO_QUESTION_IDS
+    from tinyalign_ros.cli.demo import DEMO_QUESTION_IDS
 
     code = main(['demo', '--data', str(tmp_path), '--max-new-tokens', '4', '--whisper', str(tiny_whisper_path),
                  '--llm', str(tiny_llm_path), '--adapter', str(tiny_adapter)])

@@ -33,17 +33,18 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 import soundfile as sf
-from tinyalign_ros.adapter import AdapterError, file_sha256, load_adapter, METADATA, save_adapter, WEIGHTS
+from tinyalign_ros.adapter import AdapterError, load_adapter, METADATA, save_adapter, WEIGHTS
 from tinyalign_ros.audio import AmplitudeError, load_audio, NonFiniteAudioError, pcm_to_float, validate
 from tinyalign_ros.data import DatasetError, Item, load_dataset, write_manifest
-from tinyalign_ros.nodes.job_interface import (
+from tinyalign_ros.model_files import file_sha256
+from tinyalign_ros.personalization.api import (
     CANCEL_TOO_LATE, GOAL_ABORTED, GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, OperatorIdError, PersonalizeRequest,
     PersonalizeResult, validate_operator_id,
 )
-from tinyalign_ros.personalize import recordings_from_folder
+from tinyalign_ros.personalization.sources import recordings_from_folder
+import tinyalign_ros.personalization.store as store_module
+from tinyalign_ros.personalization.store import AdapterStore, Recording, SaveCancelled
 from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
-import tinyalign_ros.store as store_module
-from tinyalign_ros.store import AdapterStore, Recording, SaveCancelled
 import torch
 
 TINY = {'encoder_dim': 8, 'llm_dim': 8, 'd_model': 8, 'n_layers': 1, 'n_heads': 2, 'ff_dim': 16, 'reduce_factor': 2}

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Audio message translation for both audio_common_msgs flavours (tinyalign_ros.nodes.ros_audio)."""
+"""Audio message translation for both audio_common_msgs flavours (audio_messages, nodes.ros_audio)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ import pytest
 import ros_env
 import soxr
 
+from tinyalign_ros import audio_messages
 from tinyalign_ros.audio import AudioError
+from tinyalign_ros.audio_messages import AudioDecoder, AudioFormat, AudioMessageError
 from tinyalign_ros.nodes import ros_audio
-from tinyalign_ros.nodes.ros_audio import AudioDecoder, AudioFormat, AudioMessageError
 
 FLAVOURS = ros_env.available_flavours()
 
@@ -67,7 +68,7 @@ def test_round_trip_every_format(flavour: str, sample_format: str) -> None:
 
 def test_encode_uses_array_fields_like_rosidl_expects(flavour: str) -> None:
     msg = ros_audio.encode(tone(0.05), flavour, AudioFormat('S16LE'))
-    payload = ros_audio.unpack(msg)
+    payload = audio_messages.unpack(msg)
     assert isinstance(payload.data, array.array), 'rosidl sequence fields must get array.array, not numpy'
     if flavour == 'mgonzs13':
         assert payload.fmt == AudioFormat('S16LE', 1, 16000)
@@ -101,18 +102,18 @@ def test_audio_info_is_ignored_when_disabled() -> None:
 
 def test_format_from_info_of_both_layouts() -> None:
     drivers = SimpleNamespace(channels=2, sample_rate=48000, sample_format='s16le', bitrate=0, coding_format='wave')
-    assert ros_audio.format_from_info(drivers) == AudioFormat('S16LE', 2, 48000)
+    assert audio_messages.format_from_info(drivers) == AudioFormat('S16LE', 2, 48000)
     mp3 = SimpleNamespace(channels=1, sample_rate=16000, sample_format='S16LE', bitrate=0, coding_format='mp3')
     with pytest.raises(AudioMessageError, match='compressed'):
-        ros_audio.format_from_info(mp3)
+        audio_messages.format_from_info(mp3)
     portaudio = SimpleNamespace(format=1, channels=1, rate=22050, chunk=512)
-    assert ros_audio.format_from_info(portaudio) == AudioFormat('F32LE', 1, 22050)
+    assert audio_messages.format_from_info(portaudio) == AudioFormat('F32LE', 1, 22050)
     with pytest.raises(AudioMessageError, match='paInt24'):
-        ros_audio.format_from_info(SimpleNamespace(format=4, channels=1, rate=16000, chunk=512))
+        audio_messages.format_from_info(SimpleNamespace(format=4, channels=1, rate=16000, chunk=512))
     with pytest.raises(AudioMessageError, match='channels'):
-        ros_audio.format_from_info(SimpleNamespace(format=8, channels=0, rate=16000, chunk=512))
+        audio_messages.format_from_info(SimpleNamespace(format=8, channels=0, rate=16000, chunk=512))
     with pytest.raises(AudioMessageError, match='sample_rate'):
-        ros_audio.format_from_info(SimpleNamespace(format=8, channels=1, rate=10, chunk=512))
+        audio_messages.format_from_info(SimpleNamespace(format=8, channels=1, rate=10, chunk=512))
 
 
 def test_malformed_messages_are_refused_with_reasons(flavour: str) -> None:
@@ -151,10 +152,10 @@ def test_malformed_messages_are_refused_with_reasons(flavour: str) -> None:
 
 def test_huge_message_is_refused_before_decoding() -> None:
     """A 10-minute message is rejected from its length: no time is spent converting it."""
-    payload = ros_audio.AudioPayload(bytes(16000 * 2 * 600), None)
+    payload = audio_messages.AudioPayload(bytes(16000 * 2 * 600), None)
     started = time.perf_counter()
     with pytest.raises(AudioMessageError, match='600.0 s'):
-        ros_audio.check_duration(payload, AudioFormat('S16LE'), 5.0)
+        audio_messages.check_duration(payload, AudioFormat('S16LE'), 5.0)
     assert time.perf_counter() - started < 0.05
 
 
@@ -163,7 +164,7 @@ def test_unpack_reads_rosbags_style_objects_with_numpy_arrays() -> None:
     pcm = (tone(0.1) * 32767).astype(np.int16)
     drivers = SimpleNamespace(header=SimpleNamespace(stamp='t', frame_id='mic'),
                               audio=SimpleNamespace(data=np.frombuffer(pcm.tobytes(), np.uint8)))
-    payload = ros_audio.unpack(drivers)
+    payload = audio_messages.unpack(drivers)
     assert payload.fmt is None and payload.frame_id == 'mic'
     out = AudioDecoder(AudioFormat('S16LE')).decode(drivers)
     assert out.size == pcm.size
@@ -173,20 +174,20 @@ def test_unpack_reads_rosbags_style_objects_with_numpy_arrays() -> None:
     out = AudioDecoder(AudioFormat('F32LE')).decode(typed)
     assert out.size == pcm.size and np.max(np.abs(out - pcm / 32768.0)) < 1e-6
     with pytest.raises(AudioMessageError, match='not an audio_common_msgs audio message'):
-        ros_audio.unpack(SimpleNamespace(foo=1))
+        audio_messages.unpack(SimpleNamespace(foo=1))
 
 
 def test_float_to_samples_clips_and_scales() -> None:
     x = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0], np.float32)
-    assert ros_audio.float_to_samples(x, 'S16LE').tolist() == [-32768, -32768, 0, 16384, 32767, 32767]
-    assert ros_audio.float_to_samples(x, 'U8').tolist() == [0, 0, 128, 192, 255, 255]
-    assert ros_audio.float_to_samples(x, 'S8').tolist() == [-128, -128, 0, 64, 127, 127]
-    assert ros_audio.float_to_samples(x, 'F32LE').dtype == np.float32
+    assert audio_messages.float_to_samples(x, 'S16LE').tolist() == [-32768, -32768, 0, 16384, 32767, 32767]
+    assert audio_messages.float_to_samples(x, 'U8').tolist() == [0, 0, 128, 192, 255, 255]
+    assert audio_messages.float_to_samples(x, 'S8').tolist() == [-128, -128, 0, 64, 127, 127]
+    assert audio_messages.float_to_samples(x, 'F32LE').dtype == np.float32
 
 
 def test_stereo_is_mixed_down(flavour: str) -> None:
     fmt = AudioFormat('S16LE', 2, 16000)
     msg = ros_audio.encode(tone(0.1), flavour, fmt)
-    assert len(ros_audio.unpack(msg).data) == (3200 if flavour == 'mgonzs13' else 6400)
+    assert len(audio_messages.unpack(msg).data) == (3200 if flavour == 'mgonzs13' else 6400)
     out = AudioDecoder(default=fmt).decode(msg)
     assert out.size == 1600

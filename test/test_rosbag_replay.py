@@ -37,6 +37,7 @@ from rclpy.node import Node  # noqa: E402, I100
 from rclpy.parameter import Parameter  # noqa: E402, I100
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402, I100
 
+from tinyalign_ros import audio_messages, rosbag  # noqa: E402
 from tinyalign_ros.nodes import ros_audio  # noqa: E402
 from tinyalign_ros.synth import synthesize  # noqa: E402
 
@@ -91,7 +92,7 @@ def write_bag(path: Path, flavour: str, rate: int, with_definitions: bool = True
             audio_conn = writer.add_connection('/audio', 'audio_common_msgs/msg/AudioStamped', typestore=store,
                                                **extra('audio_common_msgs/msg/AudioStamped'))
         for k, start in enumerate(range(0, stream.size, chunk)):
-            pcm = ros_audio.float_to_samples(stream[start:start + chunk], 'S16LE')
+            pcm = audio_messages.float_to_samples(stream[start:start + chunk], 'S16LE')
             stamp = ns + (k + 1) * 100_000_000
             if flavour == 'ros-drivers':
                 msg = AudioData(data=np.frombuffer(pcm.tobytes(), np.uint8))
@@ -116,7 +117,7 @@ def write_bag(path: Path, flavour: str, rate: int, with_definitions: bool = True
 def test_read_bag_audio_of_either_flavour(tmp_path: Path, flavour: str, rate: int, definitions: bool) -> None:
     bag = tmp_path / 'bag'
     write_bag(bag, flavour, rate, with_definitions=definitions)
-    audio = ros_audio.read_bag_audio(str(bag))
+    audio = rosbag.read_bag_audio(str(bag))
     expected, _lengths = spoken_stream(16000)
     assert audio.flavour == flavour and audio.topic == '/audio' and audio.errors == 0
     assert abs(audio.samples.size - expected.size) < 0.05 * 16000  # the stream resampler keeps a short tail
@@ -129,10 +130,10 @@ def test_bag_without_audio_is_refused(tmp_path: Path) -> None:
     with Writer(tmp_path / 'text_only', version=8) as writer:
         conn = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=store)
         writer.write(conn, 1, store.serialize_cdr(store.types['std_msgs/msg/String'](data='hi'), 'std_msgs/msg/String'))
-    with pytest.raises(ros_audio.BagError, match=r'no an audio_common_msgs audio topic.*/chatter'):
-        ros_audio.read_bag_audio(str(tmp_path / 'text_only'))
-    with pytest.raises(ros_audio.BagError, match='does not exist'):
-        ros_audio.read_bag_audio(str(tmp_path / 'missing'))
+    with pytest.raises(rosbag.BagError, match=r'no an audio_common_msgs audio topic.*/chatter'):
+        rosbag.read_bag_audio(str(tmp_path / 'text_only'))
+    with pytest.raises(rosbag.BagError, match='does not exist'):
+        rosbag.read_bag_audio(str(tmp_path / 'missing'))
 
 
 @pytest.fixture
@@ -199,7 +200,7 @@ def test_file_publisher_plays_files_in_the_installed_flavour(ros: list[Any], tmp
     ros.append(spinner)
     wait_for(player.done.is_set, 10, 'file played', spinner)
     wait_for(lambda: len(received) == player.published, 5, 'all chunks received', spinner)
-    decoder = ros_audio.AudioDecoder(ros_audio.AudioFormat('F32LE'))
+    decoder = audio_messages.AudioDecoder(audio_messages.AudioFormat('F32LE'))
     samples = np.concatenate([decoder.decode(m) for m in received])
     assert player.published == 16  # (0.6 s + 0.2 s gap) / 50 ms
     assert abs(samples.size - 0.8 * 16000) <= 800

@@ -34,10 +34,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 from tinyalign_ros.adapter import load_adapter, save_adapter
-from tinyalign_ros.nodes.job_interface import AdapterStore as StoreProtocol
-from tinyalign_ros.nodes.job_interface import OperatorIdError
+from tinyalign_ros.personalization.api import AdapterStore as StoreProtocol
+from tinyalign_ros.personalization.api import OperatorIdError
+from tinyalign_ros.personalization.store import (AdapterStore, default_store_root, is_complete_adapter, Recording,
+                                                 STATE_NAME)
 from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
-from tinyalign_ros.store import AdapterStore, default_store_root, is_complete_adapter, Recording, STATE_NAME
 import torch
 
 SRC = Path(__file__).resolve().parents[1] / 'src'
@@ -184,7 +185,7 @@ KILLER = textwrap.dedent("""
     import torch
     from tinyalign_ros import adapter
     from tinyalign_ros.projector import ProjectorConfig, build_projector
-    from tinyalign_ros.store import AdapterStore
+    from tinyalign_ros.personalization.store import AdapterStore
 
     real = adapter.save_file
 

@@ -33,10 +33,11 @@ from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import Projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
-from tinyalign_ros.train import (
-    build_vocab, cached, Cancelled, ctc_loss, encode_examples, Example, index_examples, load_batch, new_projector,
-    prepare_examples, Progress, sample_head_rows, summarize, target_text, train, TrainConfig, TrainError,
-)
+from tinyalign_ros.training.config import Cancelled, TrainConfig, TrainError
+from tinyalign_ros.training.examples import (build_vocab, cached, encode_examples, Example, index_examples, load_batch,
+                                             prepare_examples, target_text)
+from tinyalign_ros.training.objectives import ctc_loss, sample_head_rows
+from tinyalign_ros.training.trainer import new_projector, Progress, summarize, train
 import torch
 
 TRAIN_TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.', 'Please move forward.')
@@ -169,7 +170,7 @@ def test_an_open_vocabulary_covers_every_llm_row(examples: list[Example], llm: L
 
 def test_hard_negatives_are_the_nearest_rows_and_join_each_sample(encoder: WhisperEncoder, llm: LLM,
                                                                   examples: list[Example]) -> None:
-    from tinyalign_ros.train import neighbour_table
+    from tinyalign_ros.training.examples import neighbour_table
 
     projector = new_projector(encoder, llm, build_vocab(examples, n_vocab=llm.embedding_matrix.shape[0]),
                               ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size, d_model=32,
@@ -426,7 +427,7 @@ HEAP_PROBE = """
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from tinyalign_ros.train import bound_heap
+from tinyalign_ros.memory import bound_heap
 if sys.argv[2] == 'bounded':
     assert bound_heap(1 << 20)
 np.ones(1 << 18).sum()  # one 2 MB buffer freed: glibc's dynamic threshold rises past it

@@ -15,9 +15,11 @@
 """
 tinyalign_ros: an aligned ASR-LLM voice assistant that learns its operator's voice on the robot.
 
-The package is split into a ROS-free engine (audio, segmenter, encoder, projector, llm, adapter,
-pipeline, train, personalize, evaluate, data, synth, cli) and thin ROS 2 nodes under ``nodes/``
-that only translate messages and parameters into engine calls.
+The package is split into a ROS-free engine (audio, audio_messages, rosbag, segmenter, encoder,
+projector, model_files, llm, adapter, pipeline, routing, evaluate, data, synth, memory, and the
+``training/``, ``personalization/`` and ``cli/`` packages) and thin ROS 2 nodes under
+``nodes/`` that only translate messages and parameters into engine calls. Nothing outside
+``nodes/`` imports them or rclpy (``test/test_layout.py``).
 """
 
 __version__ = '0.1.0'

@@ -30,7 +30,6 @@ broken adapter that loaded would otherwise answer every question with an empty s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -45,13 +44,13 @@ from safetensors.torch import load_file, save_file
 import torch
 
 from .durable import disk_full_message, fsync_dir, fsync_tree, is_disk_full
+from .model_files import file_sha256
 from .projector import build_projector, Projector, ProjectorConfigError
 
 FORMAT_VERSION = 1
 WEIGHTS = 'adapter.safetensors'
 METADATA = 'adapter.json'
 WEIGHTS_KEY = 'weights'  # metadata entry: {'bytes': size of WEIGHTS, 'sha256': its digest}
-_HASH_CHUNK = 1 << 20
 
 
 class AdapterError(RuntimeError):
@@ -116,15 +115,6 @@ def save_adapter(path: str | Path, projector: Projector, metadata: dict[str, Any
                           f'({exc.strerror})') from exc
         raise
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (weights can be tens of MB)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_problem(path: str | Path, meta: dict[str, Any], checksum: bool = True) -> str | None:

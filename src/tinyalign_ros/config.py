@@ -33,6 +33,7 @@ import yaml
 
 from .fusion import FusionConfig
 from .llm import GenerationConfig, PromptConfig
+from .routing import FIXED_MODES
 from .segmenter import SegmenterConfig
 
 # Optional[X] and X | None carry this type; compared by identity, as the other annotations are.
@@ -74,7 +75,7 @@ class AssistantConfig:
     max_utterance_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.mode not in ('aligned', 'cascade'):
+        if self.mode not in FIXED_MODES:
             raise ConfigError(f'mode must be "aligned" or "cascade", got {self.mode!r}')
         if not 0.1 <= self.max_utterance_s <= 30.0:
             raise ConfigError(f'max_utterance_s must be in [0.1, 30] (the Whisper window), got {self.max_utterance_s}')

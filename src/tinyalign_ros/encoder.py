@@ -32,17 +32,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
 import re
 import tempfile
-import threading
 import time
 from typing import Sequence
 
 import numpy as np
+
+from .model_files import weights_sha256
 
 SAMPLE_RATE = 16000
 MEL_HOP = 160  # samples per mel frame (10 ms)
@@ -207,55 +207,6 @@ def resolve_model_path(model_path: str | Path | None) -> Path:
     return path
 
 
-_SHA_LOCK = threading.Lock()
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get('TINYALIGN_CACHE', Path.home() / '.cache' / 'tinyalign_ros'))
-
-
-def file_sha256(path: Path) -> str:
-    """
-    sha256 of a (large) weights file, once per process and memoized on disk by path+mtime+size.
-
-    Hashing tiny.en's 75 MB takes ~0.2 s, a whisper-small ~2 s on a Pi: worth remembering, but the
-    memo is keyed on mtime and size so a replaced file is hashed again.
-    """
-    path = path.resolve()
-    st = path.stat()
-    memo_key = (str(path), st.st_mtime_ns, st.st_size)
-    with _SHA_LOCK:
-        if memo_key in _SHA_MEMO:
-            return _SHA_MEMO[memo_key]
-    disk = _cache_root() / 'sha256' / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + '.json')
-    try:
-        record = json.loads(disk.read_text())
-        if [record.get('path'), record.get('mtime_ns'), record.get('size')] == list(memo_key):
-            digest = str(record['sha256'])
-            with _SHA_LOCK:
-                _SHA_MEMO[memo_key] = digest
-            return digest
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    digest = h.hexdigest()
-    with _SHA_LOCK:
-        _SHA_MEMO[memo_key] = digest
-    try:  # best effort: a read-only home must not stop the robot
-        disk.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=disk.parent, suffix='.tmp')
-        with os.fdopen(fd, 'w') as f:
-            json.dump({'path': memo_key[0], 'mtime_ns': memo_key[1], 'size': memo_key[2], 'sha256': digest}, f)
-        os.replace(tmp, disk)
-    except OSError:
-        pass
-    return digest
-
-
 def _as_audio(audio: np.ndarray) -> np.ndarray:
     """Validate mono float audio at 16 kHz and return it as contiguous float32."""
     arr = np.asarray(audio)
@@ -326,7 +277,7 @@ class WhisperEncoder:
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = file_sha256(self.path / 'model.bin')
+            self._sha256 = weights_sha256(self.path / 'model.bin')
         return self._sha256
 
     @property

@@ -41,12 +41,12 @@ from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
 from .fusion import fuse, FusionConfig
 from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
-from .projector import build_projector, Projector, ProjectorConfig
-from .routing import confidence, DEFAULT_THRESHOLD
+from .projector import Projector
+from .routing import confidence, DEFAULT_THRESHOLD, MODES
+from .training.trainer import new_projector
 
 log = logging.getLogger(__name__)
 
-MODES = ('aligned', 'cascade', 'auto')  # auto: per utterance, by the aligned path's confidence
 ASSETS = Path(__file__).resolve().parent / 'assets'
 BASE_ADAPTER = ASSETS / 'base_adapter'
 
@@ -76,13 +76,6 @@ class Response:
 def shipped_adapter_path() -> Path | None:
     """Return the base adapter shipped with the package for the embedded model pair, if present."""
     return BASE_ADAPTER if (BASE_ADAPTER / 'adapter.json').is_file() else None
-
-
-def untrained_projector(encoder: WhisperEncoder, llm: LLM) -> Projector:
-    """Build a freshly initialized BridgeFormer bound to ``llm``: runs end to end, understands nothing."""
-    projector = build_projector(ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size))
-    projector.bind_llm(llm.embedding_matrix)
-    return projector.eval()
 
 
 class Pipeline:
@@ -126,7 +119,7 @@ class Pipeline:
         else:
             log.warning('no adapter configured and none shipped: the aligned path uses an untrained '
                         'projector (run `tinyalign align` to train one)')
-            pipeline.set_adapter(untrained_projector(encoder, llm), 'untrained')
+            pipeline.set_adapter(new_projector(encoder, llm), 'untrained')
         return pipeline
 
     # -- adapters -----------------------------------------------------------------------------
@@ -239,7 +232,7 @@ class Pipeline:
         )
 
     def project(self, projector: Projector, features: np.ndarray, prompt: PromptConfig | None = None) -> Any:
-        """The embeddings the aligned path injects: the projector's reading, fused with the LLM's prior if on."""
+        """Return the embeddings the aligned path injects: the projector's reading, fused with the LLM's prior if on."""
         if not self.fusion.enabled or self.llm.model is None:
             return projector.project(features)
         context, _ = self.llm.prompt_parts(prompt or self.prompt)

@@ -209,14 +209,14 @@ class Projector(nn.Module):
         return self.token_rows.numel() > 0
 
     def head_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The head's centred, unit-length rows (all, or the positions ``rows``), computed on demand."""
+        """Return the head's centred, unit-length rows (all, or the positions ``rows``), computed on demand."""
         if rows is None:
             return (self.token_rows - self.embed_mean) * self.token_inv_norm[:, None]
         return (self.token_rows[rows] - self.embed_mean) * self.token_inv_norm[rows][:, None]
 
     @property
     def token_table(self) -> torch.Tensor:
-        """The whole centred, normalized head table (a new tensor each time: training's neighbour search)."""
+        """Return the whole centred, normalized head table (a new tensor each call: the neighbour search)."""
         return self.head_table()
 
     # -- forward ------------------------------------------------------------------------------

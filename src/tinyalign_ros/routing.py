@@ -36,6 +36,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+# How an utterance is answered: from the projected audio, from Whisper's transcript, or chosen per
+# utterance by the aligned path's confidence. A path fixed in advance (a configuration, an operator's
+# recorded mode) is one of the first two.
+MODES = ('aligned', 'cascade', 'auto')
+FIXED_MODES = MODES[:2]
+
 # Used until a personalization has learned an operator's own threshold: what benchmarks/bench_routing.py
 # learned for the shipped adapter on 32 dev utterances of two voices it never trained on (0.761;
 # docs/results.md, Personalization v2). Rerun the benchmark when the base adapter changes.

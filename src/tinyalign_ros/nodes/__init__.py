@@ -18,8 +18,10 @@ Thin ROS 2 nodes over the engine: they translate messages and parameters, nothin
 - :mod:`.assistant_node`: audio topic -> utterances -> pipeline -> responses; personalize action;
   adapter services; diagnostics.
 - :mod:`.audio_file_publisher`: plays WAV/FLAC files or a rosbag2 audio topic onto a topic.
-- :mod:`.ros_audio`: both ``audio_common_msgs`` flavours <-> float32 16 kHz samples.
-- :mod:`.job_interface`: what the nodes need from the personalization engine (Protocols).
+- :mod:`.ros_audio`: which ``audio_common_msgs`` flavour is installed, and building its messages.
 
-Only the node modules import rclpy; ``ros_audio`` and ``job_interface`` load without ROS.
+Only the node modules import rclpy. The nodes call the engine and never the other way round: what
+they need from it is ROS-free and lives there (:mod:`tinyalign_ros.audio_messages` reads audio
+messages, :mod:`tinyalign_ros.rosbag` reads bags, :mod:`tinyalign_ros.personalization.api` is the
+personalization job's contract); ``test/test_layout.py`` checks the direction.
 """

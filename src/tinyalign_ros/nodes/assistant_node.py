@@ -64,17 +64,19 @@ from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
 from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 
 from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
+from tinyalign_ros.audio_messages import (AudioDecoder, AudioFormat, CompressedAudioError, FLAVOURS, MAX_MESSAGE_BYTES,
+                                          MESSAGE_NAMES)
 from tinyalign_ros.fusion import FusionConfig
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.job_interface import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
+from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, resolve_flavour
+from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
                                                goal_status, GOAL_SUCCEEDED, Limits, load_backend,
                                                OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
                                                PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
                                                SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
-from tinyalign_ros.nodes.ros_audio import (AudioDecoder, AudioFormat, CompressedAudioError, finite_or, FLAVOURS,
-                                           info_class, MAX_MESSAGE_BYTES, message_class, MESSAGE_NAMES, resolve_flavour)
 from tinyalign_ros.pipeline import MODES
+from tinyalign_ros.rosbag import is_rosbag
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 
 try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
@@ -250,7 +252,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               'among.', int_range=(1, 64)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
-    ParamSpec('personalize.backend', 'tinyalign_ros.personalize:ros_backend',
+    ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
               'module:factory returning the personalization job and adapter store.'),
     ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/adapters.'),
     ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/../work.'),
@@ -343,7 +345,7 @@ def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
 
 def default_store_dir() -> Path:
     """Return the engine's default adapter store, so the CLI and the node share operators' adapters."""
-    from tinyalign_ros.store import default_store_root
+    from tinyalign_ros.personalization.store import default_store_root
 
     return default_store_root()
 
@@ -360,15 +362,6 @@ def load_prompts(path: str) -> list[str]:
     if not prompts:
         raise NodeConfigError(f'personalize.prompts_file {file} holds no sentences')
     return prompts
-
-
-def bag_exists(path: Path) -> bool:
-    """Tell whether ``path`` is a rosbag2 folder (metadata.yaml or a storage file inside) or a .db3/.mcap file."""
-    if path.is_file():
-        return path.suffix in ('.db3', '.mcap')
-    if path.is_dir():
-        return (path / 'metadata.yaml').is_file() or any(path.glob('*.db3')) or any(path.glob('*.mcap'))
-    return False
 
 
 def dataset_exists(path: Path) -> bool:
@@ -1179,7 +1172,7 @@ class AssistantNode(LifecycleNode):
             if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
                 return f'folder {clip(goal.path)!r} does not exist or has no manifest.jsonl / metadata.csv'
         if source == SOURCE_ROSBAG:
-            if not goal.path or not bag_exists(Path(goal.path).expanduser()):
+            if not goal.path or not is_rosbag(Path(goal.path).expanduser()):
                 return f'rosbag {clip(goal.path)!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
             if goal.topics and (len(goal.topics) != 2 or not all(valid_topic_name(t) for t in goal.topics)):
                 return f'topics must be [audio topic, transcript topic], got {clip(list(goal.topics))}'

@@ -18,7 +18,7 @@ Play WAV/FLAC files or a rosbag2 audio topic onto an audio topic, in real time, 
 For demos, tests and robots without a microphone: the assistant cannot tell this node from
 ``audio_capture`` (ros-drivers) or ``audio_capturer_node`` (mgonzs13). Files are decoded by the
 engine (any rate, any channel count -> mono), followed by ``gap_s`` of silence so a VAD sees each
-utterance end; bags are decoded with :func:`tinyalign_ros.nodes.ros_audio.read_bag_audio` (either
+utterance end; bags are decoded with :func:`tinyalign_ros.rosbag.read_bag_audio` (either
 flavour in, the configured flavour out). The stream is cut into ``chunk_ms`` messages published by
 a timer at ``rate`` times real time. For ros-drivers the format is announced on a latched
 ``audio_info`` topic (and repeated every 5 s, like audio_capture).
@@ -37,8 +37,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from tinyalign_ros.audio import load_audio, SAMPLE_FORMATS, SAMPLE_RATE
-from tinyalign_ros.nodes.ros_audio import (AudioFormat, encode, FLAVOUR_ROS_DRIVERS, FLAVOURS, info_class, info_message,
-                                           message_class, MESSAGE_NAMES, read_bag_audio, resolve_flavour)
+from tinyalign_ros.audio_messages import AudioFormat, FLAVOUR_ROS_DRIVERS, FLAVOURS, MESSAGE_NAMES
+from tinyalign_ros.nodes.ros_audio import encode, info_class, info_message, message_class, resolve_flavour
+from tinyalign_ros.rosbag import read_bag_audio
 
 try:
     from rclpy.executors import ExternalShutdownException

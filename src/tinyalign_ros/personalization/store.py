@@ -44,7 +44,7 @@ Why it is built this way:
   activated as the operator's); adapter weights are checked against the size and SHA-256 in their
   metadata, so a truncated active adapter is repaired like a missing one.
 - Operator ids become folder names, so they are checked by
-  :func:`~tinyalign_ros.nodes.job_interface.validate_operator_id` before any path is built.
+  :func:`~tinyalign_ros.personalization.api.validate_operator_id` before any path is built.
 - The mode ('aligned' or 'cascade') is stored per (operator, adapter): it says whether *that*
   adapter beat Whisper's own transcription on the operator's held-out speech, so a rollback also
   restores the matching mode.
@@ -71,11 +71,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .adapter import AdapterError, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS, weights_problem
-from .data import check_id, Item, MANIFEST_NAME, write_manifest
-from .durable import disk_full_message, fsync_dir, is_disk_full, publish, write_bytes
-from .nodes.job_interface import AdapterVersion, MODES, validate_operator_id
-from .projector import Projector
+from .api import AdapterVersion, validate_operator_id
+from ..adapter import AdapterError, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS, weights_problem
+from ..data import check_id, Item, MANIFEST_NAME, write_manifest
+from ..durable import disk_full_message, fsync_dir, is_disk_full, publish, write_bytes
+from ..projector import Projector
+from ..routing import FIXED_MODES
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +403,7 @@ class AdapterStore:
             state = self._repair(operator_id)
             entry = state['modes'].get(state['active'] or BASE_KEY) or {}
             mode = entry.get('mode', 'aligned')
-            return mode if mode in MODES else 'aligned'
+            return mode if mode in FIXED_MODES else 'aligned'
 
     def mode_numbers(self, operator_id: str) -> dict[str, Any]:
         """Return the measurements that decided the current mode (empty when never measured)."""
@@ -443,8 +444,8 @@ class AdapterStore:
 
         ``cancel`` set before the write: nothing is written and :class:`SaveCancelled` is raised.
         """
-        if mode not in MODES:
-            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if mode not in FIXED_MODES:
+            raise ValueError(f'mode must be one of {FIXED_MODES}, got {mode!r}')
         with self._locked(operator_id, create=True):
             state = self._repair(operator_id)
             if cancel is not None and cancel.is_set():
@@ -471,8 +472,8 @@ class AdapterStore:
         path = self.version_path(operator_id, adapter_id)
         if path.exists() or path.is_symlink():
             raise StoreError(f'operator {operator_id!r} already has an adapter {adapter_id!r}')
-        if mode is not None and mode not in MODES:
-            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        if mode is not None and mode not in FIXED_MODES:
+            raise ValueError(f'mode must be one of {FIXED_MODES}, got {mode!r}')
         meta = dict(metadata, adapter_id=adapter_id, operator_id=operator_id)
         with self._locked(operator_id, create=True):
             if self.operator_dir(operator_id).is_symlink() or self.versions_dir(operator_id).is_symlink():

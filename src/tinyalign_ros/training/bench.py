@@ -22,8 +22,8 @@ meant to be read. LLM shapes of about 0.5B and 1B parameters use random weights 
 The inputs (encoder features, target ids, prompt ids) can be saved to a file and timed elsewhere,
 e.g. on a GPU machine that has neither Whisper nor espeak-ng::
 
-    python -m tinyalign_ros.bench --save-inputs bench_inputs.npz          # here
-    python -m tinyalign_ros.bench --inputs bench_inputs.npz --shape 1b --device cuda   # there
+    python -m tinyalign_ros.training.bench --save-inputs bench_inputs.npz          # here
+    python -m tinyalign_ros.training.bench --inputs bench_inputs.npz --shape 1b --device cuda   # there
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import gc
 import json
 from pathlib import Path
-import resource
 import statistics
 import time
 from typing import Any, Sequence
@@ -41,10 +40,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .adapter import read_metadata
-from .pipeline import BASE_ADAPTER
-from .projector import build_projector, ProjectorConfig
-from .train import ce_loss, ctc_loss, Example, target_text, TRAIN_PROMPT, TrainConfig
+from .config import TrainConfig
+from .examples import Example, target_text
+from .objectives import ce_loss, ctc_loss
+from ..adapter import read_metadata
+from ..evaluate import REPEAT_PROMPT
+from ..memory import peak_rss_mb
+from ..pipeline import BASE_ADAPTER
+from ..projector import build_projector, ProjectorConfig
 
 # Random-weight stand-ins: the embedded LLM's own shape (for machines without its weights) and the
 # sizes users run on robots (dimensions of public 0.5B/1B models).
@@ -67,11 +70,6 @@ BENCH_SENTENCES = (
     'Can you tell me what time the next train leaves?',
     'Move slowly, there are people standing in the hallway.',
 )
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @dataclass
@@ -118,13 +116,13 @@ class FrozenLM:
 
 def make_inputs(encoder: Any, llm: Any) -> BenchInputs:
     """Synthesize the bench sentences, encode them and tokenize their transcripts (needs espeak-ng)."""
-    from .synth import synthesize
+    from ..synth import synthesize
 
     features, ids = [], []
     for text in BENCH_SENTENCES:
         features.append(encoder.features(synthesize(text, voice='en-us', rate=170)))
         ids.append(llm.tokenize(target_text(text)))
-    before, after = llm.prompt_parts(TRAIN_PROMPT)
+    before, after = llm.prompt_parts(REPEAT_PROMPT)
     return BenchInputs(features, ids, list(before), list(after))
 
 
@@ -248,8 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--autocast', action='store_true', help='bfloat16 autocast on both sides')
     args = parser.parse_args(argv)
     if args.save_inputs:
-        from .encoder import WhisperEncoder
-        from .llm import LLM
+        from ..encoder import WhisperEncoder
+        from ..llm import LLM
 
         make_inputs(WhisperEncoder(), LLM(embeddings_only=True)).save(args.save_inputs)
         return 0

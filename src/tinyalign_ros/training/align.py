@@ -36,20 +36,22 @@ from typing import Any, Callable
 
 import torch
 
-from .adapter import load_adapter, save_adapter
-from .audio import load_audio
-from .augment import AugmentConfig
-from .corpus import build_corpus, CorpusConfig, read_corpus, SOURCES
-from .data import Item, load_dataset
-from .encoder import WhisperEncoder
-from .evaluate import evaluate
-from .llm import LLM
-from .projector import ProjectorConfig
-from .synth import HELDOUT_VOICES, synthesize_corpus, UNSEEN_ENGINE_VOICES
-from .train import build_vocab, index_examples, new_projector, Progress, summarize, train, TrainConfig, TrainError
+from .config import TrainConfig, TrainError
+from .examples import build_vocab, index_examples
+from .trainer import new_projector, Progress, summarize, train
+from ..adapter import load_adapter, save_adapter
+from ..audio import load_audio
+from ..augment import AugmentConfig
+from ..corpus import build_corpus, CorpusConfig, read_corpus, SOURCES
+from ..data import Item, load_dataset
+from ..encoder import WhisperEncoder
+from ..evaluate import evaluate
+from ..llm import LLM
+from ..projector import ProjectorConfig
+from ..synth import HELDOUT_VOICES, synthesize_corpus, UNSEEN_ENGINE_VOICES
 
 
-RECIPE_FILE = Path(__file__).parent / 'assets' / 'recipes' / 'align.yaml'
+RECIPE_FILE = Path(__file__).parents[1] / 'assets' / 'recipes' / 'align.yaml'
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,10 +13,10 @@
 # limitations under the License.
 
 """
-What the ROS nodes need from the personalization engine, as plain Python types.
+The personalization job contract: what a caller (the ROS nodes, the CLI) and the engine agree on, as plain Python types.
 
 The personalize action server and the adapter services are written against these Protocols and
-dataclasses, not against ``tinyalign_ros.personalize`` itself, so that:
+dataclasses, not against :mod:`tinyalign_ros.personalization.job` itself, so that:
 
 - the node can be tested with a fake job (no training in node tests);
 - the engine stays ROS-free: it receives numpy audio and Python values, never messages;
@@ -50,8 +50,6 @@ PHASE_TRAINING = 'training'
 PHASE_EVALUATING = 'evaluating'
 PHASE_SAVING = 'saving'
 PHASES = (PHASE_RECORDING, PHASE_ENCODING, PHASE_TRAINING, PHASE_EVALUATING, PHASE_SAVING)
-
-MODES = ('aligned', 'cascade')
 
 # An operator id names a folder in the adapter store: no separators, no dots, nothing hidden.
 # Always applied with ``fullmatch``: ``match`` with ``$`` lets a trailing newline through.

@@ -39,14 +39,16 @@ progress callback and each checking the cancel flag:
    held-out speech) is recorded with the numbers that decided it; a PNG of the training curve and
    the before/after metrics is written next to the adapter.
 
-The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.nodes.job_interface`
-(the backend factory is :func:`ros_backend`) and the CLI calls it directly.
+The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.personalization.api`
+(the backend factory is :func:`ros_backend`) and the CLI calls it directly. The phases' parts live
+beside it: :mod:`.sources` (1), :mod:`.sentences` (2), :mod:`.gate` (3, 5), :mod:`.lora` (4),
+:mod:`.store` and :mod:`.report` (6), :mod:`.progress` (the reports).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 import hashlib
 import json
 import logging
@@ -55,156 +57,44 @@ from pathlib import Path
 import random
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 import uuid
 
 import numpy as np
 import soundfile as sf
 import torch
 
-from .adapter import AdapterError, load_adapter
-from .audio import AudioError, load_audio, SAMPLE_RATE, validate
-from .augment import augment, AugmentConfig
-from .data import DatasetError, Item, load_dataset, split
-from .durable import is_disk_full
-from .encoder import FeatureCache, WhisperEncoder
-from .enrollment import ENROLLMENT_PROMPTS
-from .evaluate import evaluate
-from .metrics import wer
-from .nodes.job_interface import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeRequest,
-                                  PersonalizeResult, PHASE_ENCODING, PHASE_EVALUATING, PHASE_RECORDING, PHASE_SAVING,
-                                  PHASE_TRAINING, Progress, SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG,
-                                  TrainingOptions)
-from .projector import Projector
-from .routing import confidence, DEFAULT_THRESHOLD, learn_threshold
+from .api import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeRequest, PersonalizeResult, Progress,
+                  SOURCE_FOLDER, SOURCE_RECORD, TrainingOptions)
+from .config import OPERATOR_AUGMENT, PersonalizeConfig, PersonalizeError
+from .gate import as_saved, decide_mode, gate, projector_digest, Scores
+from .lora import add_lora, merge_lora, train_input_layers_only, train_norms_and_biases_only
+from .progress import Reporter
+from .report import PLOT_NAME, plot_run
+from .sentences import CANARY_SENTENCES, GENERAL_SENTENCES
+from .sources import recordings_from_bag, recordings_from_folder, TRUST_HUMAN, TRUST_PSEUDO
 from .store import AdapterStore, Recording, SaveCancelled, StoreError, write_json_atomic
-from .synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
-from .train import (Cancelled, encode_examples, Example, greedy_wer, index_examples, Progress as TrainProgress,
-                    summarize, train, TrainConfig, TrainResult)
+from ..adapter import AdapterError, load_adapter
+from ..audio import AudioError, load_audio, SAMPLE_RATE, validate
+from ..augment import augment
+from ..data import DatasetError, Item, load_dataset, split
+from ..durable import is_disk_full
+from ..encoder import FeatureCache, WhisperEncoder
+from ..enrollment import ENROLLMENT_PROMPTS
+from ..evaluate import evaluate
+from ..memory import peak_rss_mb, release_memory
+from ..metrics import wer
+from ..projector import Projector
+from ..routing import confidence, DEFAULT_THRESHOLD, learn_threshold
+from ..synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
+from ..training.config import Cancelled, TrainConfig
+from ..training.examples import encode_examples, Example, index_examples
+from ..training.trainer import greedy_wer, new_projector, Progress as TrainProgress, summarize, train, TrainResult
 
 log = logging.getLogger(__name__)
 
-METHODS = ('projector', 'lora', 'input', 'norms')
-OBJECTIVES = ('ctc', 'ce')
-GATE_METRICS = ('wer_nearest', 'wer_repeat', 'nll_audio')
-TRUST_HUMAN = 'human'
-TRUST_PSEUDO = 'pseudo'
-PLOT_NAME = 'personalization.png'
+
 REPEAT_S_PER_ITEM = 1.5  # an LLM "repeat" reading of one held-out utterance on 2 cores (SmolLM2-135M)
-
-# Views of the operator's own recordings: their voice in the rooms, distances and noise a robot meets.
-# Milder than the base corpus' recipe (no clean copies: the originals are in the mix already; noise no
-# louder than 5 dB SNR), since every view must still be intelligible as the operator.
-OPERATOR_AUGMENT = AugmentConfig(p_clean=0.0, p_tempo=0.6, tempo=(0.88, 1.15), p_pitch=0.3,
-                                 pitch_cents=(-150.0, 150.0), p_reverb=0.35, p_band=0.15, p_noise=0.5,
-                                 snr_db=(5.0, 30.0), p_gain=0.5, gain_db=(-12.0, 4.0))
-
-# General utterances mixed into every personalization run, so the adapter keeps understanding
-# speech that is not the operator's: the things people say to a robot assistant. Written for this
-# project; spoken by the training voices of the base corpus (synth.DEFAULT_VOICES).
-GENERAL_SENTENCES: tuple[str, ...] = (
-    'Please move forward one meter.',
-    'Turn left and stop at the door.',
-    'Turn right at the end of the hallway.',
-    'Go back to the charging station.',
-    'Stop right there.',
-    'Follow me to the kitchen.',
-    'Wait here until I come back.',
-    'Bring me the red cup from the table.',
-    'Pick up the blue box on the shelf.',
-    'Put the bottle next to the sink.',
-    'Open the gripper slowly.',
-    'Close the gripper and lift the object.',
-    'How much battery do you have left?',
-    'What time is it now?',
-    'What is the weather like outside?',
-    'Where did you leave the toolbox?',
-    'Can you find my keys?',
-    'Is the front door locked?',
-    'How far is it to the garage?',
-    'What can you see in front of you?',
-    'Tell me a short joke.',
-    'Set a timer for ten minutes.',
-    'Remind me to call my sister at six.',
-    'Play some quiet music in the living room.',
-    'Turn off the lights in the bedroom.',
-    'Turn on the fan in the office.',
-    'Say hello to our guests.',
-    'Introduce yourself to the visitors.',
-    'Go to the second floor and check the windows.',
-    'Drive slowly, the floor is wet.',
-    'Raise your arm a little higher.',
-    'Lower the tray to the table.',
-    'Rotate ninety degrees to the left.',
-    'Take a picture of the plant.',
-    'Scan the room for obstacles.',
-    'Clean the floor under the table.',
-    'Water the plants on the balcony.',
-    'Check whether the oven is still on.',
-    'How many people are in the room?',
-    'Who rang the doorbell?',
-    'Read me the first message.',
-    'Send a message to the workshop team.',
-    'What is on my calendar for tomorrow?',
-    'Cancel the meeting at three.',
-    'Add milk and bread to the shopping list.',
-    'How do I get to the train station?',
-    'What is the capital of France?',
-    'How many legs does a spider have?',
-    'Why is the sky blue?',
-    'Spell the word robot.',
-    'Count from one to ten.',
-    'Repeat what I just said.',
-    'Speak a little louder, please.',
-    'Speak more slowly.',
-    'Thank you, that is all for now.',
-    'Good morning, how are you today?',
-    'Good night, see you tomorrow.',
-    'Go to sleep until I call you.',
-    'Wake up and start the patrol.',
-    'Return to the dock when you are done.',
-    'Carry this package to the front desk.',
-    'Deliver the letters to room twelve.',
-    'Keep an eye on the children.',
-    'Let me know when the laundry is finished.',
-    'Measure the temperature in the greenhouse.',
-    'Is there anyone in the meeting room?',
-    'Move out of the way, please.',
-    'Back up a few steps.',
-    'Look at me when I talk to you.',
-    'Follow the yellow line on the floor.',
-    'Avoid the stairs on the left.',
-    'Charge your battery before the evening.',
-    'Show me the map of the building.',
-    'Which room are you in right now?',
-    'Find a free parking spot near the entrance.',
-    'Hand me the screwdriver, please.',
-    'Hold the ladder while I climb.',
-    'Put everything back where it was.',
-    'Ask the visitor to wait in the lobby.',
-    'Open the window in the kitchen a little.',
-)
-
-# The canary: other sentences, other (never trained) voices, scored before and after every run.
-# It watches for forgetting; the operator's held-out speech cannot, being the operator's.
-CANARY_SENTENCES: tuple[str, ...] = (
-    'Please bring the green notebook to my desk.',
-    'How long will it take to charge fully?',
-    'Turn around and go back to the lab.',
-    'What did the engineer say this morning?',
-    'Switch off the heater in the hall.',
-    'Where is the nearest fire exit?',
-    'Pick up the spoon that fell on the floor.',
-    'Tell the guests that dinner is ready.',
-    'Slow down when you pass the corner.',
-    'Is the printer in the library working?',
-    'Open the curtains in the dining room.',
-    'How many boxes are left in the storage room?',
-)
-
-
-class PersonalizeError(ValueError):
-    """A personalization request that cannot be run as given (no speech, bad ids, no labels)."""
 
 
 # Failures that come from the input or the machine, not from a bug: the result explains them, and
@@ -222,437 +112,6 @@ def _describe(exc: BaseException) -> str:
     return f'{type(exc).__name__}: {exc}'
 
 
-@dataclass
-class PersonalizeConfig:
-    """Defaults of a run; a request's options and limits override the matching fields."""
-
-    objective: str = 'ctc'
-    # 'projector' (all weights), 'lora' (peft LoRA on its linear layers), 'input' (the first layer
-    # block only) or 'norms' (biases and layer-norm gains only). On the shipped adapter the whole projector gained more in the same budget
-    # (docs/results.md, personalization).
-    method: str = 'projector'
-    lora_rank: int = 8
-    holdout: int | None = None  # None: a quarter of the utterances, 1 to 8
-    max_train_s: float = 60.0
-    max_total_s: float | None = None  # whole run; training gets what is left after the rest
-    max_steps: int = 5000
-    # Measured on the real reader with augmented views and a dev split (docs/results.md, Personalization
-    # v2): 3e-3 gained less and broke the canary; 1e-3 gained more and kept it.
-    lr: float = 1e-3
-    batch_size: int = 8
-    warmup_steps: int = 10
-    train_negatives: int = 1500  # vocabulary rows drawn afresh each step besides the batch's own (0 = all)
-    hard_negatives: int = 8  # nearest head rows of each target token, scored at every step
-    time_mask: int = 2
-    feature_dropout: float = 0.1
-    operator_repeat: int = 2  # operator utterances appear this many times per epoch, general ones once
-    n_general: int = 32
-    n_canary: int = 12
-    gate_metric: str = 'wer_nearest'
-    gate_margin: float = 0.05  # relative improvement the new adapter must show
-    canary_tolerance: float = 0.03  # absolute WER the canary may lose
-    repeat_items: int = 8  # held-out utterances the LLM is asked to repeat (generation is the slow part)
-    pseudo_label: bool = False
-    seed: int = 0
-    work_dir: Path | None = None  # caches (features, synthesized sets, cascade transcripts, run plots)
-    max_utterance_s: float = 30.0
-    # Augmented views of each training recording (tempo, pitch, room, noise; seeded, cached on disk).
-    augment_views: int = 2
-    # Operator utterances kept out of training to choose the stopping step (early stopping on their
-    # projector-alone WER, the best state kept); 0 = train on all and stop by the budgets.
-    dev_items: int = 3
-    eval_every: int = 25  # training steps between dev readings
-    patience: int = 4  # dev readings without a better WER before training stops
-    # L2-SP pull toward the starting weights (train.TrainConfig.anchor): forgetting stays small
-    # without starving the operator's gain. 0 = none.
-    anchor: float = 0.0
-    # Learning rates tried on the dev split before the main run (each for probe_s seconds); the
-    # best one trains. Empty: train with ``lr``.
-    lr_candidates: tuple[float, ...] = ()
-    probe_s: float = 8.0
-    # True: the learning rate decays over steps or seconds, whichever runs out first; False: over
-    # steps alone (a run repeats exactly on a loaded machine; the time budget still stops it).
-    schedule_by_time: bool = True
-    # Scores of an adapter on the same utterances are remembered (by weights and audio); the slow
-    # LLM reading (``wer_repeat``) is computed only for runs the fast readings accept, or when it is
-    # the gate metric.
-    score_cache: bool = True
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise PersonalizeError(f'objective must be one of {OBJECTIVES}, got {self.objective!r}')
-        if self.method not in METHODS:
-            raise PersonalizeError(f'method must be one of {METHODS}, got {self.method!r}')
-        if self.gate_metric not in GATE_METRICS:
-            raise PersonalizeError(f'gate_metric must be one of {GATE_METRICS}, got {self.gate_metric!r}')
-        if not 0.0 <= self.gate_margin < 1.0:
-            raise PersonalizeError(f'gate_margin is a relative improvement in [0, 1), got {self.gate_margin}')
-        if self.canary_tolerance < 0:
-            raise PersonalizeError(f'canary_tolerance must be >= 0, got {self.canary_tolerance}')
-        for name in ('max_steps', 'batch_size', 'operator_repeat', 'lora_rank'):
-            if int(getattr(self, name)) < 1:
-                raise PersonalizeError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('n_general', 'n_canary', 'repeat_items', 'warmup_steps', 'train_negatives', 'augment_views',
-                     'dev_items', 'hard_negatives'):
-            if int(getattr(self, name)) < 0:
-                raise PersonalizeError(f'{name} must be >= 0, got {getattr(self, name)}')
-        if not self.max_train_s > 0 or (self.max_total_s is not None and not self.max_total_s > 0):
-            raise PersonalizeError('max_train_s and max_total_s must be positive seconds')
-        if self.holdout is not None and self.holdout < 1:
-            raise PersonalizeError(f'holdout must be >= 1 utterance, got {self.holdout}')
-        if self.anchor < 0:
-            raise PersonalizeError(f'anchor must be >= 0, got {self.anchor}')
-        if int(self.eval_every) < 1 or int(self.patience) < 1:
-            raise PersonalizeError('eval_every and patience must be >= 1')
-        self.lr_candidates = tuple(float(v) for v in self.lr_candidates)
-        if any(not v > 0 for v in self.lr_candidates) or not self.probe_s > 0:
-            raise PersonalizeError('lr_candidates and probe_s must be positive')
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PersonalizeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PersonalizeError(f'unknown personalization settings: {unknown}')
-        return cls(**data)
-
-
-@dataclass
-class Models:
-    """The loaded models a job needs when there is no Pipeline (any object with these works)."""
-
-    encoder: WhisperEncoder
-    llm: Any
-    projector: Projector | None = None
-    adapter_id: str | None = None
-
-
-# -- reading the operator's speech --------------------------------------------------------------
-def recordings_from_folder(path: str | Path, max_utterance_s: float = 30.0,
-                           skipped: list[str] | None = None) -> list[Recording]:
-    """
-    Read the recordings of a manifest or LJ-Speech-style folder (:func:`tinyalign_ros.data.load_dataset`).
-
-    With a ``skipped`` list, a bad line or an unreadable, empty or absurd audio file is noted
-    there and left out, so one bad file does not cost the operator the rest of the folder.
-    """
-    out = []
-    for item in load_dataset(path, skipped):
-        try:
-            samples = load_audio(item.audio, max_seconds=max_utterance_s)
-        except AudioError as exc:
-            if skipped is None:
-                raise
-            skipped.append(f'{item.id}: {exc}')
-            continue
-        out.append(Recording(samples, item.text or None, item.id,
-                             {'source': SOURCE_FOLDER, 'origin': str(item.audio)}))
-    return out
-
-
-def _speech_span(samples: np.ndarray, max_utterance_s: float) -> np.ndarray | None:
-    """Cut ``samples`` to the part from the first detected speech to the last (Silero VAD), or None."""
-    from .segmenter import Segmenter, SegmenterConfig
-
-    segmenter = Segmenter(SegmenterConfig(max_utterance_s=max_utterance_s, max_buffer_s=max(60.0, max_utterance_s * 2)))
-    found = segmenter.feed(samples) + segmenter.flush()
-    if not found:
-        return None
-    start, end = int(found[0].start_s * SAMPLE_RATE), int(found[-1].end_s * SAMPLE_RATE)
-    span = samples[start:end]
-    return span if 0 < span.size <= max_utterance_s * SAMPLE_RATE else None
-
-
-def _bag_texts(path: str | Path, topic: str) -> list[tuple[int, str]]:
-    """(timestamp ns, text) of the std_msgs/String messages on ``topic`` ('' = the only String topic)."""
-    from rosbags.rosbag2 import Reader
-    from rosbags.typesys import Stores, get_typestore
-
-    bag = Path(path).expanduser()
-    store = get_typestore(Stores.ROS2_HUMBLE)
-    with Reader(bag if bag.is_dir() else bag.parent) as reader:
-        strings = [c for c in reader.connections if c.msgtype == 'std_msgs/msg/String']
-        chosen = [c for c in strings if c.topic == topic] if topic else strings
-        if topic and not chosen:
-            found = ', '.join(sorted({c.topic for c in strings})) or 'none'
-            raise PersonalizeError(f'rosbag {bag} has no std_msgs/String topic {topic!r} (String topics: {found})')
-        if not chosen:
-            return []  # unlabeled speech (and an empty list would make rosbags read every topic)
-        if len({c.topic for c in chosen}) > 1:
-            raise PersonalizeError(f'rosbag {bag} has several String topics ({sorted({c.topic for c in chosen})}); '
-                                   'name the transcript topic (topics = [audio topic, transcript topic])')
-        texts = [(t, str(store.deserialize_cdr(raw, c.msgtype).data))
-                 for c, t, raw in reader.messages(connections=chosen)]
-    return sorted(texts)
-
-
-def recordings_from_bag(path: str | Path, topics: Sequence[str] = (), max_utterance_s: float = 30.0) -> list[Recording]:
-    """
-    Utterances of a rosbag2 (sqlite3 or mcap) holding audio_common_msgs audio.
-
-    ``topics`` = [audio topic, transcript topic] (either may be '' to pick the only one). With
-    transcripts, each String message labels the audio recorded after it until the next one (the
-    enrollment convention: the prompt is published, then read aloud); the speech inside each span is
-    found with the VAD. Without transcripts the stream is cut into utterances by the VAD and they
-    come back unlabeled (text None).
-    """
-    from .nodes.ros_audio import read_bag_audio
-    from .segmenter import Segmenter, SegmenterConfig
-
-    audio_topic = topics[0] if len(topics) > 0 else ''
-    text_topic = topics[1] if len(topics) > 1 else ''
-    bag_audio = read_bag_audio(str(path), audio_topic, max_message_s=max_utterance_s)
-    texts = _bag_texts(path, text_topic)
-    meta = {'source': SOURCE_ROSBAG, 'origin': str(path), 'topic': bag_audio.topic}
-    out: list[Recording] = []
-    if texts:
-        bounds = [t for t, _text in texts] + [math.inf]
-        for i, (start, text) in enumerate(texts):
-            chunks = [c for t, c in bag_audio.chunks if start <= t < bounds[i + 1]]
-            if not chunks:
-                continue
-            span = _speech_span(np.concatenate(chunks), max_utterance_s)
-            if span is not None and text.strip():
-                out.append(Recording(span, text.strip(), '', {**meta, 'stamp_ns': int(start)}))
-        return out
-    segmenter = Segmenter(SegmenterConfig(max_utterance_s=min(max_utterance_s, 20.0)))
-    for utterance in segmenter.feed(bag_audio.samples) + segmenter.flush():
-        out.append(Recording(utterance.audio, None, '', {**meta, 'start_s': round(utterance.start_s, 3)}))
-    return out
-
-
-# -- evaluation helpers -------------------------------------------------------------------------
-@dataclass
-class Scores:
-    """Everything measured for one adapter in one run."""
-
-    heldout: dict[str, Any]
-    canary: float | None
-    details: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0  # what the fast readings took when they were measured (a cache hit costs ~0)
-    repeat_seconds: float | None = None  # the same for the LLM reading, once it has been measured
-
-    def metrics(self, cascade: float | None) -> dict[str, float]:
-        out = {k: self.heldout.get(k) for k in ('wer_nearest', 'wer_repeat', 'nll_audio')}
-        out['wer_canary'] = self.canary
-        out['wer_cascade'] = cascade
-        return {k: float(v) for k, v in out.items() if v is not None}
-
-
-def gate(before: dict[str, float], after: dict[str, float], config: PersonalizeConfig) -> tuple[bool, str]:
-    """Keep the new adapter? Only for a real, margin-sized improvement that costs the canary little."""
-    name = config.gate_metric
-    b, a = before.get(name), after.get(name)
-    if a is None or b is None:
-        return False, f'{name} could not be measured (before {b}, after {a})'
-    change = (a - b) / b if b > 0 else 0.0
-    summary = f'{name} {b:.3f} -> {a:.3f} ({change:+.0%})'
-    if b <= 0:
-        return False, f'{summary}: already perfect, nothing to gain'
-    if not a <= b * (1 - config.gate_margin) or not a < b:
-        return False, f'{summary}: needs at least -{config.gate_margin:.0%}'
-    cb, ca = before.get('wer_canary'), after.get('wer_canary')
-    if cb is not None and ca is not None:
-        if ca > cb + config.canary_tolerance:
-            return False, (f'{summary}, but the general canary got worse: wer {cb:.3f} -> {ca:.3f} '
-                           f'(tolerance +{config.canary_tolerance:.3f})')
-        summary += f', canary {cb:.3f} -> {ca:.3f}'
-    return True, summary
-
-
-def projector_digest(projector: Projector) -> str:
-    """
-    Fingerprint an adapter's weights and design.
-
-    Scores remembered under the fingerprint are the scores of exactly these weights (a retrained or
-    edited adapter gets a new one).
-    """
-    h = hashlib.sha256(json.dumps(projector.config.to_dict(), sort_keys=True, default=str).encode())
-    named = sorted(projector.named_parameters()) + [('vocab_ids', projector.vocab_ids)]
-    for name, tensor in named:  # buffers derived from the LLM are covered by its identity in the key
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes()
-                 if tensor.is_floating_point() else tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
-
-
-@torch.no_grad()
-def as_saved(projector: Projector) -> Projector:
-    """
-    Round the weights in place the way an adapter file stores them.
-
-    Float16, the logit scale in float32: the gate then judges exactly the adapter that is kept, and
-    its remembered scores are found again when it is loaded as the next run's start.
-    """
-    for name, parameter in projector.named_parameters():
-        if name != 'logit_scale':
-            parameter.copy_(parameter.half().float())
-    return projector
-
-
-def write_wav_atomic(path: Path, samples: np.ndarray) -> None:
-    """16 kHz 16-bit WAV written under a temporary name, then renamed (a killed run leaves no half file)."""
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:6]}.tmp')
-    sf.write(str(tmp), np.asarray(samples, dtype=np.float32), SAMPLE_RATE, subtype='PCM_16', format='WAV')
-    tmp.replace(path)
-
-
-def train_input_layers_only(projector: Projector) -> list[str]:
-    """
-    Freeze everything but the first block of layers that holds a linear layer.
-
-    That block is the one that reads the encoder's frames, whatever the projector's design; returns
-    the trainable parameter names.
-
-    A voice differs from the training voices in the acoustics the encoder reports, so adapting the
-    input side alone is the smallest change that can follow it, and forgets the least.
-    """
-    first = next((name for name, child in projector.named_children()
-                  if any(isinstance(m, torch.nn.Linear) for m in child.modules())), None)
-    if first is None:
-        raise PersonalizeError(f'projector {projector.config.type} has no linear layers to adapt')
-    names = []
-    for name, parameter in projector.named_parameters():
-        keep = name.startswith(first + '.')
-        parameter.requires_grad_(keep)
-        if keep:
-            names.append(name)
-    return names
-
-
-def train_norms_and_biases_only(projector: Projector) -> list[str]:
-    """
-    Freeze every weight matrix; train the biases, the layer norms' gains and the head's temperature.
-
-    A few thousand numbers that shift and rescale what each layer passes on: the classic speaker
-    adaptation of a trained network (gains and offsets per unit) with too few parameters to memorize
-    the operator's sentences. Returns the trainable parameter names.
-    """
-    names = []
-    for name, parameter in projector.named_parameters():
-        keep = parameter.dim() < 2  # biases, LayerNorm weight and bias, logit_scale
-        parameter.requires_grad_(keep)
-        if keep:
-            names.append(name)
-    if not names:
-        raise PersonalizeError(f'projector {projector.config.type} has no biases or norms to adapt')
-    return names
-
-
-def decide_mode(aligned_wer: float | None, cascade_wer: float | None) -> str:
-    """'cascade' while the aligned path hears the operator worse than Whisper's transcription does."""
-    if aligned_wer is None or cascade_wer is None:
-        return 'aligned'
-    return 'cascade' if aligned_wer > cascade_wer else 'aligned'
-
-
-# -- LoRA on the projector ----------------------------------------------------------------------
-def add_lora(projector: Projector, rank: int) -> None:
-    """
-    Wrap the projector's linear layers in peft LoRA adapters; everything else is frozen.
-
-    Attention projections inside ``nn.MultiheadAttention`` are left out: the module uses their
-    weights directly, so a wrapper there would never run.
-    """
-    from peft import LoraConfig, inject_adapter_in_model
-
-    names = [n for n, m in projector.named_modules() if isinstance(m, torch.nn.Linear) and 'self_attn' not in n]
-    if not names:
-        raise PersonalizeError(f'projector {projector.config.type} has no linear layers for LoRA')
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=names, lora_dropout=0.0),
-                            projector)
-
-
-def merge_lora(projector: Projector) -> Projector:
-    """
-    Fold the LoRA updates into the base weights and remove the wrappers.
-
-    The adapter is then a plain projector (loaders never need peft).
-    """
-    from peft.tuners.lora import LoraLayer
-
-    for name, module in list(projector.named_modules()):
-        if isinstance(module, LoraLayer):
-            module.merge()
-            parent_name, _, child = name.rpartition('.')
-            parent = projector.get_submodule(parent_name) if parent_name else projector
-            setattr(parent, child, module.get_base_layer())
-    for parameter in projector.parameters():
-        parameter.requires_grad_(True)
-    return projector
-
-
-# -- progress -----------------------------------------------------------------------------------
-PHASE_SPANS = {'recording': (0.0, 0.1), 'encoding': (0.1, 0.3), 'before': (0.3, 0.4), 'training': (0.4, 0.85),
-               'after': (0.85, 0.95), 'saving': (0.95, 1.0)}
-PHASE_NAMES = {'recording': PHASE_RECORDING, 'encoding': PHASE_ENCODING, 'before': PHASE_EVALUATING,
-               'training': PHASE_TRAINING, 'after': PHASE_EVALUATING, 'saving': PHASE_SAVING}
-
-
-class _Reporter:
-    """
-    Turn the run's steps into Progress reports.
-
-    The last one is repeated twice a second from a heartbeat thread, so a listener hears from the
-    job even while one long call (an LLM generation, an encoder batch) runs.
-    """
-
-    def __init__(self, on_progress: Callable[[Progress], None], start_at: float = 0.0, period_s: float = 0.5) -> None:
-        self._on_progress = on_progress
-        self._start_at = start_at
-        self._period = period_s
-        self._lock = threading.Lock()
-        self._last: Progress | None = None
-        self._sent_at = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name='personalize-progress', daemon=True)
-        self.phase = 'recording'
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=2.0)
-
-    def __call__(self, phase: str, within: float = 0.0, step: int = 0, loss: float | None = None,
-                 eta_s: float | None = None, message: str = '') -> None:
-        self.phase = phase
-        low, high = PHASE_SPANS[phase]
-        fraction = low + (high - low) * min(max(within, 0.0), 1.0)
-        progress = self._start_at + (1 - self._start_at) * fraction
-        with self._lock:
-            # A phase can hold several counted readings (an accepted run's scores, then its LLM
-            # readings), each counting from zero: a progress bar must still never move back.
-            if self._last is not None:
-                progress = max(progress, self._last.progress)
-        report = Progress(PHASE_NAMES[phase], progress=progress, step=step,
-                          loss=math.nan if loss is None else float(loss),
-                          eta_s=-1.0 if eta_s is None else max(0.0, float(eta_s)), message=message)
-        self._send(report)
-
-    def _send(self, report: Progress) -> None:
-        with self._lock:
-            self._last, self._sent_at = report, time.monotonic()
-        try:
-            self._on_progress(report)
-        except Exception:  # noqa: BLE001 - a broken listener must not break the run
-            log.exception('progress callback failed')
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._period):
-            with self._lock:
-                last, since = self._last, time.monotonic() - self._sent_at
-            if last is not None and since >= self._period:
-                eta = last.eta_s - since if last.eta_s >= 0 else -1.0
-                self._send(replace(last, eta_s=max(0.0, eta) if eta >= 0 else -1.0))
-
-
-# -- the job ------------------------------------------------------------------------------------
 class PersonalizationJob:
     """
     Trains one operator's adapter; implements the node's ``PersonalizeJob`` Protocol.
@@ -688,7 +147,7 @@ class PersonalizationJob:
         if not self._lock.acquire(blocking=False):
             return PersonalizeResult(success=False, message='another personalization is already running')
         self.last_run = {}
-        reporter = _Reporter(on_progress, start_at=0.3 if request.source == SOURCE_RECORD else 0.0)
+        reporter = Reporter(on_progress, start_at=0.3 if request.source == SOURCE_RECORD else 0.0)
         try:
             run = _Run(self, request, reporter, cancel)
         except PersonalizeError as exc:  # the request's options do not make a valid configuration
@@ -717,10 +176,38 @@ class PersonalizationJob:
             self._lock.release()
 
 
+@dataclass
+class Models:
+    """The loaded models a job needs when there is no Pipeline (any object with these works)."""
+
+    encoder: WhisperEncoder
+    llm: Any
+    projector: Projector | None = None
+    adapter_id: str | None = None
+
+
+# -- the node's backend -------------------------------------------------------------------------
+def ros_backend(context: BackendContext) -> Backend:
+    """
+    Build the backend the assistant node loads.
+
+    The node names this factory as ``personalize.backend`` = ``'tinyalign_ros.personalization.job:ros_backend'``;
+    the job shares the node's loaded pipeline.
+    """
+    pipeline = context.pipeline
+    store = AdapterStore(context.store_dir)
+    config = PersonalizeConfig(work_dir=Path(context.work_dir))
+    # The projector loaded now is the base adapter: later the node swaps in operators' adapters, and
+    # an operator without one of their own must start from the base, not from someone else's.
+    models = Models(pipeline.encoder, pipeline.llm, getattr(pipeline, 'projector', None),
+                    getattr(pipeline, 'adapter_id', None))
+    return Backend(job=PersonalizationJob(models, store, config, log_fn=context.log), store=store)
+
+
 class _Run:
     """The state of one run, phase by phase (kept off the job so runs never share it)."""
 
-    def __init__(self, job: PersonalizationJob, request: PersonalizeRequest, report: _Reporter,
+    def __init__(self, job: PersonalizationJob, request: PersonalizeRequest, report: Reporter,
                  cancel: threading.Event) -> None:
         self.job, self.request, self.report, self.cancel = job, request, report, cancel
         self.store = job.store
@@ -1021,9 +508,7 @@ class _Run:
                               'starting from the base adapter')
         base = getattr(self.job.models, 'projector', None)
         if base is None:
-            from .pipeline import untrained_projector
-
-            base = untrained_projector(encoder, llm)
+            base = new_projector(encoder, llm)
         self.start_id = ''
         return copy.deepcopy(base).eval(), {'adapter_id': getattr(self.job.models, 'adapter_id', None) or 'base'}
 
@@ -1326,94 +811,15 @@ class _Run:
             return None
 
 
-def plot_run(path: Path, curve: Sequence[tuple[int, float, float]], before: dict[str, float],
-             after: dict[str, float], title: str) -> Path:
-    """Write a PNG: training loss by step, and before/after metrics side by side."""
-    import matplotlib
+def write_wav_atomic(path: Path, samples: np.ndarray) -> None:
+    """16 kHz 16-bit WAV written under a temporary name, then renamed (a killed run leaves no half file)."""
+    import soundfile as sf
 
-    matplotlib.use('Agg')
-    from matplotlib import pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    try:
-        if curve:
-            left.plot([c[0] for c in curve], [c[2] for c in curve], color='tab:blue')
-        left.set_xlabel('step')
-        left.set_ylabel('training loss (smoothed)')
-        left.set_title('training curve')
-        names = [k for k in ('wer_nearest', 'wer_repeat', 'wer_canary', 'wer_cascade', 'nll_audio')
-                 if k in before or k in after]
-        x = np.arange(len(names))
-        right.bar(x - 0.2, [before.get(k, 0.0) for k in names], 0.4, label='before')
-        right.bar(x + 0.2, [after.get(k, 0.0) for k in names], 0.4, label='after')
-        right.set_xticks(x, names, rotation=20)
-        right.set_title('held-out metrics (lower is better)')
-        right.legend()
-        fig.suptitle(title[:120], fontsize=9)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f'.{path.name}.tmp.png')
-        fig.savefig(tmp, dpi=80)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-    return path
-
-
-def peak_rss_mb() -> float:
-    """Return the process's peak resident memory so far, in MiB (Linux reports KiB)."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
-
-
-def release_memory() -> None:
-    """
-    Give freed heap memory back to the OS between phases.
-
-    Training and LLM scoring allocate and free many differently sized tensors; glibc keeps the
-    freed pages in its arenas, so without a trim the phases' peaks stack up in the process's
-    resident size (a robot has other processes to feed).
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:6]}.tmp')
+    sf.write(str(tmp), np.asarray(samples, dtype=np.float32), SAMPLE_RATE, subtype='PCM_16', format='WAV')
+    tmp.replace(path)
 
 
 def _fmt(value: float | None) -> str:
     return 'n/a' if value is None else f'{value:.3f}'
-
-
-# -- the node's backend -------------------------------------------------------------------------
-def ros_backend(context: BackendContext) -> Backend:
-    """
-    Build the backend the assistant node loads.
-
-    The node names this factory as ``personalize.backend`` = ``'tinyalign_ros.personalize:ros_backend'``;
-    the job shares the node's loaded pipeline.
-    """
-    pipeline = context.pipeline
-    store = AdapterStore(context.store_dir)
-    config = PersonalizeConfig(work_dir=Path(context.work_dir))
-    # The projector loaded now is the base adapter: later the node swaps in operators' adapters, and
-    # an operator without one of their own must start from the base, not from someone else's.
-    models = Models(pipeline.encoder, pipeline.llm, getattr(pipeline, 'projector', None),
-                    getattr(pipeline, 'adapter_id', None))
-    return Backend(job=PersonalizationJob(models, store, config, log_fn=context.log), store=store)
-
-
-def config_dict(config: PersonalizeConfig) -> dict[str, Any]:
-    out = asdict(config)
-    out['work_dir'] = str(config.work_dir) if config.work_dir else None
-    return out
-
-
-__all__ = ['PersonalizationJob', 'PersonalizeConfig', 'PersonalizeError', 'Models', 'ros_backend', 'gate',
-           'decide_mode', 'recordings_from_bag', 'recordings_from_folder', 'add_lora', 'merge_lora', 'plot_run',
-           'GENERAL_SENTENCES', 'CANARY_SENTENCES', 'METHODS', 'config_dict', 'ENROLLMENT_PROMPTS',
-           'train_input_layers_only', 'projector_digest', 'as_saved', 'OPERATOR_AUGMENT']

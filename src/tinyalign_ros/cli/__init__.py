@@ -1,0 +1,26 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The `tinyalign` command: the engine without ROS (``tinyalign ...`` or ``python -m tinyalign_ros.cli ...``).
+
+- :mod:`.main`: the parser and dispatch;
+- one module per command group: :mod:`.respond`, :mod:`.evaluate`, :mod:`.data` (synth, corpus),
+  :mod:`.align`, :mod:`.bench` (bench-train), :mod:`.personalize` (personalize, adapters),
+  :mod:`.demo`; :mod:`.common` holds what they share.
+"""
+
+from .main import build_parser, main
+
+__all__ = ['build_parser', 'main']

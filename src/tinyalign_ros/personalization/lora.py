@@ -1,0 +1,105 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Training a part of the projector: LoRA adapters on its linear layers, or its input block alone.
+
+``PersonalizeConfig.method`` chooses: 'projector' trains every weight, 'lora' wraps the linear
+layers in peft LoRA adapters and folds them back in afterwards (the stored adapter is a plain
+projector), 'input' trains only the first block that reads the encoder's frames.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import PersonalizeError
+from ..projector import Projector
+
+
+def add_lora(projector: Projector, rank: int) -> None:
+    """
+    Wrap the projector's linear layers in peft LoRA adapters; everything else is frozen.
+
+    Attention projections inside ``nn.MultiheadAttention`` are left out: the module uses their
+    weights directly, so a wrapper there would never run.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    names = [n for n, m in projector.named_modules() if isinstance(m, torch.nn.Linear) and 'self_attn' not in n]
+    if not names:
+        raise PersonalizeError(f'projector {projector.config.type} has no linear layers for LoRA')
+    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=names, lora_dropout=0.0),
+                            projector)
+
+
+def merge_lora(projector: Projector) -> Projector:
+    """
+    Fold the LoRA updates into the base weights and remove the wrappers.
+
+    The adapter is then a plain projector (loaders never need peft).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(projector.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition('.')
+            parent = projector.get_submodule(parent_name) if parent_name else projector
+            setattr(parent, child, module.get_base_layer())
+    for parameter in projector.parameters():
+        parameter.requires_grad_(True)
+    return projector
+
+
+def train_input_layers_only(projector: Projector) -> list[str]:
+    """
+    Freeze everything but the first block of layers that holds a linear layer.
+
+    That block is the one that reads the encoder's frames, whatever the projector's design; returns
+    the trainable parameter names.
+
+    A voice differs from the training voices in the acoustics the encoder reports, so adapting the
+    input side alone is the smallest change that can follow it, and forgets the least.
+    """
+    first = next((name for name, child in projector.named_children()
+                  if any(isinstance(m, torch.nn.Linear) for m in child.modules())), None)
+    if first is None:
+        raise PersonalizeError(f'projector {projector.config.type} has no linear layers to adapt')
+    names = []
+    for name, parameter in projector.named_parameters():
+        keep = name.startswith(first + '.')
+        parameter.requires_grad_(keep)
+        if keep:
+            names.append(name)
+    return names
+
+
+def train_norms_and_biases_only(projector: Projector) -> list[str]:
+    """
+    Freeze every weight matrix; train the biases, the layer norms' gains and the head's temperature.
+
+    A few thousand numbers that shift and rescale what each layer passes on: the classic speaker
+    adaptation of a trained network (gains and offsets per unit) with too few parameters to memorize
+    the operator's sentences. Returns the trainable parameter names.
+    """
+    names = []
+    for name, parameter in projector.named_parameters():
+        keep = parameter.dim() < 2  # biases, LayerNorm weight and bias, logit_scale
+        parameter.requires_grad_(keep)
+        if keep:
+            names.append(name)
+    if not names:
+        raise PersonalizeError(f'projector {projector.config.type} has no biases or norms to adapt')
+    return names

@@ -1,0 +1,82 @@
+# Copyright 2026 The tinyalign_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The settings of one training run (:class:`TrainConfig`), and how a run fails or is cancelled.
+
+The base-adapter recipe (``assets/recipes/align.yaml``, read by :mod:`.align`) and a
+personalization run (:mod:`tinyalign_ros.personalization.job`) both end in a ``TrainConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+OBJECTIVES = ('ctc', 'slots', 'ce')
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue (no data, bad settings)."""
+
+
+class Cancelled(Exception):
+    """Raised inside the loop when the cancel flag is set; the caller keeps the previous adapter."""
+
+
+@dataclass
+class TrainConfig:
+    objective: str = 'ctc'
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 20000
+    max_time_s: float = 3000.0
+    batch_size: int = 16
+    grad_clip: float = 1.0
+    seed: int = 0
+    val_items: int = 64  # held out from the training items (by utterance) for early stopping
+    eval_every: int = 500
+    patience: int = 6  # evaluations without a better validation WER before stopping
+    time_mask: int = 2  # SpecAugment-style masks over encoder frames (count; width <= 8 frames)
+    feature_dropout: float = 0.1
+    min_lr_ratio: float = 0.05
+    lora_rank: int = 0  # ce only: LoRA rank on the LLM's q/v projections (0 = frozen LLM)
+    negatives: int = 4096  # ctc only: vocabulary rows sampled per step besides the batch's own (0 = all)
+    hard_negatives: int = 8  # ctc only: nearest head rows of each target token added to every step's sample
+    # L2-SP: weight of a pull toward the starting weights (sum of squared differences, mean per
+    # parameter tensor). Fine-tuning on a few minutes of one voice drifts away from what the start
+    # knew; this keeps it near, so general speech is not forgotten. 0 = plain fine-tuning.
+    anchor: float = 0.0
+    # True: the learning rate decays over whichever runs out first, steps or seconds. False: over the
+    # steps alone, so a run is reproducible whatever the machine's load (the time budget still stops it).
+    schedule_by_time: bool = True
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise TrainError(f'objective must be one of {OBJECTIVES}, got {self.objective!r}')
+        if self.batch_size < 1 or self.max_steps < 1 or self.lr <= 0:
+            raise TrainError('batch_size, max_steps and lr must be positive')
+        if self.negatives < 0:
+            raise TrainError(f'negatives must be >= 0, got {self.negatives}')
+        if self.anchor < 0:
+            raise TrainError(f'anchor must be >= 0, got {self.anchor}')
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TrainError(f'unknown training settings: {unknown}')
+        return cls(**data)
