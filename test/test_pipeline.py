@@ -105,8 +105,12 @@ def test_aligned_response(pipeline: Pipeline, speech: np.ndarray) -> None:
     assert response.audio_s == pytest.approx(len(speech) / 16000)
     assert response.adapter_id == 'chatty'
     assert response.transcript is None
-    expected = pipeline.projector.project(pipeline.encoder.features(speech)).shape[0]
+    features = pipeline.encoder.features(speech)
+    expected = pipeline.projector.project(features).shape[0]
     assert response.n_audio_tokens == expected > 1
+    # What the aligned path heard is its (fused) reading, decoded: as many tokens as it injected.
+    ids, _ = pipeline.read(pipeline.projector, features)
+    assert len(ids) == expected and response.heard == pipeline.llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
     assert isinstance(response.text, str)
     check_latency(response)
     data = response.to_dict()
@@ -126,7 +130,7 @@ def test_cascade_response(pipeline: Pipeline, speech: np.ndarray, monkeypatch: p
     response = pipeline.respond(speech, mode='cascade')
     assert heard == [len(speech)]  # Whisper heard the utterance once
     assert response.mode == 'cascade'
-    assert response.transcript == 'turn left'
+    assert response.transcript == 'turn left' and response.heard is None
     assert response.adapter_id is None and response.n_audio_tokens == 0
     assert response.audio_s == pytest.approx(len(speech) / 16000)
     check_latency(response)

@@ -66,6 +66,7 @@ class Response:
     truncated: bool = False
     adapter_id: str | None = None
     transcript: str | None = None  # what the cascade heard (cascade mode only)
+    heard: str | None = None  # what the aligned path read: its injected tokens' best rows, decoded (aligned only)
     n_audio_tokens: int = 0  # embeddings injected for the audio (aligned mode only)
     extra: dict[str, Any] = field(default_factory=dict)  # auto mode: requested, confidence, threshold
 
@@ -181,7 +182,7 @@ class Pipeline:
         with self._lock:
             projector, adapter_id, threshold = self._projector, self._adapter_id, self._route_threshold
         start = time.perf_counter()
-        transcript = None
+        transcript = heard = None
         n_audio = 0
         extra: dict[str, Any] = {}
         path = mode
@@ -202,7 +203,8 @@ class Pipeline:
             if features is None:
                 features = self.encoder.features(audio)
             t_encoded = time.perf_counter()
-            embeds = self.project(projector, features, prompt)
+            ids, embeds = self.read(projector, features, prompt)
+            heard = self.llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
             n_audio = int(embeds.shape[0])
             inputs = self.llm.build_inputs(embeds, prompt) if n_audio else None
         else:
@@ -228,15 +230,20 @@ class Pipeline:
         return Response(
             text=result.text, mode=path, audio_s=len(audio) / SAMPLE_RATE, latency_ms=latency,
             truncated=result.truncated, adapter_id=adapter_id if path == 'aligned' else None,
-            transcript=transcript, n_audio_tokens=n_audio, extra=extra,
+            transcript=transcript, heard=heard, n_audio_tokens=n_audio, extra=extra,
         )
 
-    def project(self, projector: Projector, features: np.ndarray, prompt: PromptConfig | None = None) -> Any:
-        """Return the embeddings the aligned path injects: the projector's reading, fused with the LLM's prior if on."""
+    def read(self, projector: Projector, features: np.ndarray,
+             prompt: PromptConfig | None = None) -> tuple[list[int], Any]:
+        """
+        Read one utterance on the aligned path: (token ids heard, embeddings to inject [n, llm_dim]).
+
+        The projector's reading, fused with the LLM's prior when fusion is on (and the LLM can score).
+        """
         if not self.fusion.enabled or self.llm.model is None:
-            return projector.project(features)
+            return projector.read(features)
         context, _ = self.llm.prompt_parts(prompt or self.prompt)
-        return fuse(projector, self.llm, features, context, self.fusion)[1]
+        return fuse(projector, self.llm, features, context, self.fusion)
 
     def with_prompt(self, **changes: Any) -> PromptConfig:
         """Copy the current prompt with some fields changed (used by evaluation)."""

@@ -256,7 +256,7 @@ class Projector(nn.Module):
     @torch.no_grad()
     def decode_ids(self, features: torch.Tensor | np.ndarray) -> list[int]:
         """Greedy CTC reading of one utterance as LLM token ids (the projector alone: ``wer_nearest``)."""
-        ids, _ = self._collapse(features)
+        ids, _ = self.read(features)
         return ids
 
     @torch.no_grad()
@@ -267,7 +267,7 @@ class Projector(nn.Module):
         One position per emitted token (CTC collapse), each a mix of the top-k embedding rows
         weighted by the head's probabilities; without a bound vocabulary, the raw scaled outputs.
         """
-        _, embeds = self._collapse(features)
+        _, embeds = self.read(features)
         return embeds
 
     @torch.no_grad()
@@ -308,7 +308,9 @@ class Projector(nn.Module):
         weights = scores.softmax(dim=-1)
         return (weights.unsqueeze(-1) * self.token_rows[rows]).sum(dim=1)
 
-    def _collapse(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
+    @torch.no_grad()
+    def read(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
+        """Read one utterance once: the greedy token ids and the embeddings to inject (see :meth:`project`)."""
         if not self.is_bound:
             was_training = self.training
             self.eval()

@@ -58,7 +58,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             response = pipeline.respond(audio, mode=mode)
             ok = contains_answer(response.text, record['answers'])
             right[mode] += ok
-            heard = f'  (heard: "{response.transcript}")' if response.transcript is not None else ''
+            heard = response.transcript if mode == 'cascade' else response.heard
+            heard = f'  (heard: "{heard}")' if heard is not None else ''
             print(f'  [{mode:8}] {"right" if ok else "WRONG"}  {response.text!r}{heard}  '
                   f'[first token {response.latency_ms["first_token"]:.0f} ms, total '
                   f'{response.latency_ms["total"]:.0f} ms]', flush=True)
@@ -74,7 +75,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         audio = load_audio(item.audio)
         for mode in ('aligned', 'cascade'):
             response = pipeline.respond(audio, mode=mode)
-            heard = f' (heard: "{response.transcript}")' if response.transcript else ''
+            heard = response.transcript if mode == 'cascade' else response.heard
+            heard = f' (heard: "{heard}")' if heard else ''
             print(f'  [{mode:8}] {response.text!r}{heard}  [first token {response.latency_ms["first_token"]:.0f} ms, '
                   f'total {response.latency_ms["total"]:.0f} ms]', flush=True)
     if items:
