@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 import re
@@ -162,7 +163,7 @@ def child_env() -> dict[str, str]:
 
 def run_measured(cmd: list[str], timeout_s: float = 900.0) -> tuple[float, str, float]:
     """Run ``cmd`` in a fresh process; return (peak RSS MB, stdout, wall seconds)."""
-    timer = shutil.which('time') and Path('/usr/bin/time').is_file()
+    timer = Path('/usr/bin/time').is_file()
     start = time.perf_counter()
     if timer:
         done = subprocess.run(['/usr/bin/time', '-v', *cmd], capture_output=True, text=True, env=child_env(),
@@ -277,6 +278,15 @@ def _status_mb() -> tuple[float, float]:
     return round(values['VmRSS'], 1), round(values['VmHWM'], 1)
 
 
+def _reset_peak() -> None:
+    """Reset this process's peak RSS (VmHWM) to its current RSS, so the next peak is a stage's own."""
+    try:
+        with open('/proc/self/clear_refs', 'w', encoding='ascii') as handle:
+            handle.write('5')
+    except OSError:  # not Linux, or not permitted: peaks then include earlier stages
+        pass
+
+
 def _lj_audio(data: Path, ident: str = 'LJ001-0009') -> Any:
     from tinyalign_ros.audio import load_audio
 
@@ -344,12 +354,13 @@ def child_whisper(model: str | None, compute_type: str, data: Path) -> dict[str,
     before = _status_mb()
     encoder = WhisperEncoder(model, compute_type=compute_type)
     loaded = _status_mb()
+    _reset_peak()
     features = encoder.features(audio)
     text = encoder.transcribe(audio)
     after = _status_mb()
     return {'model': encoder.name, 'compute_type': encoder.compute_type, 'd_model': int(features.shape[1]),
             'weights_mb': round(loaded[0] - before[0], 1), 'activations_mb': round(after[1] - loaded[0], 1),
-            'transcript': text}
+            'load_peak_over_start_mb': round(loaded[1] - before[0], 1), 'transcript': text}
 
 
 def child_llm(shape: str, dtype: str, positions: int, new_tokens: int) -> dict[str, Any]:
@@ -375,7 +386,10 @@ def child_llm(shape: str, dtype: str, positions: int, new_tokens: int) -> dict[s
         torch.set_default_dtype(torch.float32)
         name = f'random {shape}'
     model.requires_grad_(False)
+    with torch.no_grad():  # page in memory-mapped weights, so that they count as weights, not activations
+        touched = sum(float(p.float().sum()) for p in model.parameters())
     loaded = _status_mb()
+    _reset_peak()
     width = model.get_input_embeddings().weight.shape[1]
     embeds = torch.randn(1, positions, width, dtype=getattr(torch, dtype)) * 0.02
     start = time.perf_counter()
@@ -385,6 +399,8 @@ def child_llm(shape: str, dtype: str, positions: int, new_tokens: int) -> dict[s
                        pad_token_id=0)
     after = _status_mb()
     return {'llm': name, 'dtype': dtype, 'params': sum(p.numel() for p in model.parameters()),
+            'weight_bytes_mb': round(sum(p.numel() * p.element_size() for p in model.parameters()) / MB, 1),
+            'checksum_finite': math.isfinite(touched),
             'weights_mb': round(loaded[0] - before[0], 1), 'activations_mb': round(after[1] - loaded[0], 1),
             'positions': positions, 'new_tokens': new_tokens,
             'generate_s': round(time.perf_counter() - start, 2)}
@@ -468,7 +484,7 @@ def jetson_rows(whisper: dict[str, dict[str, Any]], llms: dict[str, dict[str, An
             shape = SHAPE_1_5B
         if lm is not None:
             n_llm = lm['params']
-            llm_fp16 = lm['weights_mb'] / (2 if lm['dtype'] == 'float32' else 1)
+            llm_fp16 = lm['weight_bytes_mb'] / (2 if lm['dtype'] == 'float32' else 1)
             llm_act = lm['activations_mb'] / (2 if lm['dtype'] == 'float32' else 1)
             sources.append('LLM measured' + (' (random weights of the shape)' if lshape != 'embedded' else ''))
         else:
@@ -534,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='configs, the bfloat16 LLM copy and Whisper base go here')
     parser.add_argument('--skip-accuracy', action='store_true', help='no WER runs (int8 vs default)')
     parser.add_argument('--skip-jetson', action='store_true', help='no Jetson table children')
+    parser.add_argument('--jetson-only', action='store_true',
+                        help='redo only the Jetson table, keeping the rest of an existing --json-out')
     parser.add_argument('--json-out', type=Path)
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('child_args', nargs='*', help=argparse.SUPPRESS)
@@ -543,18 +561,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     wav = args.wav or args.data / 'wavs' / 'LJ001-0009.wav'
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {'machine': f'{os.cpu_count()} CPU cores, x86_64, no GPU', 'wav': wav.name,
-                              'budget_mb': 1024, 'measured_at': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
-    result['respond'] = bench_respond(wav, args.repeats, work)
-    print(budget_table(result['respond']), flush=True)
-    if not args.skip_accuracy:
-        result['accuracy'] = bench_accuracy(args.data, work)
-    bf16_dir = work / 'llm_bf16'
-    if not (bf16_dir / 'config.json').is_file():
-        child('convert_bf16', str(bf16_dir))
-    result['stages'] = [child('stages', 'default', '-', 'float32'),
-                        child('stages', 'int8', '-', 'float32'),
-                        child('stages', 'int8', str(bf16_dir), 'bfloat16')]
+    if args.jetson_only:
+        if not args.json_out or not args.json_out.is_file():
+            parser.error('--jetson-only needs an existing --json-out')
+        result = json.loads(args.json_out.read_text(encoding='utf-8'))
+    else:
+        result = {'machine': f'{os.cpu_count()} CPU cores, x86_64, no GPU', 'wav': wav.name, 'budget_mb': 1024,
+                  'measured_at': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}
+        result['respond'] = bench_respond(wav, args.repeats, work)
+        print(budget_table(result['respond']), flush=True)
+        if not args.skip_accuracy:
+            result['accuracy'] = bench_accuracy(args.data, work)
+        bf16_dir = work / 'llm_bf16'
+        if not (bf16_dir / 'config.json').is_file():
+            child('convert_bf16', str(bf16_dir))
+        result['stages'] = [child('stages', 'default', '-', 'float32'),
+                            child('stages', 'int8', '-', 'float32'),
+                            child('stages', 'int8', str(bf16_dir), 'bfloat16')]
     if not args.skip_jetson:
         whisper = {'tiny.en': child('whisper', '-', 'default'), 'tiny.en_int8': child('whisper', '-', 'int8')}
         whisper['tiny.en']['params'] = WHISPER_PARAMS['tiny.en']
