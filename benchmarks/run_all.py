@@ -16,6 +16,8 @@
 Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) in one command.
 
     make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large] [--only train_cost]
+    .venv/bin/python benchmarks/run_all.py --only memory     # peak RSS and the Jetson memory table
+    .venv/bin/python benchmarks/run_all.py --only latency    # first token / total, aligned vs cascade
 
 The GPU table (docs/benchmarks/train_cost_gpu.json) comes from a GPU machine, where neither Whisper
 nor espeak-ng is needed: save the inputs here with `python -m tinyalign_ros.training.bench --save-inputs F`,
@@ -33,6 +35,7 @@ import json
 from pathlib import Path
 import subprocess
 import sys
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'docs' / 'benchmarks'
@@ -57,6 +60,63 @@ def run_train_cost(shapes: list[str]) -> None:
         results.append(json.loads(out))
         print(json.dumps(results[-1]), flush=True)
     (OUT / 'train_cost.json').write_text(json.dumps(results, indent=2) + '\n')
+
+
+def run_memory(data: Path) -> None:
+    subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_memory.py'), '--data', str(data / 'ljspeech'),
+                    '--json-out', str(OUT / 'memory.json')], check=True)
+
+
+def run_latency(repeats: int) -> None:
+    subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_latency.py'), '--repeats', str(repeats),
+                    '--json-out', str(OUT / 'latency.json')], check=True)
+
+
+def plot_memory(plt: Any) -> None:
+    """Peak RSS per `respond` variant against the 1 GB budget."""
+    path = OUT / 'memory.json'
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    rows = data['respond']
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    labels = [r['name'] for r in rows]
+    bars = ax.bar(labels, [r['peak_rss_mb'] for r in rows], color=['C0', 'C1', 'C2', 'C3'][: len(rows)])
+    for bar, row in zip(bars, rows):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f'{row["peak_rss_mb"]:.0f}',
+                ha='center', va='bottom', fontsize=8)
+    ax.axhline(data.get('budget_mb', 1024), color='red', linestyle='--', label='1 GB budget')
+    ax.set_ylabel('peak RSS (MB, median of fresh processes)')
+    ax.set_title('tinyalign respond, embedded models, CPU')
+    ax.legend(loc='lower right')
+    fig.tight_layout()
+    fig.savefig(OUT / 'memory.png', dpi=120)
+    plt.close(fig)
+
+
+def plot_latency(plt: Any) -> None:
+    """p50 (points) and p95 (bar tops) of first token and total, aligned vs cascade, per utterance length."""
+    path = OUT / 'latency.json'
+    if not path.is_file():
+        return
+    rows = json.loads(path.read_text())['rows']
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=False)
+    for ax, metric, title in zip(axes, ('first_token', 'total'), ('end of utterance -> first token',
+                                                                  'end of utterance -> whole answer')):
+        for mode, marker in (('aligned', 'o-'), ('cascade', 's-')):
+            sel = sorted((r for r in rows if r['mode'] == mode), key=lambda r: r['audio_s'])
+            xs = [r['audio_s'] for r in sel]
+            p50 = [r[metric + '_p50_ms'] for r in sel]
+            p95 = [r[metric + '_p95_ms'] for r in sel]
+            ax.errorbar(xs, p50, yerr=[[0] * len(sel), [b - a for a, b in zip(p50, p95)]], fmt=marker,
+                        capsize=3, label=f'{mode} p50 (bar: p95)')
+        ax.set_xlabel('utterance length (s)')
+        ax.set_ylabel('ms')
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / 'latency.png', dpi=120)
+    plt.close(fig)
 
 
 def plot() -> None:
@@ -107,6 +167,8 @@ def plot() -> None:
         fig.tight_layout()
         fig.savefig(OUT / 'train_cost_gpu.png', dpi=120)
         plt.close(fig)
+    plot_memory(plt)
+    plot_latency(plt)
 
 
 def main() -> int:
@@ -114,7 +176,9 @@ def main() -> int:
     parser.add_argument('--data', type=Path, default=ROOT.parent / 'shared' / 'data')
     parser.add_argument('--skip-large', action='store_true', help='only the embedded LLM in the cost benchmark')
     parser.add_argument('--plots-only', action='store_true')
-    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head'], help='run one benchmark')
+    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head', 'memory', 'latency'],
+                        help='run one benchmark')
+    parser.add_argument('--latency-repeats', type=int, default=5, help='answers per length and mode')
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.plots_only:
@@ -125,6 +189,10 @@ def main() -> int:
         if args.only in (None, 'head'):
             subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_head.py'), '--json-out', str(OUT / 'head.json')],
                            check=True)
+        if args.only in (None, 'memory'):
+            run_memory(args.data)
+        if args.only in (None, 'latency'):
+            run_latency(args.latency_repeats)
     plot()
     return 0
 
