@@ -52,7 +52,7 @@ DATA = ROOT.parent / 'shared' / 'data'
 PY = sys.executable
 MB = 1024.0 * 1024.0
 JETSON_GB = 8.0
-# Public dimensions of Qwen2.5-1.5B (the 0.5B and 1B shapes live in tinyalign_ros.bench.SHAPES).
+# Public dimensions of Qwen2.5-1.5B (the 0.5B and 1B shapes live in tinyalign_ros.training.bench.SHAPES).
 SHAPE_1_5B = {'hidden_size': 1536, 'intermediate_size': 8960, 'num_hidden_layers': 28, 'num_attention_heads': 12,
               'num_key_value_heads': 2, 'vocab_size': 151936, 'tie_word_embeddings': True}
 # Whisper parameter counts (encoder + decoder), from the model cards; used only for projected rows.
@@ -378,7 +378,7 @@ def child_llm(shape: str, dtype: str, positions: int, new_tokens: int) -> dict[s
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from tinyalign_ros.bench import SHAPES
+        from tinyalign_ros.training.bench import SHAPES
 
         config = dict(SHAPE_1_5B if shape == '1.5b' else SHAPES[shape])
         torch.set_default_dtype(getattr(torch, dtype))
@@ -415,9 +415,11 @@ def child_train(shape: str, encoder_dim: int, batch_size: int, steps: int) -> di
     """
     import torch
 
-    from tinyalign_ros.bench import shipped_projector_config, SHAPES
     from tinyalign_ros.projector import build_projector
-    from tinyalign_ros.train import ctc_loss, Example, TrainConfig
+    from tinyalign_ros.training.bench import shipped_projector_config, SHAPES
+    from tinyalign_ros.training.config import TrainConfig
+    from tinyalign_ros.training.examples import Example
+    from tinyalign_ros.training.objectives import ctc_loss
 
     config_shape = SHAPE_1_5B if shape == '1.5b' else SHAPES[shape]
     torch.manual_seed(0)
@@ -491,7 +493,7 @@ def jetson_rows(whisper: dict[str, dict[str, Any]], llms: dict[str, dict[str, An
             n_llm = llm_params(shape)
             llm_fp16 = weights_mb(n_llm, 2)
             ref = llms['0.5b']
-            from tinyalign_ros.bench import SHAPES
+            from tinyalign_ros.training.bench import SHAPES
 
             ratio = kv_cache_mb(shape, 200, 2) / max(kv_cache_mb(SHAPES['0.5b'], 200, 2), 1e-6)
             llm_act = ref['activations_mb'] / 2 * max(ratio, shape['hidden_size'] / SHAPES['0.5b']['hidden_size'])
