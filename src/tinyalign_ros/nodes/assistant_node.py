@@ -254,7 +254,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
     ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
               'module:factory returning the personalization job and adapter store.'),
-    ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/adapters.'),
+    ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/operators '
+              '(the engine default, shared with the CLI).'),
     ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/../work.'),
     ParamSpec('personalize.prompts_file', '', 'Enrollment sentences, one per line; empty = built-in list.'),
     ParamSpec('personalize.answer_timeout_s', 15.0, 'Time to wait for the answer to one prompt.',
