@@ -110,7 +110,8 @@ def test_aligned_response(pipeline: Pipeline, speech: np.ndarray) -> None:
     assert response.n_audio_tokens == expected > 1
     # What the aligned path heard is its (fused) reading, decoded: as many tokens as it injected.
     ids, _ = pipeline.read(pipeline.projector, features)
-    assert len(ids) == expected and response.heard == pipeline.llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    assert len(ids) == expected
+    assert response.heard == pipeline.llm.tokenizer.decode(ids, skip_special_tokens=True).strip()
     assert isinstance(response.text, str)
     check_latency(response)
     data = response.to_dict()

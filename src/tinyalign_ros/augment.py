@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .strict import build
+
 SAMPLE_RATE = 16000
 
 
@@ -74,11 +76,8 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
-        known = set(asdict(cls()))
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown augmentation settings: {unknown}')
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return build(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}, ValueError,
+                     'augmentation settings')
 
 
 def augment(samples: np.ndarray, rng: random.Random, config: AugmentConfig | None = None) -> tuple[np.ndarray, str]:

@@ -31,13 +31,15 @@ it was trained on rather than raw projector activations.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from .strict import build
 
 PROJECTOR_TYPES = ('bridgeformer', 'concat_mlp', 'linear')
 REDUCTIONS = ('stack', 'mean', 'adaptive')
@@ -82,11 +84,7 @@ class ProjectorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProjectorConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ProjectorConfigError(f'unknown projector settings: {unknown}')
-        return cls(**data)
+        return build(cls, data, ProjectorConfigError, 'projector settings')
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 import sys
-from typing import Any
 
 from .common import config_from_args, print_json
 
@@ -39,7 +38,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
 
     from ..memory import bound_heap, peak_rss_mb
     from ..personalization.api import (SOURCE_FOLDER, SOURCE_ROSBAG, Limits, PersonalizeRequest, Progress,
-                                       TrainingOptions)
+                                       run_in_thread, TrainingOptions)
     from ..personalization.config import PersonalizeConfig
     from ..personalization.job import PersonalizationJob
     from ..personalization.store import AdapterStore
@@ -86,19 +85,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
                   flush=True)
         shown.append(key)
 
-    cancel = threading.Event()
-    box: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: box.setdefault('result', job.run(request, show, cancel)),
-                              name='personalize', daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(timeout=0.2)
-    except KeyboardInterrupt:  # Ctrl-C cancels cleanly: the previous adapter stays active
-        print('cancelling...', file=sys.stderr, flush=True)
-        cancel.set()
-        worker.join()
-    result = box['result']
+    result = run_in_thread(job, request, show, threading.Event())  # Ctrl-C cancels cleanly
     active = store.active(args.operator)
     details = job.last_run
     out = {

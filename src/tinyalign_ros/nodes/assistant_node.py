@@ -73,8 +73,9 @@ from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, 
 from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
                                                goal_status, GOAL_SUCCEEDED, Limits, load_backend,
                                                OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
-                                               PersonalizeResult, PHASE_RECORDING, Progress, SOURCE_FOLDER,
-                                               SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions, validate_operator_id)
+                                               PersonalizeResult, PHASE_RECORDING, Progress, run_in_thread,
+                                               SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions,
+                                               validate_operator_id)
 from tinyalign_ros.pipeline import MODES
 from tinyalign_ros.rosbag import is_rosbag
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
@@ -1473,30 +1474,16 @@ class AssistantNode(LifecycleNode):
 
     def _run_job(self, state: _GoalState, request: PersonalizeRequest) -> PersonalizeResult:
         """Run the job in a thread; report feedback every period; forward cancel requests."""
-        period = self._param('personalize.feedback_period_s')
-        box: dict[str, Any] = {}
-
         def on_progress(progress: Progress) -> None:
             state.progress = progress
 
-        def target() -> None:
-            try:
-                box['result'] = self.job.run(request, on_progress, state.cancel)
-            except Exception as exc:  # noqa: BLE001 - becomes the goal's failure message
-                box['result'] = PersonalizeResult(success=False, message=f'job failed: {type(exc).__name__}: {exc}')
-
-        thread = threading.Thread(target=target, name='tinyalign_personalize', daemon=True)
-        thread.start()
-        while thread.is_alive():
+        def on_poll() -> None:
             if self._stopped(state):
                 state.cancel.set()
             self._feedback(state)
-            thread.join(timeout=period)
-        result = box.get('result')
-        if not isinstance(result, PersonalizeResult):
-            return PersonalizeResult(success=False, message=f'job returned {type(result).__name__}, '
-                                     'not a PersonalizeResult')
-        return result
+
+        return run_in_thread(self.job, request, on_progress, state.cancel,
+                             poll_s=self._param('personalize.feedback_period_s'), on_poll=on_poll)
 
     def _adopt(self, goal: Any, outcome: PersonalizeResult) -> None:
         """After an accepted run: answer with the new adapter now if this operator is (made) active."""

@@ -221,6 +221,41 @@ class PersonalizeJob(Protocol):
         ...
 
 
+def run_in_thread(job: PersonalizeJob, request: PersonalizeRequest, on_progress: Callable[[Progress], None],
+                  cancel: threading.Event, poll_s: float = 0.2,
+                  on_poll: Callable[[], None] | None = None) -> PersonalizeResult:
+    """
+    Run ``job`` in a worker thread and wait for it; the one runner of the CLI and the action server.
+
+    ``on_poll`` runs every ``poll_s`` while the job works (feedback, cancel checks). Ctrl-C sets
+    ``cancel`` and waits for the job to stop cleanly, so the previous adapter stays active. A job
+    that raises, or returns something else, becomes a failed result instead of killing the caller.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box['result'] = job.run(request, on_progress, cancel)
+        except Exception as exc:  # noqa: BLE001 - becomes the result's failure message
+            box['result'] = PersonalizeResult(success=False, message=f'job failed: {type(exc).__name__}: {exc}')
+
+    worker = threading.Thread(target=target, name='tinyalign_personalize', daemon=True)
+    worker.start()
+    while worker.is_alive():
+        try:
+            if on_poll is not None:
+                on_poll()
+            worker.join(timeout=poll_s)
+        except KeyboardInterrupt:
+            cancel.set()
+            worker.join()
+    result = box.get('result')
+    if not isinstance(result, PersonalizeResult):
+        return PersonalizeResult(success=False, message=f'job returned {type(result).__name__}, '
+                                 'not a PersonalizeResult')
+    return result
+
+
 @runtime_checkable
 class AdapterStore(Protocol):
     """Per-operator adapter versions with an atomically switched ``active`` pointer."""

@@ -21,11 +21,12 @@ augmented views of the operator's recordings sits beside it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..augment import AugmentConfig
+from ..strict import build
 
 
 METHODS = ('projector', 'lora', 'input', 'norms')
@@ -129,11 +130,7 @@ class PersonalizeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PersonalizeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PersonalizeError(f'unknown personalization settings: {unknown}')
-        return cls(**data)
+        return build(cls, data, PersonalizeError, 'personalization settings')
 
 
 class PersonalizeError(ValueError):

@@ -21,8 +21,10 @@ personalization run (:mod:`tinyalign_ros.personalization.job`) both end in a ``T
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from ..strict import build
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
 
@@ -75,8 +77,4 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainError(f'unknown training settings: {unknown}')
-        return cls(**data)
+        return build(cls, data, TrainError, 'training settings')
