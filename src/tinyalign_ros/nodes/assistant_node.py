@@ -257,7 +257,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               'module:factory returning the personalization job and adapter store.'),
     ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/operators '
               '(the engine default, shared with the CLI).'),
-    ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/../work.'),
+    ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/.work (as for the CLI).'),
     ParamSpec('personalize.prompts_file', '', 'Enrollment sentences, one per line; empty = built-in list.'),
     ParamSpec('personalize.answer_timeout_s', 15.0, 'Time to wait for the answer to one prompt.',
               float_range=(1.0, 300.0)),
@@ -761,7 +761,7 @@ class AssistantNode(LifecycleNode):
         p = self._param
         store_dir = Path(p('personalize.store_dir')).expanduser() if p('personalize.store_dir') else default_store_dir()
         work_dir = Path(p('personalize.work_dir')).expanduser() if p('personalize.work_dir') \
-            else store_dir.parent / 'work'
+            else store_dir / '.work'
         context = BackendContext(pipeline=self.pipeline, store_dir=store_dir, work_dir=work_dir,
                                  log=self.get_logger().info)
         spec = p('personalize.backend')

@@ -127,7 +127,7 @@ class PersonalizationJob:
         self.models = models
         self.store = store
         self.config = config or PersonalizeConfig()
-        self.work_dir = Path(self.config.work_dir) if self.config.work_dir else store.root / '.work'
+        self.work_dir = Path(self.config.work_dir) if self.config.work_dir else store.work_dir
         self._log = log_fn or log.info
         self._lock = threading.Lock()  # one run at a time: they share caches and the store's pointer
         self.last_run: dict[str, Any] = {}  # details of the last completed run (plot, cascade WER, steps)

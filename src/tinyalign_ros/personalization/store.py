@@ -336,7 +336,7 @@ class AdapterStore:
 
         Only old ones, since these are written without the store's lock.
         """
-        runs = self.root / '.work' / 'runs'
+        runs = self.work_dir / 'runs'
         if runs.is_symlink() or not runs.is_dir():
             return
         for pattern in ('*/.*.tmp', '*/.*.tmp.png'):
@@ -362,6 +362,11 @@ class AdapterStore:
         if changed:
             self._write_state(operator_id, state)
         return state
+
+    @property
+    def work_dir(self) -> Path:
+        """Return the default folder of run records and caches (``<root>/.work``), shared by the CLI and the node."""
+        return self.root / '.work'
 
     # -- Protocol: listing ------------------------------------------------------------------------
     def operators(self) -> list[str]:
