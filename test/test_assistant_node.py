@@ -539,7 +539,7 @@ def test_real_pipeline_on_tiny_models(ros: list[Any], tiny_whisper_path: Path, t
     from tinyalign_ros.encoder import WhisperEncoder
     from tinyalign_ros.llm import LLM, GenerationConfig
     from tinyalign_ros.pipeline import Pipeline
-    from tinyalign_ros.training.trainer import new_projector
+    from tinyalign_ros.projector import new_projector
 
     flavour = ros_env.available_flavours()[0]
     ros_env.use_flavour(flavour)

@@ -31,13 +31,13 @@ from tinyalign_ros.adapter import load_adapter
 from tinyalign_ros.data import Item
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.projector import Projector, ProjectorConfig
+from tinyalign_ros.projector import new_projector, Projector, ProjectorConfig
 from tinyalign_ros.synth import synthesize
 from tinyalign_ros.training.config import Cancelled, TrainConfig, TrainError
 from tinyalign_ros.training.examples import (build_vocab, cached, encode_examples, Example, index_examples, load_batch,
                                              prepare_examples, target_text)
 from tinyalign_ros.training.objectives import ctc_loss, sample_head_rows
-from tinyalign_ros.training.trainer import new_projector, Progress, summarize, train
+from tinyalign_ros.training.trainer import Progress, summarize, train
 import torch
 
 TRAIN_TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.', 'Please move forward.')

@@ -75,10 +75,19 @@ def fuse(projector: Projector, llm: Any, features: torch.Tensor | np.ndarray, co
     ``context_ids`` is what precedes the audio in the prompt (:meth:`LLM.prompt_parts`), so the LLM
     judges each word where it will read it.
     """
-    k = max(int(config.candidates), int(projector.config.top_k))
-    reading = projector.lattice(features, k)
-    scores = fused_scores(reading, llm, context_ids, config)
-    return pick(reading, scores, projector.config.top_k, projector)
+    return fuse_reading(projector.lattice(features, lattice_size(projector, config)), projector, llm, context_ids,
+                        config)
+
+
+def lattice_size(projector: Projector, config: FusionConfig) -> int:
+    """Alternatives per position a fused reading needs: the LLM's candidates and the injected mix."""
+    return max(int(config.candidates), int(projector.config.top_k))
+
+
+def fuse_reading(reading: Lattice, projector: Projector, llm: Any, context_ids: list[int],
+                 config: FusionConfig) -> tuple[list[int], torch.Tensor]:
+    """Like :func:`fuse`, on a lattice already read (its best column is the projector-alone reading)."""
+    return pick(reading, fused_scores(reading, llm, context_ids, config), projector.config.top_k, projector)
 
 
 def fused_scores(reading: Lattice, llm: Any, context_ids: list[int], config: FusionConfig) -> torch.Tensor:

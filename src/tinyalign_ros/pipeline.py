@@ -41,9 +41,8 @@ from .config import AssistantConfig
 from .encoder import WhisperEncoder, WindowPolicy
 from .fusion import fuse, FusionConfig
 from .llm import GenerationConfig, GenerationResult, LLM, PromptConfig
-from .projector import Projector
+from .projector import new_projector, Projector
 from .routing import confidence, DEFAULT_THRESHOLD, MODES
-from .training.trainer import new_projector
 
 log = logging.getLogger(__name__)
 

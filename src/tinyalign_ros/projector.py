@@ -393,3 +393,18 @@ def build_projector(config: ProjectorConfig | dict[str, Any]) -> Projector:
         config = ProjectorConfig.from_dict(config)
     cls = {'bridgeformer': BridgeFormer, 'concat_mlp': ConcatMLP, 'linear': LinearProjector}[config.type]
     return cls(config)
+
+
+def new_projector(encoder: Any, llm: Any, vocab_ids: torch.Tensor | None = None,
+                  config: ProjectorConfig | None = None) -> Projector:
+    """
+    Build a freshly initialized projector bound to ``llm``: it runs end to end and understands nothing yet.
+
+    ``encoder`` and ``llm`` are the loaded models (their widths and embedding table are read);
+    ``vocab_ids`` restricts the token head (None: every row of the LLM's embeddings); ``config``
+    defaults to the standard design for this encoder and LLM.
+    """
+    config = config or ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size)
+    projector = build_projector(config)
+    projector.bind_llm(llm.embedding_matrix, vocab_ids)
+    return projector

@@ -84,12 +84,12 @@ from ..enrollment import ENROLLMENT_PROMPTS
 from ..evaluate import evaluate
 from ..memory import peak_rss_mb, release_memory
 from ..metrics import wer
-from ..projector import Projector
+from ..projector import new_projector, Projector
 from ..routing import confidence, DEFAULT_THRESHOLD, learn_threshold
 from ..synth import DEFAULT_VOICES, HELDOUT_VOICES, synthesize_corpus
 from ..training.config import Cancelled, TrainConfig
 from ..training.examples import encode_examples, Example, index_examples
-from ..training.trainer import greedy_wer, new_projector, Progress as TrainProgress, summarize, train, TrainResult
+from ..training.trainer import greedy_wer, Progress as TrainProgress, summarize, train, TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import torch
 
 from .config import TrainConfig, TrainError
 from .examples import build_vocab, index_examples
-from .trainer import new_projector, Progress, summarize, train
+from .trainer import Progress, summarize, train
 from ..adapter import load_adapter, save_adapter
 from ..audio import load_audio
 from ..augment import AugmentConfig
@@ -47,7 +47,7 @@ from ..data import Item, load_dataset
 from ..encoder import WhisperEncoder
 from ..evaluate import evaluate
 from ..llm import LLM
-from ..projector import ProjectorConfig
+from ..projector import new_projector, ProjectorConfig
 from ..synth import HELDOUT_VOICES, synthesize_corpus, UNSEEN_ENGINE_VOICES
 
 

@@ -55,7 +55,7 @@ from ..adapter import save_adapter
 from ..encoder import WhisperEncoder
 from ..llm import LLM
 from ..metrics import wer
-from ..projector import build_projector, Projector, ProjectorConfig
+from ..projector import Projector
 
 
 @dataclass
@@ -243,20 +243,6 @@ def _add_lora(llm: LLM, rank: int) -> list[torch.nn.Parameter]:
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=['q_proj', 'v_proj'], lora_dropout=0.0)
     llm.model = get_peft_model(llm.model, config)
     return [p for p in llm.model.parameters() if p.requires_grad]
-
-
-def new_projector(encoder: WhisperEncoder, llm: LLM, vocab_ids: torch.Tensor | None = None,
-                  config: ProjectorConfig | None = None) -> Projector:
-    """
-    Build a freshly initialized projector bound to ``llm``: it runs end to end and understands nothing yet.
-
-    ``vocab_ids`` restricts its token head (None: every row of the LLM's embeddings); ``config``
-    defaults to the standard design for this encoder and LLM.
-    """
-    config = config or ProjectorConfig(encoder_dim=encoder.d_model, llm_dim=llm.hidden_size)
-    projector = build_projector(config)
-    projector.bind_llm(llm.embedding_matrix, vocab_ids)
-    return projector
 
 
 def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
