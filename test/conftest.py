@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line('markers', 'real: needs the embedded pretrained models (runs in CI)')
     config.addinivalue_line('markers', 'shared_data: needs ../shared/data (fails when absent)')
     config.addinivalue_line('markers', 'slow: a benchmark-sized test, only run with --slow')
+    config.addinivalue_line('markers', 'cuda: needs a CUDA GPU (skipped without one; scripts/gpu_check.sh runs them)')
     for marker in ('linter', 'flake8', 'pep257', 'copyright'):  # the marks ament's own linter tests use
         config.addinivalue_line('markers', f'{marker}: an ament linter test')
 

@@ -24,9 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from ..strict import build
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
+DEVICES = ('cpu', 'cuda', 'auto')
+# Autocast precisions: float32 means autocast off (the numbers of a CPU run stay bit-for-bit those
+# of the code before devices were configurable).
+DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
 
 class TrainError(RuntimeError):
@@ -64,6 +70,8 @@ class TrainConfig:
     # True: the learning rate decays over whichever runs out first, steps or seconds. False: over the
     # steps alone, so a run is reproducible whatever the machine's load (the time budget still stops it).
     schedule_by_time: bool = True
+    device: str = 'cpu'  # cpu | cuda | auto (cuda when present); under torchrun each rank uses its LOCAL_RANK GPU
+    dtype: str = 'float32'  # autocast precision of the forward: float32 (off) | float16 | bfloat16
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -74,7 +82,51 @@ class TrainConfig:
             raise TrainError(f'negatives must be >= 0, got {self.negatives}')
         if self.anchor < 0:
             raise TrainError(f'anchor must be >= 0, got {self.anchor}')
+        if self.device not in DEVICES:
+            raise TrainError(f'device must be one of {DEVICES}, got {self.device!r}')
+        if self.dtype not in DTYPES:
+            raise TrainError(f'dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}')
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return build(cls, data, TrainError, 'training settings')
+
+
+# Training keeps its own small resolver until the inference side's device module lands; both answer
+# the same question (which torch device a setting names) and are meant to become one at the merge.
+def resolve_train_device(name: str, local_rank: int = 0) -> torch.device:
+    """
+    Return the torch device a ``TrainConfig.device`` setting names on this machine.
+
+    ``auto`` is CUDA when present, else the CPU. A CUDA run under torchrun takes the GPU of its
+    ``local_rank``, so the processes of one node never share a GPU. Asking for CUDA where there is
+    none is an error, not a silent fall back to a run 50x slower.
+    """
+    if name not in DEVICES:
+        raise TrainError(f'device must be one of {DEVICES}, got {name!r}')
+    if name == 'cpu' or (name == 'auto' and not torch.cuda.is_available()):
+        return torch.device('cpu')
+    if not torch.cuda.is_available():
+        raise TrainError('device cuda was asked for, but torch sees no CUDA GPU '
+                         f'(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu')
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise TrainError(f'local rank {local_rank} needs GPU {local_rank}, but this node has {count}; '
+                         'start at most one process per GPU (torchrun --nproc_per_node)')
+    return torch.device('cuda', local_rank)
+
+
+def resolve_train_dtype(name: str, device: torch.device) -> torch.dtype:
+    """
+    Return the autocast precision for ``device``; refuse one the device cannot run.
+
+    float16 on the CPU is refused: CPU autocast is meant for bfloat16, and without a gradient scaler
+    (a CUDA-only tool) small float16 gradients would underflow to zero.
+    """
+    if name not in DTYPES:
+        raise TrainError(f'dtype must be one of {tuple(DTYPES)}, got {name!r}')
+    if name == 'float16' and device.type != 'cuda':
+        raise TrainError('dtype float16 needs a CUDA device (use bfloat16 on the CPU)')
+    if name == 'bfloat16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
+        raise TrainError(f'{torch.cuda.get_device_name(device)} does not support bfloat16; use float16')
+    return DTYPES[name]

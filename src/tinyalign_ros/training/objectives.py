@@ -58,10 +58,19 @@ def sample_head_rows(target_rows: torch.Tensor, n_vocab: int, negatives: int,
 def ctc_loss(projector: Projector, x: torch.Tensor, lengths: torch.Tensor, batch: Sequence[Example],
              vocab_index: dict[int, int], negatives: int = 0,
              generator: torch.Generator | None = None,
-             neighbours: dict[int, list[int]] | None = None) -> torch.Tensor:
-    """CTC over the token head; with ``negatives`` > 0 the softmax covers a sampled sub-vocabulary."""
+             neighbours: dict[int, list[int]] | None = None,
+             sample_from: Sequence[Example] | None = None) -> torch.Tensor:
+    """
+    CTC over the token head; with ``negatives`` > 0 the softmax covers a sampled sub-vocabulary.
+
+    ``sample_from`` is the whole batch when ``batch`` is one rank's slice of it: the sampled rows
+    then hold every token of the whole batch, as in one process, so each rank normalises over the
+    same rows and the ranks' gradients add up to one process's.
+    """
     target_rows = torch.tensor([vocab_index[i] for ex in batch for i in ex.target_ids], dtype=torch.long)
-    rows = sample_head_rows(target_rows, int(projector.vocab_ids.numel()), negatives, generator, neighbours)
+    sample_rows = target_rows if sample_from is None else torch.tensor(
+        [vocab_index[i] for ex in sample_from for i in ex.target_ids], dtype=torch.long)
+    rows = sample_head_rows(sample_rows, int(projector.vocab_ids.numel()), negatives, generator, neighbours)
     out = projector(x, lengths, head_rows=rows)
     log_probs = out.logits.log_softmax(dim=-1).transpose(0, 1)  # [T', B, 1+V]
     targets = ((target_rows if rows is None else torch.searchsorted(rows, target_rows)) + 1).to(log_probs.device)

@@ -34,11 +34,15 @@ Objectives (``TrainConfig.objective``):
 The trainer streams cached encoder features from disk batch by batch (memory stays bounded),
 batches by length, uses AdamW with warm-up and cosine decay, clips gradients, validates on a
 held-out split with early stopping, checks a cancel flag every step, and checkpoints atomically.
+It runs on the CPU or a GPU (``TrainConfig.device``), optionally under autocast (``dtype``), and in
+several processes at once under torchrun (:mod:`.distributed`): each rank computes its slice of
+every global batch, DDP averages the gradients, rank 0 validates and writes.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+import inspect
 import math
 from pathlib import Path
 import random
@@ -48,14 +52,15 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .config import Cancelled, TrainConfig, TrainError
+from .config import Cancelled, resolve_train_device, resolve_train_dtype, TrainConfig, TrainError
+from .distributed import Dist
 from .examples import augment_features, cached, Example, length_batches, load_batch, neighbour_table
 from .objectives import ce_loss, ctc_loss, slots_loss
 from ..adapter import save_adapter
 from ..encoder import WhisperEncoder
 from ..llm import LLM
 from ..metrics import wer
-from ..projector import Projector
+from ..projector import build_projector, Projector
 
 
 @dataclass
@@ -79,6 +84,7 @@ class TrainResult:
     vocab_size: int = 0
     n_train: int = 0
     n_val: int = 0
+    world_size: int = 1  # processes that trained together (torchrun); config.batch_size is their global batch
 
 
 def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
@@ -102,7 +108,7 @@ def anchor_penalty(projector: Projector, start: dict[str, torch.Tensor]) -> torc
 
     A per-tensor mean, so one weight does not depend on the projector's size.
     """
-    total = torch.zeros(())
+    total = torch.zeros((), device=projector.logit_scale.device)
     for name, param in projector.named_parameters():
         if param.requires_grad and name in start:
             total = total + (param - start[name]).pow(2).mean().to(total.device)
@@ -123,16 +129,36 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
           config: TrainConfig, val_examples: Sequence[Example] | None = None,
           progress: Callable[[Progress], None] | None = None,
           cancel: threading.Event | None = None, checkpoint_dir: Path | None = None,
-          checkpoint_meta: dict[str, Any] | None = None, checkpoint_every: int = 1000) -> TrainResult:
+          checkpoint_meta: dict[str, Any] | None = None, checkpoint_every: int = 1000,
+          dist: Dist | None = None) -> TrainResult:
     """
     Train ``projector`` in place (it must already be bound to ``llm``); return the best state.
 
-    Raises :class:`Cancelled` when ``cancel`` is set; the caller decides what survives.
+    Raises :class:`Cancelled` when ``cancel`` is set; the caller decides what survives. The
+    projector comes back on the CPU whatever ``config.device`` trained it on.
+
+    With ``dist`` (several processes, see :mod:`.distributed`) ``config.batch_size`` is the global
+    batch: every rank draws the same batches and computes its own contiguous slice of each, so the
+    update is that of one process with the same batch. Only rank 0 validates, checkpoints and
+    reports progress; the other ranks return the last step's weights, not the best.
     """
     if not examples:
         raise TrainError('no training examples')
-    torch.manual_seed(config.seed)
+    dist = dist or Dist()
+    device = resolve_train_device(config.device, dist.local_rank)
+    amp_dtype = resolve_train_dtype(config.dtype, device)
+    if dist.enabled and config.batch_size % dist.world_size:
+        raise TrainError(f'batch_size {config.batch_size} is the global batch and must be a multiple of the number '
+                         f'of processes ({dist.world_size})')
+    if dist.enabled and config.objective == 'ce' and config.lora_rank > 0:
+        raise TrainError('LoRA on the LLM (lora_rank > 0) is not supported in a distributed run: DDP wraps the '
+                         'projector only')
+    # Rank 0 seeds exactly as a one-process run; other ranks draw their own dropout masks.
+    torch.manual_seed(config.seed + dist.rank)
     rng = random.Random(config.seed)
+    # One process draws batches and augmentation from one stream (as it always has). Ranks must draw
+    # identical batches, so their augmentation (which depends on their slice) gets a stream of its own.
+    aug_rng = random.Random(f'{config.seed}:augment:{dist.rank}') if dist.enabled else rng
     head_gen = torch.Generator().manual_seed(config.seed)
     examples = list(examples)
     if val_examples is None:
@@ -148,14 +174,24 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
     if config.objective == 'ctc' and config.negatives > 0 and config.hard_negatives > 0:
         neighbours = neighbour_table(projector, [vocab_index[i] for ex in examples for i in ex.target_ids],
                                      config.hard_negatives)
+    if device.type != 'cpu':
+        projector.to(device)
+        if config.objective == 'ce':
+            llm.require_model().to(device)
     lora_params: list[torch.nn.Parameter] = []
     if config.objective == 'ce' and config.lora_rank > 0:
         lora_params = _add_lora(llm, config.lora_rank)
+    forward: Any = projector
+    if dist.enabled:
+        forward = _Replica(projector, device, config.objective)
     params = [p for p in projector.parameters() if p.requires_grad] + lora_params
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     anchor_start = ({name: p.detach().clone() for name, p in projector.named_parameters() if p.requires_grad}
                     if config.anchor > 0 else {})
     pad_id = llm.tokenizer.pad_token_id if llm.tokenizer.pad_token_id is not None else 0
+    # float16 gradients underflow without loss scaling; bfloat16 keeps float32's range and needs none.
+    scaler = torch.amp.GradScaler('cuda') if amp_dtype == torch.float16 else None
+    autocast = amp_dtype != torch.float32
     start = time.perf_counter()
     step = 0
     history: list[dict[str, float]] = []
@@ -166,6 +202,10 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
     while step < config.max_steps and stopped_by == 'max_steps':
         # Features may still be arriving from a background encoder: each epoch uses what is cached.
         available = cached(examples, encoder)
+        if dist.enabled and len(available) != len(examples):
+            # Ranks must draw the same batches: a distributed run extracts every feature first.
+            raise TrainError(f'rank {dist.rank}: {len(examples) - len(available)} training features are missing '
+                             f'from {encoder.cache.dir}; every rank must see the same feature cache')
         if not available:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f'cancelled at step {step}')
@@ -175,65 +215,172 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
             (cancel or threading.Event()).wait(1.0)
             continue
         for batch in length_batches(available, config.batch_size, rng):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(f'cancelled at step {step}')
+            cancelled = cancel is not None and cancel.is_set()
             elapsed = time.perf_counter() - start
+            if dist.enabled:  # rank 0's clock and cancel flag: every rank stops at the same step
+                elapsed, flag = dist.broadcast([elapsed, float(cancelled)], device)
+                cancelled = bool(flag)
+            if cancelled:
+                raise Cancelled(f'cancelled at step {step}')
             if elapsed > config.max_time_s:
                 stopped_by = 'time_budget'
                 break
-            x, lengths = load_batch(batch, encoder)
-            x = augment_features(x, lengths, config, rng)
+            part, share = batch, 1.0
+            if dist.enabled:
+                if len(batch) < dist.world_size:
+                    continue  # an epoch's short last batch: a rank without items could not join the all-reduce
+                part = batch[dist.shard(len(batch))]
+                share = _share(part, batch, config.objective)
+            x, lengths = load_batch(part, encoder)
+            x = augment_features(x, lengths, config, aug_rng)
+            if device.type != 'cpu':
+                x, lengths = x.to(device, non_blocking=True), lengths.to(device)
             for group in optim.param_groups:
                 group['lr'] = lr_at(step, config, elapsed)
-            if config.objective == 'ctc':
-                loss = ctc_loss(projector, x, lengths, batch, vocab_index, config.negatives, head_gen, neighbours)
-            elif config.objective == 'slots':
-                loss = slots_loss(projector, x, lengths, batch, llm.embedding_matrix, pad_id)
-            else:
-                loss = ce_loss(projector, x, lengths, batch, llm)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=autocast):
+                if config.objective == 'ctc':
+                    loss = ctc_loss(forward, x, lengths, part, vocab_index, config.negatives, head_gen, neighbours,
+                                    sample_from=batch)
+                elif config.objective == 'slots':
+                    loss = slots_loss(forward, x, lengths, part, llm.embedding_matrix, pad_id)
+                else:
+                    loss = ce_loss(forward, x, lengths, part, llm)
+            penalty = None
+            if dist.enabled:
+                # DDP averages gradients over ranks; weighting each rank's mean by its share of the
+                # batch (times the world size) makes that average the gradient of the whole batch's mean.
+                data_loss = loss.detach().float() * share
+                loss = loss * (share * dist.world_size)
             if anchor_start:
-                loss = loss + config.anchor * anchor_penalty(projector, anchor_start)
+                penalty = config.anchor * anchor_penalty(projector, anchor_start)
+                loss = loss + penalty
             optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optim.step()
+            if scaler is None:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optim.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optim)  # clip the true gradients, not the scaled ones
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                scaler.step(optim)
+                scaler.update()
             step += 1
-            value = float(loss.detach())
+            if dist.enabled:  # the whole batch's loss (as one process would log it), not this rank's slice
+                value = dist.sum(float(data_loss), device) + (float(penalty.detach()) if penalty is not None else 0.0)
+            else:
+                value = float(loss.detach())
             running = value if running is None else 0.98 * running + 0.02 * value
-            if progress is not None and (step % 10 == 0 or step == 1):
+            if progress is not None and dist.is_main and (step % 10 == 0 or step == 1):
                 rate = (time.perf_counter() - start) / step
                 eta = min(rate * (config.max_steps - step), max(0.0, config.max_time_s - elapsed))
                 progress(Progress('training', step, config.max_steps, running, eta))
             last = step >= config.max_steps
             if val_examples and (step % config.eval_every == 0 or last):
-                projector.eval()
-                val_wer = greedy_wer(projector, val_examples, encoder, llm)
-                projector.train()
-                history.append({'step': step, 'seconds': round(time.perf_counter() - start, 1),
-                                'train_loss': round(running, 4), 'val_wer': round(val_wer, 4)})
-                if progress is not None:
-                    progress(Progress('evaluating', step, config.max_steps, running, None,
-                                      f'validation WER {val_wer:.3f}'))
-                if val_wer < best_wer:
-                    best_wer, bad_evals = val_wer, 0
-                    best_state = {k: v.detach().clone() for k, v in projector.state_dict().items()}
-                    if checkpoint_dir is not None:
-                        save_adapter(checkpoint_dir, projector, {**(checkpoint_meta or {}), 'step': step,
-                                                                 'val_wer': val_wer})
-                else:
-                    bad_evals += 1
-                    if bad_evals >= config.patience:
-                        stopped_by = 'early_stopping'
-                        break
-            elif checkpoint_dir is not None and not val_examples and step % checkpoint_every == 0:
+                early = False
+                if dist.is_main:  # the other ranks wait for the verdict at the broadcast below
+                    projector.eval()
+                    val_wer = greedy_wer(_on_cpu(projector, llm, device), val_examples, encoder, llm)
+                    projector.train()
+                    history.append({'step': step, 'seconds': round(time.perf_counter() - start, 1),
+                                    'train_loss': round(running, 4), 'val_wer': round(val_wer, 4)})
+                    if progress is not None:
+                        progress(Progress('evaluating', step, config.max_steps, running, None,
+                                          f'validation WER {val_wer:.3f}'))
+                    if val_wer < best_wer:
+                        best_wer, bad_evals = val_wer, 0
+                        best_state = {k: v.detach().clone() for k, v in projector.state_dict().items()}
+                        if checkpoint_dir is not None:
+                            save_adapter(checkpoint_dir, projector, {**(checkpoint_meta or {}), 'step': step,
+                                                                     'val_wer': val_wer})
+                    else:
+                        bad_evals += 1
+                        early = bad_evals >= config.patience
+                if dist.enabled:
+                    early = bool(dist.broadcast([float(early)], device)[0])
+                if early:
+                    stopped_by = 'early_stopping'
+                    break
+            elif checkpoint_dir is not None and not val_examples and step % checkpoint_every == 0 and dist.is_main:
                 save_adapter(checkpoint_dir, projector, {**(checkpoint_meta or {}), 'step': step})
             if last:
                 break
     if best_state is not None:
         projector.load_state_dict(best_state)
+    if device.type != 'cpu':
+        _back_to_cpu(projector, llm, config)
     projector.eval()
     return TrainResult(projector, step, time.perf_counter() - start, None if best_wer is math.inf else best_wer,
-                       history, stopped_by, int(projector.vocab_ids.numel()), len(examples), len(val_examples or []))
+                       history, stopped_by, int(projector.vocab_ids.numel()), len(examples), len(val_examples or []),
+                       dist.world_size)
+
+
+def _share(part: Sequence[Example], batch: Sequence[Example], objective: str) -> float:
+    """
+    Return the fraction of the batch's loss that ``part`` carries.
+
+    ``ctc`` and ``slots`` average over utterances, ``ce`` over target tokens (one cross-entropy mean
+    over the whole padded batch), so that is what the fraction counts.
+    """
+    if objective == 'ce':
+        return sum(len(ex.target_ids) for ex in part) / max(1, sum(len(ex.target_ids) for ex in batch))
+    return len(part) / len(batch)
+
+
+class _Replica:
+    """
+    The projector as the objectives see it in a distributed run: calls go through DDP, the rest to the projector.
+
+    The forward must go through the DDP wrapper (that is where it prepares the gradient all-reduce);
+    the objectives also read the projector's own attributes (its vocabulary), which the wrapper hides.
+    """
+
+    def __init__(self, projector: Projector, device: torch.device, objective: str) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Buffers (the LLM's embedding table among them) are the same on every rank and never
+        # change: broadcasting them every step would copy 100+ MB for nothing. The slots and ce
+        # objectives leave the token head's blank and temperature without gradients.
+        no_buffer_sync = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in
+                          inspect.signature(DistributedDataParallel).parameters else {'broadcast_buffers': False})
+        self._ddp = DistributedDataParallel(projector, device_ids=[device.index] if device.type == 'cuda' else None,
+                                            find_unused_parameters=objective != 'ctc', **no_buffer_sync)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._ddp(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ddp.module, name)
+
+
+def _on_cpu(projector: Projector, llm: LLM, device: torch.device) -> Projector:
+    """
+    Return ``projector`` itself on the CPU, or a CPU copy of a projector training on a GPU.
+
+    Validation reads utterances one at a time through the inference path, which runs on the CPU.
+    """
+    if device.type == 'cpu':
+        return projector
+    copy = build_projector(projector.config)
+    state = {k: v.detach().cpu() for k, v in projector.state_dict().items()}
+    copy.vocab_ids = state['vocab_ids']  # sized by the bound vocabulary, so set before loading
+    copy.load_state_dict(state)
+    if projector.is_bound:
+        copy.bind_llm(llm.embedding_matrix.detach().cpu())
+    return copy.eval()
+
+
+def _back_to_cpu(projector: Projector, llm: LLM, config: TrainConfig) -> None:
+    """
+    Move a GPU-trained projector (and the LLM, for ``ce``) back to the CPU, where inference runs.
+
+    Binding again makes the head share the LLM's embedding table once more instead of holding a copy.
+    """
+    if config.objective == 'ce' and llm.model is not None:
+        llm.model.to('cpu')
+    projector.to('cpu')
+    if projector.is_bound:
+        projector.bind_llm(llm.embedding_matrix)
 
 
 def _add_lora(llm: LLM, rank: int) -> list[torch.nn.Parameter]:
@@ -250,4 +397,5 @@ def summarize(result: TrainResult, config: TrainConfig) -> dict[str, Any]:
     return {'objective': config.objective, 'config': asdict(config), 'steps': result.steps,
             'seconds': round(result.seconds, 1), 'stopped_by': result.stopped_by,
             'best_val_wer': result.best_val_wer, 'vocab_size': result.vocab_size,
-            'n_train': result.n_train, 'n_val': result.n_val, 'history': result.history}
+            'n_train': result.n_train, 'n_val': result.n_val, 'history': result.history,
+            'world_size': result.world_size, 'per_rank_batch': config.batch_size // result.world_size}
