@@ -27,7 +27,8 @@ def cmd_align(args: argparse.Namespace) -> int:
     Train the base adapter for an encoder/LLM pair from synthesized speech.
 
     Every default comes from the recipe file (the shipped one unless ``--recipe``); a flag given on
-    the command line overrides that one value.
+    the command line overrides that one value. Started by ``torchrun`` it trains data-parallel over
+    the processes (``docs/distributed.md``); started plainly it is one process, as always.
     """
     import dataclasses
 
@@ -36,7 +37,8 @@ def cmd_align(args: argparse.Namespace) -> int:
     from ..memory import bound_heap
     from ..projector import ProjectorConfig
     from ..training.align import align, load_recipe
-    from ..training.config import TrainConfig
+    from ..training.config import resolve_train_device, TrainConfig
+    from ..training.distributed import from_env, shutdown
 
     recipe, train_dict, projector_dict = load_recipe(args.recipe)
     recipe.score_cascade = not args.no_cascade
@@ -44,7 +46,8 @@ def cmd_align(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             setattr(recipe, name, getattr(args, flag))
     for flag, name in (('objective', 'objective'), ('max_steps', 'max_steps'), ('batch_size', 'batch_size'),
-                       ('lr', 'lr'), ('seed', 'seed'), ('eval_every', 'eval_every'), ('negatives', 'negatives')):
+                       ('lr', 'lr'), ('seed', 'seed'), ('eval_every', 'eval_every'), ('negatives', 'negatives'),
+                       ('device', 'device'), ('dtype', 'dtype')):
         if getattr(args, flag) is not None:
             train_dict[name] = getattr(args, flag)
     if args.minutes is not None:
@@ -54,21 +57,30 @@ def cmd_align(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             projector_dict[name] = getattr(args, flag)
 
-    bound_heap()  # a long run of differently sized batches: keep the heap from creeping up
-    work = Path(args.work_dir)
-    encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
-    # The LLM-free objectives need only the tokenizer and the embedding table (most of the memory
-    # saved); the conventional one runs the whole LLM.
     train_config = TrainConfig.from_dict(train_dict)
-    llm = LLM(args.llm, threads=args.threads, embeddings_only=train_config.objective != 'ce')
-    projector_config = ProjectorConfig.from_dict({**projector_dict, 'encoder_dim': encoder.d_model,
-                                                  'llm_dim': llm.hidden_size})
-    log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
-                 real_data=Path(args.real) if args.real else None, log=log, progress=not args.json,
-                 init=args.init)
+    # Under torchrun this joins the process group (WORLD_SIZE is set); otherwise it does nothing.
+    dist = from_env(train_config.device)
+    try:
+        resolve_train_device(train_config.device, dist.local_rank)  # refuse a missing GPU before loading models
+        bound_heap()  # a long run of differently sized batches: keep the heap from creeping up
+        work = Path(args.work_dir)
+        encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
+        # The LLM-free objectives need only the tokenizer and the embedding table (most of the memory
+        # saved); the conventional one runs the whole LLM.
+        llm = LLM(args.llm, threads=args.threads, embeddings_only=train_config.objective != 'ce')
+        projector_config = ProjectorConfig.from_dict({**projector_dict, 'encoder_dim': encoder.d_model,
+                                                      'llm_dim': llm.hidden_size})
+        log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+        meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
+                     real_data=Path(args.real) if args.real else None, log=log, progress=not args.json,
+                     init=args.init, dist=dist)
+    finally:
+        shutdown(dist)
+    if not dist.is_main:
+        return 0  # rank 0 reports for the whole run
     summary = {'adapter': str(args.out), 'metrics': meta['metrics'], 'seconds': meta['seconds'],
-               'recipe': dataclasses.asdict(recipe), 'train': meta['training']['config']}
+               'recipe': dataclasses.asdict(recipe), 'train': meta['training']['config'],
+               'world_size': meta['training']['world_size']}
     if args.json:
         print_json(summary)
     return 0

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--eval-every', type=int)
     p.add_argument('--objective', choices=['ctc', 'slots', 'ce'])
     p.add_argument('--negatives', type=int, help='ctc: vocabulary rows sampled per step (0 = all)')
+    p.add_argument('--device', choices=['cpu', 'cuda', 'auto'],
+                   help='where the projector trains (default cpu; auto = cuda when present); under torchrun each '
+                        'process takes the GPU of its LOCAL_RANK')
+    p.add_argument('--dtype', choices=['float32', 'float16', 'bfloat16'],
+                   help='autocast precision of the training forward (default float32 = off; float16 needs cuda)')
     p.add_argument('--projector', choices=['bridgeformer', 'concat_mlp', 'linear'])
     p.add_argument('--reduction', choices=['stack', 'mean', 'adaptive'])
     p.add_argument('--d-model', type=int)

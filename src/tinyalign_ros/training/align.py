@@ -21,6 +21,9 @@ shipped value as default, and all of it goes into the adapter's metadata, so the
 
 Held-out synthetic speech uses sentences *and* voices that are never trained on (the sentence split
 is seeded; the voices are :data:`tinyalign_ros.synth.HELDOUT_VOICES`).
+
+Under torchrun (see ``docs/distributed.md``) rank 0 synthesizes the corpus, every rank encodes its
+share of the features, all train together, and rank 0 alone scores and writes the adapter.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from typing import Any, Callable
 import torch
 
 from .config import TrainConfig, TrainError
-from .examples import build_vocab, index_examples
-from .trainer import Progress, summarize, train
+from .distributed import Dist
+from .examples import build_vocab, encode_examples, Example, index_examples
+from .trainer import Progress, summarize, train, TrainResult
 from ..adapter import load_adapter, save_adapter
 from ..audio import load_audio
 from ..augment import AugmentConfig
@@ -47,7 +51,7 @@ from ..data import Item, load_dataset
 from ..encoder import WhisperEncoder
 from ..evaluate import evaluate
 from ..llm import LLM
-from ..projector import new_projector, ProjectorConfig
+from ..projector import new_projector, Projector, ProjectorConfig
 from ..synth import HELDOUT_VOICES, synthesize_corpus, UNSEEN_ENGINE_VOICES
 
 
@@ -181,17 +185,28 @@ def _heldout_sentences(text_dir: Path, seed: int) -> list[str]:
 def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: LLM,
           recipe: AlignRecipe | None = None, train_config: TrainConfig | None = None,
           projector_config: ProjectorConfig | None = None, real_data: Path | None = None,
-          log: Callable[[str], None] = print, progress: bool = True, init: Path | None = None) -> dict[str, Any]:
+          log: Callable[[str], None] = print, progress: bool = True, init: Path | None = None,
+          dist: Dist | None = None) -> dict[str, Any]:
     """
     Run the whole recipe and write the adapter to ``out``; returns its metadata.
 
     ``init`` continues from an existing adapter (its projector config wins over
     ``projector_config``); its token vocabulary is extended with the corpus' tokens.
+
+    With ``dist`` (a torchrun process group) every rank calls this; the ranks other than 0 log
+    nothing, write only their share of the feature cache, and return an empty dict after training.
     """
     recipe = recipe or AlignRecipe()
     train_config = train_config or TrainConfig()
+    dist = dist or Dist()
+    if not dist.is_main:
+        log, progress = (lambda _msg: None), False
     start = time.perf_counter()
-    train_manifests, test_manifests = build_corpora(text, work_dir / 'corpus', recipe, progress=progress, log=log)
+    manifests = None
+    if dist.is_main:  # one writer for the corpus; the other ranks wait, then read its manifests
+        manifests = build_corpora(text, work_dir / 'corpus', recipe, progress=progress, log=log)
+    dist.barrier()
+    train_manifests, test_manifests = dist.broadcast_object(manifests)
     t_synth = time.perf_counter() - start
     # Interleave the sources (a seeded shuffle): the first items are validated on and encoded
     # first, and any prefix of the list (--max-utterances) is a sample of the whole mix.
@@ -203,6 +218,16 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         + ', '.join(f'{k} {len(v)}' for k, v in test_sets.items()) + f' ({t_synth:.0f} s)')
 
     examples = index_examples(train_items, encoder, llm)
+    if dist.enabled:
+        t_feats = _encode_shard(examples, train_items, encoder, dist, log)
+        projector = _new_or_continued(examples, encoder, llm, init, projector_config, log)
+        result = train(projector, examples, encoder, llm, train_config, progress=_train_log(log),
+                       checkpoint_dir=out.with_name(out.name + '.checkpoint'),
+                       checkpoint_meta={'encoder': encoder.identity, 'llm': llm.identity}, dist=dist)
+        if not dist.is_main:
+            return {}
+        return _score_and_save(result, examples, encoder, llm, train_config, recipe, test_sets, real_data, out, init,
+                               log, {'synthesis': t_synth, 'features': t_feats}, start)
     # Encode in a separate process; training starts on the first cached batches and each epoch
     # takes in whatever has been encoded since (the validation items come first in the list). A
     # thread would share the trainer's GIL: measured on 2 cores, a background thread encoded about
@@ -219,15 +244,7 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         t_feats.setdefault('done', time.perf_counter() - start - t_synth)
         return True
 
-    vocab = build_vocab(examples, n_vocab=llm.embedding_matrix.shape[0])  # open vocabulary
-    if init is not None:
-        projector, init_meta = load_adapter(init, encoder.identity, llm.identity)
-        projector.bind_llm(llm.embedding_matrix, vocab)
-        log(f'continuing from adapter {init_meta.get("adapter_id", init)}')
-    else:
-        projector = new_projector(encoder, llm, vocab, projector_config)
-    log(f'projector {projector.config.type}: {projector.n_parameters() / 1e6:.2f} M parameters, '
-        f'token head over all {len(vocab)} LLM tokens')
+    projector = _new_or_continued(examples, encoder, llm, init, projector_config, log)
     meta_base = {'encoder': encoder.identity, 'llm': llm.identity}
     train_log = _train_log(log)
 
@@ -247,9 +264,59 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         worker.join()
         feats_done()
         torch.set_num_threads(threads)
+    return _score_and_save(result, examples, encoder, llm, train_config, recipe, test_sets, real_data, out, init, log,
+                           {'synthesis': t_synth, 'features': t_feats.get('done', -1.0)}, start)
+
+
+def _new_or_continued(examples: list[Example], encoder: WhisperEncoder, llm: LLM, init: Path | None,
+                      projector_config: ProjectorConfig | None, log: Callable[[str], None]) -> Projector:
+    """Build a fresh projector with an open head, or continue from the adapter ``init``."""
+    vocab = build_vocab(examples, n_vocab=llm.embedding_matrix.shape[0])  # open vocabulary
+    if init is not None:
+        projector, init_meta = load_adapter(init, encoder.identity, llm.identity)
+        projector.bind_llm(llm.embedding_matrix, vocab)
+        log(f'continuing from adapter {init_meta.get("adapter_id", init)}')
+    else:
+        projector = new_projector(encoder, llm, vocab, projector_config)
+    log(f'projector {projector.config.type}: {projector.n_parameters() / 1e6:.2f} M parameters, '
+        f'token head over all {len(vocab)} LLM tokens')
+    return projector
+
+
+def _encode_shard(examples: list[Example], items: list[Item], encoder: WhisperEncoder, dist: Dist,
+                  log: Callable[[str], None]) -> float:
+    """
+    Encode this rank's share of the training features, then wait for the other ranks; return the seconds.
+
+    Shared out by cache key (an utterance synthesized twice has one key), so no two ranks ever write
+    the same file. Every rank trains on every feature (the batches are drawn from all of them), so
+    the cache must be on a filesystem all ranks see; :func:`train` names any feature it misses.
+    """
+    start = time.perf_counter()
+    keys = sorted({ex.key for ex in examples})
+    mine = set(keys[dist.rank::dist.world_size])
+    by_id = {ex.id: ex for ex in examples}
+    seen: set[str] = set()
+    todo = []
+    for item in items:
+        ex = by_id.get(item.id)
+        if ex is not None and ex.key in mine and ex.key not in seen:
+            seen.add(ex.key)
+            todo.append(item)
+    log(f'encoding features: {len(todo)} of {len(keys)} on each of {dist.world_size} ranks')
+    encode_examples(todo, examples, encoder)
+    dist.barrier()
+    return time.perf_counter() - start
+
+
+def _score_and_save(result: TrainResult, examples: list[Example], encoder: WhisperEncoder, llm: LLM,
+                    train_config: TrainConfig, recipe: AlignRecipe, test_sets: dict[str, list[Item]],
+                    real_data: Path | None, out: Path, init: Path | None, log: Callable[[str], None],
+                    seconds: dict[str, float], start: float) -> dict[str, Any]:
+    """Score the trained projector on the held-out families (and real recordings); write the adapter."""
+    projector = result.projector
     log(f'trained {result.steps} steps in {result.seconds:.0f} s ({result.stopped_by}); '
         f'best validation WER {result.best_val_wer}')
-
     metrics: dict[str, Any] = {}
     readings = ('nearest', 'cascade') if recipe.score_cascade else ('nearest',)
     for family, items in test_sets.items():
@@ -260,7 +327,8 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
         metrics['real'] = real.to_dict()
         log(f'real recordings: {json.dumps(metrics["real"])}')
     meta = {
-        **meta_base,
+        'encoder': encoder.identity,
+        'llm': llm.identity,
         'adapter_id': out.name,
         'initialized_from': str(init) if init is not None else None,
         'training': summarize(result, train_config),
@@ -268,7 +336,7 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
                  'n_train_utterances': len(examples), 'voices': list(recipe.train_voices),
                  'heldout_voices': [*HELDOUT_VOICES, *UNSEEN_ENGINE_VOICES], 'recipe': asdict(recipe)},
         'metrics': metrics,
-        'seconds': {'synthesis': round(t_synth, 1), 'features': round(t_feats.get('done', -1.0), 1),
+        'seconds': {'synthesis': round(seconds['synthesis'], 1), 'features': round(seconds['features'], 1),
                     'training': round(result.seconds, 1), 'total': round(time.perf_counter() - start, 1)},
     }
     save_adapter(out, projector, meta)
