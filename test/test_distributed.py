@@ -147,6 +147,9 @@ def _free_port() -> int:
 
 EQUIVALENCE = _config()
 EARLY_STOP = _config(max_steps=6, eval_every=2, patience=1)
+# An objective that leaves parameters without gradients (the token head's blank and temperature):
+# DDP must be told, or its all-reduce waits for them and the second step fails.
+SLOTS = _config(objective='slots', max_steps=3)
 
 
 @pytest.fixture(scope='module')
@@ -154,11 +157,13 @@ def two_processes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     Run the distributed jobs once, in one 2-process gloo group (process start-up is most of the cost).
 
-    ``equivalence`` trains without validation; ``early_stop`` validates every 2 steps with a patience of 1.
+    ``equivalence`` trains without validation; ``early_stop`` validates every 2 steps with a patience
+    of 1; ``slots`` trains an objective that does not score the token head.
     """
     folder = tmp_path_factory.mktemp('ddp')
     _examples(folder / 'features')  # written once, before the ranks start: they only read
-    jobs = {'equivalence': (asdict(EQUIVALENCE), False), 'early_stop': (asdict(EARLY_STOP), True)}
+    jobs = {'equivalence': (asdict(EQUIVALENCE), False), 'early_stop': (asdict(EARLY_STOP), True),
+            'slots': (asdict(SLOTS), False)}
     mp.spawn(_worker, args=(2, _free_port(), str(folder), str(folder / 'out'), jobs), nprocs=2, join=True)
     return folder
 
@@ -274,3 +279,12 @@ def test_cuda_training_matches_the_cpu(tmp_path: Path, dtype: str) -> None:
     assert all(v.device.type == 'cpu' for v in on_gpu.values())
     if dtype == 'float32':  # TF32 matmuls and other kernels: close, not bit-for-bit
         assert _max_diff(torch.load(cpu / 'weights0.pt'), on_gpu) < 1e-3
+
+
+def test_an_objective_that_leaves_parameters_unused_trains_distributed(two_processes: Path) -> None:
+    one = two_processes / 'out' / 'slots'
+    start = _projector(_LLM()).state_dict()
+    rank0, rank1 = torch.load(one / 'weights0.pt'), torch.load(one / 'weights1.pt')
+    assert json.loads((one / 'result0.json').read_text())['steps'] == SLOTS.max_steps
+    assert _max_diff(rank0, rank1) == 0.0 and _max_diff(rank0, start) > 0.0
+    assert torch.equal(rank0['blank.weight'], start['blank.weight'])  # untouched, and no hang waiting for it

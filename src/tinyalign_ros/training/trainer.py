@@ -41,7 +41,7 @@ every global batch, DDP averages the gradients, rank 0 validates and writes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 import inspect
 import math
 from pathlib import Path
@@ -327,6 +327,26 @@ def _share(part: Sequence[Example], batch: Sequence[Example], objective: str) ->
     return len(part) / len(batch)
 
 
+class _Scored(torch.nn.Module):
+    """
+    The projector's forward, returning only what the objective scores.
+
+    DDP expects a gradient for every parameter reachable from the forward's outputs. ``slots`` and
+    ``ce`` never score the token head's logits, so the blank and the temperature behind them would
+    get none and the all-reduce would wait for them forever; without the logits in the output DDP
+    sees them as unused (``find_unused_parameters``) and reduces the rest.
+    """
+
+    def __init__(self, projector: Projector, keep_logits: bool) -> None:
+        super().__init__()
+        self.projector = projector
+        self.keep_logits = keep_logits
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.projector(*args, **kwargs)
+        return out if self.keep_logits else replace(out, logits=None)
+
+
 class _Replica:
     """
     The projector as the objectives see it in a distributed run: calls go through DDP, the rest to the projector.
@@ -339,18 +359,19 @@ class _Replica:
         from torch.nn.parallel import DistributedDataParallel
 
         # Buffers (the LLM's embedding table among them) are the same on every rank and never
-        # change: broadcasting them every step would copy 100+ MB for nothing. The slots and ce
-        # objectives leave the token head's blank and temperature without gradients.
+        # change: broadcasting them every step would copy 100+ MB for nothing.
         no_buffer_sync = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in
                           inspect.signature(DistributedDataParallel).parameters else {'broadcast_buffers': False})
-        self._ddp = DistributedDataParallel(projector, device_ids=[device.index] if device.type == 'cuda' else None,
+        self._projector = projector
+        self._ddp = DistributedDataParallel(_Scored(projector, keep_logits=objective == 'ctc'),
+                                            device_ids=[device.index] if device.type == 'cuda' else None,
                                             find_unused_parameters=objective != 'ctc', **no_buffer_sync)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._ddp(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._ddp.module, name)
+        return getattr(self._projector, name)
 
 
 def _on_cpu(projector: Projector, llm: LLM, device: torch.device) -> Projector:
