@@ -110,7 +110,7 @@ class Pipeline:
             cpu_threads=config.encoder.cpu_threads, policy=WindowPolicy(tuple(config.encoder.windows_s)),
             cache_dir=config.encoder.cache_dir,
         )
-        llm = LLM(config.llm.model, threads=config.llm.threads)
+        llm = LLM(config.llm.model, dtype=config.llm.dtype, threads=config.llm.threads, device=config.llm.device)
         pipeline = cls(encoder, llm, None, config.prompt, config.generation,
                        max_utterance_s=config.max_utterance_s, fusion=config.fusion)
         adapter = config.adapter or shipped_adapter_path()
