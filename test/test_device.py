@@ -84,7 +84,7 @@ def test_cuda_without_a_gpu_is_one_clear_sentence(no_cuda: None) -> None:
 
 # ------------------------------------------------------------------ YAML config
 
-def test_config_defaults_keep_the_cpu_float32_behaviour() -> None:
+def test_config_defaults_run_on_the_cpu_in_the_settings_dtype() -> None:
     config = AssistantConfig()
     assert (config.encoder.device, config.llm.device) == ('cpu', 'cpu')
     assert config.llm.dtype == LLMSettings.dtype
