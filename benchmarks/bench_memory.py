@@ -17,12 +17,13 @@ Peak memory of `tinyalign respond` and the Jetson Orin 8 GB memory table.
 
 The product must fit a robot with 8 GB shared between CPU and GPU, and the assistant with the
 embedded models has a budget of 1 GB peak RSS. Peak RSS belongs to a process, so every number here
-comes from a fresh child process: `respond` variants (default, int8 Whisper, aligned, cascade) run
-under ``/usr/bin/time -v``, interleaved round by round, median of the repeats. The int8 Whisper
-variant is also scored on the 32 real LJ recordings (projector alone, fused, cascade) so that "int8
-where it costs no accuracy" is a measurement. Stage children load the models one by one and read
-``VmRSS``/``VmHWM`` to split the peak into interpreter, Whisper, LLM and activations; a last
-stage child runs the LLM stored in bfloat16 to measure what the engine change would save.
+comes from a fresh child process: `respond` variants run under ``/usr/bin/time -v``, interleaved
+round by round, median of the repeats: the default configuration (the LLM in bfloat16), the old one
+(``--dtype float32``, the default before) and an int8 Whisper, each aligned and cascade; the table
+gives each variant's peak as a ratio of the old configuration's in the same mode. The same three
+configurations are scored on the 32 real LJ recordings (projector alone, fused, cascade), so that
+"no accuracy lost" is a measurement. Stage children load the models one by one and read
+``VmRSS``/``VmHWM`` to split the peak into interpreter, Whisper, LLM and activations.
 
 The Jetson table lists, for three model pairs, weights, inference activations and the LLM-free
 training step's peak, measured here on CPU where the models (or random weights of the same shape)
@@ -115,26 +116,44 @@ def llm_params(shape: dict[str, Any]) -> int:
     return per_layer * layers + embed + h
 
 
-def variant_command(wav: Path, mode: str, config: Path | None) -> list[str]:
+# The configurations compared: name -> CLI flags. 'default' is whatever the engine defaults to;
+# 'float32' is the configuration before the LLM ran in bfloat16 (the baseline of the ratios).
+CONFIGS = {'default': [], 'float32': ['--dtype', 'float32'], 'int8': ['--compute-type', 'int8']}
+BASELINE = 'float32'
+
+
+def variant_command(wav: Path, mode: str, config: Path | None, flags: Sequence[str] = ()) -> list[str]:
     """Return the `tinyalign respond` command line of one variant."""
     cmd = [PY, '-m', 'tinyalign_ros.cli', 'respond', str(wav), '--json']
     if mode == 'cascade':
         cmd.append('--cascade')
     if config is not None:
         cmd += ['--config', str(config)]
-    return cmd
+    return cmd + list(flags)
+
+
+def add_ratios(rows: Sequence[dict[str, Any]], baseline: str = BASELINE) -> None:
+    """Set each row's ``ratio_to_baseline``: its peak over the ``baseline`` configuration's in the same mode."""
+    base = {r['mode']: r['peak_rss_mb'] for r in rows if r.get('config') == baseline}
+    for r in rows:
+        ref = base.get(r['mode'])
+        r['ratio_to_baseline'] = round(r['peak_rss_mb'] / ref, 3) if ref and r['peak_rss_mb'] else None
 
 
 def budget_table(rows: Sequence[dict[str, Any]]) -> str:
     """Format the respond variants as a markdown table."""
-    lines = ['| variant | mode | Whisper compute type | peak RSS MB (median) | runs | answer |',
-             '| --- | --- | --- | ---: | --- | --- |']
+    lines = ['| variant | mode | LLM dtype | Whisper compute type | peak RSS MB (median) | vs float32 | runs | '
+             'first token ms (median) | answer |',
+             '| --- | --- | --- | --- | ---: | ---: | --- | ---: | --- |']
     for r in rows:
         answer = (r.get('text') or '').replace('|', '/').replace('\n', ' ')
         answer = answer if len(answer) <= 60 else answer[:57] + '...'
         runs = ', '.join(f'{v:.0f}' for v in r['peak_rss_mb_runs'])
-        lines.append(f'| {r["name"]} | {r["mode"]} | {r["compute_type"]} | {r["peak_rss_mb"]:.0f} | {runs} | '
-                     f'{answer} |')
+        ratio = r.get('ratio_to_baseline')
+        first = r.get('first_token_ms')
+        lines.append(f'| {r["name"]} | {r["mode"]} | {r.get("llm_dtype", "float32")} | {r["compute_type"]} | '
+                     f'{r["peak_rss_mb"]:.0f} | {"-" if ratio is None else f"{ratio:.2f}"} | {runs} | '
+                     f'{"-" if first is None else f"{first:.0f}"} | {answer} |')
     return '\n'.join(lines)
 
 
@@ -187,43 +206,66 @@ def write_config(folder: Path, compute_type: str) -> Path:
     return path
 
 
+def default_llm_dtype() -> str:
+    """Return the engine's default LLM precision (its one home is ``LLMSettings``)."""
+    from tinyalign_ros.config import LLMSettings
+
+    return LLMSettings.dtype
+
+
+def config_settings(config: str) -> tuple[str, str]:
+    """Return (LLM dtype, Whisper compute type) of a configuration of :data:`CONFIGS`."""
+    flags = CONFIGS[config]
+    dtype = flags[flags.index('--dtype') + 1] if '--dtype' in flags else default_llm_dtype()
+    compute = flags[flags.index('--compute-type') + 1] if '--compute-type' in flags else 'default'
+    return dtype, compute
+
+
 def bench_respond(wav: Path, repeats: int, folder: Path) -> list[dict[str, Any]]:
-    """Measure the peak RSS of `tinyalign respond` per variant, interleaved round by round."""
-    variants = [('aligned', 'default'), ('aligned', 'int8'), ('cascade', 'default'), ('cascade', 'int8')]
-    rows = {f'{m}/{c}': {'name': f'{m}/{c}', 'mode': m, 'compute_type': c, 'peak_rss_mb_runs': [],
-                         'wall_s_runs': [], 'text': None} for m, c in variants}
+    """Measure the peak RSS (and the answer's latency) of `tinyalign respond` per variant, interleaved."""
+    variants = [(mode, config) for mode in ('aligned', 'cascade') for config in CONFIGS]
+    rows = {}
+    for mode, config in variants:
+        dtype, compute = config_settings(config)
+        rows[f'{mode}/{config}'] = {'name': f'{mode}/{config}', 'mode': mode, 'config': config, 'llm_dtype': dtype,
+                                    'compute_type': compute, 'flags': CONFIGS[config], 'peak_rss_mb_runs': [],
+                                    'wall_s_runs': [], 'first_token_ms_runs': [], 'total_ms_runs': [], 'text': None}
     for round_ in range(repeats):
-        for mode, compute in (variants if round_ % 2 == 0 else variants[::-1]):
-            row = rows[f'{mode}/{compute}']
-            config = None if compute == 'default' else write_config(folder, compute)
-            rss, out, wall = run_measured(variant_command(wav, mode, config))
+        for mode, config in (variants if round_ % 2 == 0 else variants[::-1]):
+            row = rows[f'{mode}/{config}']
+            rss, out, wall = run_measured(variant_command(wav, mode, None, CONFIGS[config]))
             answer = last_json(out)
             row['peak_rss_mb_runs'].append(round(rss, 1))
             row['wall_s_runs'].append(round(wall, 2))
+            row['first_token_ms_runs'].append(answer['latency_ms']['first_token'])
+            row['total_ms_runs'].append(answer['latency_ms']['total'])
             row['text'] = answer['text']
             row['transcript'] = answer.get('transcript')
             print(f'respond {row["name"]}: {rss:.0f} MB, {wall:.1f} s: {answer["text"][:70]!r}', flush=True)
     out_rows = []
     for row in rows.values():
         row['peak_rss_mb'] = median_or_none(row['peak_rss_mb_runs'])
+        row['first_token_ms'] = median_or_none(row['first_token_ms_runs'])
+        row['total_ms'] = median_or_none(row['total_ms_runs'])
         out_rows.append(row)
+    add_ratios(out_rows)
     return out_rows
 
 
 def bench_accuracy(data: Path, folder: Path) -> list[dict[str, Any]]:
-    """Score WER on the real recordings with the default and the int8 Whisper (nearest, fused, cascade)."""
+    """Score WER on the real recordings in each configuration of :data:`CONFIGS` (nearest, fused, cascade)."""
     rows = []
-    for compute in ('default', 'int8'):
+    for config in CONFIGS:
         cmd = [PY, '-m', 'tinyalign_ros.cli', 'evaluate', '--data', str(data), '--readings', 'nearest', 'fused',
-               'cascade', '--json']
-        if compute != 'default':
-            cmd += ['--config', str(write_config(folder, compute))]
+               'cascade', '--json', *CONFIGS[config]]
+        dtype, compute = config_settings(config)
         rss, out, wall = run_measured(cmd, timeout_s=1800.0)
         result = last_json(out)
-        row = {'compute_type': compute, 'n': result.get('n'), 'peak_rss_mb': round(rss, 1), 'wall_s': round(wall, 1)}
+        row = {'config': config, 'llm_dtype': dtype, 'compute_type': compute, 'n': result.get('n'),
+               'peak_rss_mb': round(rss, 1), 'wall_s': round(wall, 1)}
         row.update({k: result[k] for k in ('wer_nearest', 'wer_fused', 'wer_cascade') if k in result})
         rows.append(row)
-        print(f'evaluate {compute}: {json.dumps(row)}', flush=True)
+        print(f'evaluate {config}: {json.dumps(row)}', flush=True)
     return rows
 
 
@@ -305,6 +347,7 @@ def child_stages(compute_type: str, llm_path: str | None, llm_dtype: str, data: 
     from tinyalign_ros.adapter import load_adapter
     from tinyalign_ros.encoder import WhisperEncoder
     from tinyalign_ros.llm import LLM
+    from tinyalign_ros.memory import release_memory
     from tinyalign_ros.pipeline import BASE_ADAPTER, Pipeline
 
     encoder = WhisperEncoder(None, compute_type=compute_type)
@@ -312,9 +355,9 @@ def child_stages(compute_type: str, llm_path: str | None, llm_dtype: str, data: 
     llm = LLM(llm_path, dtype=getattr(torch, llm_dtype))
     stages['llm'] = _status_mb()
     pipeline = Pipeline(encoder, llm)
-    # The identity check is skipped only so that a bfloat16 copy of the same LLM can take the adapter.
-    projector, meta = load_adapter(BASE_ADAPTER, encoder.identity, None, llm.embedding_matrix)
+    projector, meta = load_adapter(BASE_ADAPTER, encoder.identity, llm.identity, llm.embedding_matrix)
     pipeline.set_adapter(projector, meta.get('adapter_id'))
+    release_memory()  # as Pipeline.from_config does after loading
     stages['adapter'] = _status_mb()
     audio = _lj_audio(data)
     response = pipeline.respond(audio, mode='aligned')
@@ -324,24 +367,6 @@ def child_stages(compute_type: str, llm_path: str | None, llm_dtype: str, data: 
     return {'compute_type': encoder.compute_type, 'llm_dtype': llm_dtype, 'llm_path': llm_path,
             'stages_rss_hwm_mb': stages, 'text': response.text, 'latency_ms': response.latency_ms,
             'cascade_text': cascade.text, 'cascade_latency_ms': cascade.latency_ms}
-
-
-def child_convert_bf16(out_dir: Path) -> dict[str, Any]:
-    """Write the embedded LLM's converted folder again with its weights stored in bfloat16."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from tinyalign_ros.llm import resolve_llm_path
-
-    src = resolve_llm_path(None)
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16, local_files_only=True)
-    model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(src, local_files_only=True).save_pretrained(out_dir)
-    for name in ('chat_template.jinja', 'generation_config.json'):
-        if (src / name).is_file() and not (out_dir / name).is_file():
-            shutil.copy(src / name, out_dir / name)
-    size = sum(p.stat().st_size for p in out_dir.glob('*.safetensors'))
-    return {'folder': str(out_dir), 'safetensors_mb': round(size / MB, 1)}
 
 
 def child_whisper(model: str | None, compute_type: str, data: Path) -> dict[str, Any]:
@@ -529,8 +554,6 @@ def run_children(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(torch_threads))
     if kind == 'stages':
         out = child_stages(rest[0], None if rest[1] == '-' else rest[1], rest[2], args.data)
-    elif kind == 'convert_bf16':
-        out = child_convert_bf16(Path(rest[0]))
     elif kind == 'whisper':
         out = child_whisper(None if rest[0] == '-' else rest[0], rest[1], args.data)
     elif kind == 'llm':
@@ -549,9 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--wav', type=Path, help='utterance answered (default: <data>/wavs/LJ001-0009.wav)')
     parser.add_argument('--repeats', type=int, default=3, help='fresh processes per respond variant')
     parser.add_argument('--work-dir', type=Path, default=Path(tempfile.gettempdir()) / 'tinyalign_bench_memory',
-                        help='configs, the bfloat16 LLM copy and Whisper base go here')
+                        help='configs and Whisper base go here')
     parser.add_argument('--skip-accuracy', action='store_true', help='no WER runs (int8 vs default)')
-    parser.add_argument('--skip-jetson', action='store_true', help='no Jetson table children')
+    parser.add_argument('--skip-jetson', action='store_true',
+                        help='no Jetson table children (the table of an existing --json-out is kept)')
     parser.add_argument('--jetson-only', action='store_true',
                         help='redo only the Jetson table, keeping the rest of an existing --json-out')
     parser.add_argument('--json-out', type=Path)
@@ -574,12 +598,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(budget_table(result['respond']), flush=True)
         if not args.skip_accuracy:
             result['accuracy'] = bench_accuracy(args.data, work)
-        bf16_dir = work / 'llm_bf16'
-        if not (bf16_dir / 'config.json').is_file():
-            child('convert_bf16', str(bf16_dir))
         result['stages'] = [child('stages', 'default', '-', 'float32'),
-                            child('stages', 'int8', '-', 'float32'),
-                            child('stages', 'int8', str(bf16_dir), 'bfloat16')]
+                            child('stages', 'default', '-', 'bfloat16'),
+                            child('stages', 'int8', '-', 'bfloat16')]
+        if args.skip_jetson and args.json_out and args.json_out.is_file():
+            previous = json.loads(args.json_out.read_text(encoding='utf-8'))
+            if 'jetson' in previous:
+                result['jetson'] = previous['jetson']
     if not args.skip_jetson:
         whisper = {'tiny.en': child('whisper', '-', 'default'), 'tiny.en_int8': child('whisper', '-', 'int8')}
         whisper['tiny.en']['params'] = WHISPER_PARAMS['tiny.en']

@@ -79,15 +79,19 @@ def plot_memory(plt: Any) -> None:
         return
     data = json.loads(path.read_text())
     rows = data['respond']
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
     labels = [r['name'] for r in rows]
-    bars = ax.bar(labels, [r['peak_rss_mb'] for r in rows], color=['C0', 'C1', 'C2', 'C3'][: len(rows)])
+    configs = list(dict.fromkeys(r.get('config', r['name']) for r in rows))
+    colors = [f'C{configs.index(r.get("config", r["name"])) % 10}' for r in rows]
+    bars = ax.bar(labels, [r['peak_rss_mb'] for r in rows], color=colors)
     for bar, row in zip(bars, rows):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f'{row["peak_rss_mb"]:.0f}',
-                ha='center', va='bottom', fontsize=8)
+        ratio = row.get('ratio_to_baseline')
+        note = f'{row["peak_rss_mb"]:.0f}' + (f'\n{ratio:.2f}x' if ratio is not None else '')
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), note, ha='center', va='bottom', fontsize=7)
+    ax.tick_params(axis='x', labelsize=7)
     ax.axhline(data.get('budget_mb', 1024), color='red', linestyle='--', label='1 GB budget')
-    ax.set_ylabel('peak RSS (MB, median of fresh processes)')
-    ax.set_title('tinyalign respond, embedded models, CPU')
+    ax.set_ylabel('peak RSS (MiB, median of fresh processes)')
+    ax.set_title('tinyalign respond, embedded models, CPU (ratio: vs --dtype float32)', fontsize=9)
     ax.legend(loc='lower right')
     fig.tight_layout()
     fig.savefig(OUT / 'memory.png', dpi=120)

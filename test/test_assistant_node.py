@@ -301,6 +301,53 @@ def test_declaration_rejects_bad_overrides(ros: list[Any]) -> None:
         AssistantNode(pipeline=FakePipeline(), parameter_overrides=[Parameter('segmenter.threshold', value=1.5)])
 
 
+def test_cuda_without_a_gpu_is_refused_and_logged_not_fatal(ros: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A launch file written for a GPU robot, started on a machine without one: the node runs on the CPU."""
+    import torch
+    from tinyalign_ros import device
+    from tinyalign_ros.nodes import assistant_node
+    from tinyalign_ros.nodes.assistant_node import AssistantNode, check_parameter
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(device, 'ctranslate2_cuda_available', lambda: False)
+    assert 'torch sees no CUDA GPU' in check_parameter('llm.device', 'cuda')
+    assert check_parameter('llm.device', 'auto') is None and check_parameter('llm.dtype', 'bfloat16') is None
+    assert 'must be one of' in check_parameter('llm.dtype', 'half')
+    errors: list[str] = []
+    real_init = AssistantNode.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(self, 'get_logger', lambda: _ListLogger(errors), raising=False)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(assistant_node.AssistantNode, '__init__', init)
+    ros_env.use_flavour(ros_env.available_flavours()[0])
+    node = AssistantNode(pipeline=FakePipeline(), parameter_overrides=[
+        Parameter('llm.device', value='cuda'), Parameter('encoder.device', value='cuda'),
+        Parameter('llm.dtype', value='bfloat16')])
+    ros.append(node)
+    assert node.get_parameter('llm.device').value == 'cpu'
+    assert node.get_parameter('encoder.device').value == 'cpu'
+    assert node.get_parameter('llm.dtype').value == 'bfloat16'
+    assert any('llm.device refused' in e and 'no CUDA GPU' in e for e in errors), errors
+    assert any('encoder.device refused' in e for e in errors), errors
+    with pytest.raises(InvalidParameterValueException):  # other bad values still stop the node
+        AssistantNode(pipeline=FakePipeline(), parameter_overrides=[Parameter('llm.dtype', value='half')])
+
+
+class _ListLogger:
+    """A logger that keeps error messages (and drops the rest) for assertions."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self._errors = errors
+
+    def error(self, message: str, **_kwargs: Any) -> None:
+        self._errors.append(message)
+
+    def __getattr__(self, _name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 def test_shipped_config_loads_with_matching_types(ros: list[Any]) -> None:
     """config/assistant.yaml through --params-file: declared types and ranges, documented defaults."""
     from tinyalign_ros.nodes.assistant_node import PARAMS, AssistantNode

@@ -131,8 +131,21 @@ def test_variant_command_and_tables(tmp_path: Path) -> None:
     rows = [{'name': 'aligned/default', 'mode': 'aligned', 'compute_type': 'default', 'peak_rss_mb': 1350.2,
              'peak_rss_mb_runs': [1350.2, 1349.0, 1352.0], 'text': 'a | b ' + 'x' * 80}]
     table = memory.budget_table(rows).splitlines()
-    assert table[2].startswith('| aligned/default | aligned | default | 1350 | 1350, 1349, 1352 | a / b x')
+    assert table[2].startswith('| aligned/default | aligned | float32 | default | 1350 | - | 1350, 1349, 1352 | - | '
+                               'a / b x')
     assert table[2].endswith('... |')
+    assert memory.variant_command(wav, 'aligned', None, ['--dtype', 'float32'])[-2:] == ['--dtype', 'float32']
+    pair = [{'mode': 'aligned', 'config': 'default', 'peak_rss_mb': 900.0, 'peak_rss_mb_runs': [900.0],
+             'compute_type': 'default', 'llm_dtype': 'bfloat16', 'name': 'aligned/default', 'first_token_ms': 812.4},
+            {'mode': 'aligned', 'config': 'float32', 'peak_rss_mb': 1200.0, 'peak_rss_mb_runs': [1200.0],
+             'compute_type': 'default', 'llm_dtype': 'float32', 'name': 'aligned/float32'},
+            {'mode': 'cascade', 'config': 'default', 'peak_rss_mb': 950.0, 'peak_rss_mb_runs': [950.0],
+             'compute_type': 'default', 'name': 'cascade/default'}]
+    memory.add_ratios(pair)
+    assert [r['ratio_to_baseline'] for r in pair] == [0.75, 1.0, None]  # no float32 cascade row: no ratio
+    assert '| 900 | 0.75 | 900 | 812 |' in memory.budget_table(pair).splitlines()[2]
+    assert memory.config_settings('float32') == ('float32', 'default')
+    assert memory.config_settings('int8')[1] == 'int8'
     jetson = [{'pair': 'p', 'whisper_params': 39e6, 'llm_params': 135e6, 'weights_jetson_mb': 300.0,
                'activations_mb': 50.0, 'inference_total_jetson_mb': 700.0, 'training_peak_mb': 900.0,
                'source': 'measured'}]

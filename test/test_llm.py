@@ -507,9 +507,9 @@ def test_gguf_converts_once_even_when_asked_concurrently(tiny: LLM, tiny_gguf: P
     runs: list[Path] = []
     real_child = model_files._run_conversion_child
 
-    def counting_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> None:
+    def counting_child(gguf_path: Path, out_dir: Path, timeout_s: float, dtype: str = 'float32') -> None:
         runs.append(out_dir)
-        real_child(gguf_path, out_dir, timeout_s)
+        real_child(gguf_path, out_dir, timeout_s, dtype)
 
     monkeypatch.setattr(model_files, '_run_conversion_child', counting_child)
     results: list[Path] = []
@@ -551,7 +551,7 @@ def test_half_written_cache_entry_is_never_used(tiny_gguf: Path, tmp_path: Path,
     final.mkdir(parents=True)
     (final / 'config.json').write_text('{}')  # what a killed writer without a marker could leave
 
-    def failing_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> None:
+    def failing_child(gguf_path: Path, out_dir: Path, timeout_s: float, dtype: str = 'float32') -> None:
         (out_dir / 'model.safetensors').write_bytes(b'partial')
         raise LLMError('simulated crash during conversion')
 

@@ -16,8 +16,9 @@
 The engine's YAML configuration, validated when it is loaded.
 
 One file describes the whole assistant: which models, which adapter, the prompt with its injected
-instruction, generation limits and the segmenter. Unknown keys and wrong types are refused at load
-time with the key's full name, so a typo in a robot's config fails at start-up, not mid-mission.
+instruction, generation limits, the segmenter, and where and in which precision each model runs.
+Unknown keys, wrong types and a GPU the machine does not have are refused at load time with the
+key's full name, so a typo in a robot's config fails at start-up, not mid-mission.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from .device import check_device, check_dtype, DeviceError, resolve_device
 from .fusion import FusionConfig
 from .llm import GenerationConfig, PromptConfig
 from .routing import FIXED_MODES
@@ -46,6 +48,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class EncoderSettings:
+    """
+    Whisper (CTranslate2): which model, where it runs and its CTranslate2 compute type.
+
+    ``device`` is cpu, cuda or auto (cuda when CTranslate2 sees a GPU); ``compute_type`` is
+    CTranslate2's own precision setting (default, int8, float16, int8_float16, ...), which it
+    checks itself when the model loads.
+    """
+
     model: str | None = None  # None: the embedded Whisper tiny.en
     device: str = 'cpu'
     compute_type: str = 'default'
@@ -53,11 +63,39 @@ class EncoderSettings:
     windows_s: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 30.0])
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        _check_names(self.device, None, 'encoder')
+
 
 @dataclass
 class LLMSettings:
+    """
+    The LLM (torch): which model, its threads, where it runs and its precision.
+
+    ``device`` is cpu, cuda or auto (cuda when torch sees a GPU); ``dtype`` is the precision the
+    weights are held and run in (float32, float16 or bfloat16). The projector runs on the LLM's
+    device and scores its token head against the LLM's own embedding table in the LLM's dtype.
+    """
+
     model: str | None = None  # None: the embedded SmolLM2-135M-Instruct (GGUF, converted once)
     threads: int | None = None
+    device: str = 'cpu'
+    # bfloat16 keeps `tinyalign respond` under its 1 GB budget on CPU; float32 restores the numbers from before
+    # (docs/jetson.md, section 3, has both measured).
+    dtype: str = 'bfloat16'
+
+    def __post_init__(self) -> None:
+        _check_names(self.device, self.dtype, 'llm')
+
+
+def _check_names(device: str, dtype: str | None, section: str) -> None:
+    """Refuse an unknown device or precision name with the setting's full key."""
+    try:
+        check_device(device, f'{section}.device')
+        if dtype is not None:
+            check_dtype(dtype, f'{section}.dtype')
+    except DeviceError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @dataclass
@@ -156,7 +194,23 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             if not isinstance(node, dict):
                 raise ConfigError(f'cannot override {dotted}: {part} is not a section')
         node[leaf] = value
-    return from_dict(AssistantConfig, data)
+    config = from_dict(AssistantConfig, data)
+    check_devices(config)
+    return config
+
+
+def check_devices(config: AssistantConfig) -> None:
+    """
+    Refuse a config that asks for a GPU this machine does not have, naming the setting.
+
+    Run at load time (the names alone are checked when the settings are built) so that a robot's
+    config copied to a machine without CUDA fails with one sentence, not inside torch later.
+    """
+    try:
+        resolve_device(config.encoder.device, 'encoder.device', backend='ctranslate2')
+        resolve_device(config.llm.device, 'llm.device', backend='torch')
+    except DeviceError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .device import resolve_device
 from .model_files import weights_sha256
 
 SAMPLE_RATE = 16000
@@ -227,7 +228,13 @@ def _as_audio(audio: np.ndarray) -> np.ndarray:
 
 
 class WhisperEncoder:
-    """faster-whisper's model used two ways: as a frozen feature encoder and as the cascade ASR."""
+    """
+    faster-whisper's model used two ways: as a frozen feature encoder and as the cascade ASR.
+
+    ``device`` is cpu, cuda or auto (cuda when CTranslate2 sees a GPU, :mod:`tinyalign_ros.device`);
+    ``compute_type`` is CTranslate2's precision (default, int8, float16, ...). Features always come
+    back as float32 host arrays, whatever the device and compute type.
+    """
 
     def __init__(
         self,
@@ -245,6 +252,7 @@ class WhisperEncoder:
         self.name = EMBEDDED_NAME if model_path is None else self.path.name
         self.policy = policy or WindowPolicy()
         self.cache = FeatureCache(cache_dir) if cache_dir is not None else None
+        device = resolve_device(device, 'encoder.device', backend='ctranslate2')
         try:
             self.model = WhisperModel(
                 str(self.path), device=device, compute_type=compute_type, cpu_threads=cpu_threads

