@@ -55,12 +55,15 @@ WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth')
 
 # What the assistant is, said once before every exchange. A 135M-parameter LLM answers more questions
 # and more briefly when told its role and shown two questions and a command answered in one sentence
-# (docs/results.md, "The prompt"). The examples are deliberately far from the packaged question sets.
+# (docs/results.md, "The prompt"). The examples are deliberately far from the packaged question sets;
+# the garbled one teaches it to ask again instead of echoing an example (or claiming an action) when it
+# cannot make sense of what it heard.
 ROBOT_SYSTEM = 'You are the voice assistant of a robot. Answer the question in one short sentence.'
 ROBOT_EXAMPLES = (
     'Who invented the telephone?', 'Alexander Graham Bell invented the telephone.',
     'How many players are on a soccer team?', 'A soccer team has eleven players.',
     'Please turn on the lights.', 'Okay, I am turning on the lights.',
+    'Grey the quickly under of sing?', 'Sorry, I did not understand. Could you say that again?',
 )
 
 
