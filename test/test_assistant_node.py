@@ -365,6 +365,21 @@ def test_shipped_config_loads_with_matching_types(ros: list[Any]) -> None:
         assert re.search(rf'^\s*{re.escape(spec.name.split(".")[-1])}:', text, re.M), spec.name
 
 
+def test_prompt_examples_parameter_pairs_up_and_reaches_the_prompt(ros: list[Any]) -> None:
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+
+    ros_env.use_flavour(ros_env.available_flavours()[0])
+    with pytest.raises(InvalidParameterValueException):
+        AssistantNode(pipeline=FakePipeline(),
+                      parameter_overrides=[Parameter('prompt.examples', value=['A question without an answer?'])])
+    store = FakeStore()
+    for value, expected in ((['Who are you?', 'The robot.'], ('Who are you?', 'The robot.')), ([''], ())):
+        node = AssistantNode(pipeline=FakePipeline(), job=ros_env.FakeJob(store, ''), store=store,
+                             parameter_overrides=[Parameter('prompt.examples', value=value)])
+        ros.append(node)
+        assert node._prompt.examples == expected
+
+
 def test_launch_file_arguments_match_the_nodes() -> None:
     from tinyalign_ros.nodes.assistant_node import SPECS
 

@@ -94,7 +94,7 @@ segmenter:
     assert all(isinstance(w, float) for w in config.encoder.windows_s)
     assert config.encoder.device == 'cpu'  # untouched keys keep their defaults
     assert config.llm.threads == 1 and config.llm.model is None
-    assert config.prompt == PromptConfig('Answer briefly.', 'both', None, 'Be polite.')
+    assert config.prompt == PromptConfig('Answer briefly.', 'both', after_instruction='Be polite.')
     assert config.generation.max_new_tokens == 32 and config.generation.do_sample is True
     assert config.generation.temperature == 1.0
     assert config.generation.stop == ('\n', 'User:')

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 from fixtures.tiny_llm import build_tiny_gguf, CHAT_TEMPLATE
 import pytest
@@ -41,6 +42,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTION = 'Repeat the words.'
 AFTER = 'Now answer.'
+
+
+def bare(**fields: Any) -> PromptConfig:
+    """Build a prompt with the template's own system text and no example turns (the layout baseline)."""
+    return PromptConfig(**{'system': None, 'examples': (), **fields})
 
 
 @pytest.fixture(scope='module')
@@ -67,7 +73,7 @@ def audio_like(llm: LLM, n: int = 5, seed: int = 0) -> torch.Tensor:
 ])
 def test_instruction_sits_on_the_right_side_of_the_audio(tiny: LLM, placement: str, before_tail: str,
                                                          after_text: str) -> None:
-    prompt = PromptConfig(instruction=INSTRUCTION, placement=placement, after_instruction=AFTER)
+    prompt = bare(instruction=INSTRUCTION, placement=placement, after_instruction=AFTER)
     before_ids, after_ids = tiny.prompt_parts(prompt)
     before = decode(tiny, before_ids)
     assert before.startswith('<|im_start|>system\nYou are a tiny test assistant.<|im_end|>\n')
@@ -78,12 +84,12 @@ def test_instruction_sits_on_the_right_side_of_the_audio(tiny: LLM, placement: s
 
 
 def test_after_instruction_defaults_to_the_instruction(tiny: LLM) -> None:
-    _, after_ids = tiny.prompt_parts(PromptConfig(instruction=INSTRUCTION, placement='after'))
+    _, after_ids = tiny.prompt_parts(bare(instruction=INSTRUCTION, placement='after'))
     assert decode(tiny, after_ids).startswith(f'\n{INSTRUCTION}<|im_end|>')
 
 
 def test_audio_run_appears_verbatim_between_the_prompt_parts(tiny: LLM) -> None:
-    prompt = PromptConfig(instruction=INSTRUCTION, placement='both')
+    prompt = bare(instruction=INSTRUCTION, placement='both')
     audio = audio_like(tiny, n=7)
     inputs = tiny.build_inputs(audio, prompt)
     before_ids, after_ids = tiny.prompt_parts(prompt)
@@ -95,7 +101,7 @@ def test_audio_run_appears_verbatim_between_the_prompt_parts(tiny: LLM) -> None:
 
 
 def test_template_special_tokens_are_single_ids(tiny: LLM) -> None:
-    before_ids, after_ids = tiny.prompt_parts(PromptConfig())
+    before_ids, after_ids = tiny.prompt_parts(bare())
     start = tiny.tokenizer.convert_tokens_to_ids('<|im_start|>')
     end = tiny.tokenizer.convert_tokens_to_ids('<|im_end|>')
     # system + user turns open before the audio; the user turn closes and the assistant opens after.
@@ -113,13 +119,13 @@ def test_system_prompt_replaces_the_templates_default(tiny: LLM) -> None:
 
 
 def test_empty_instruction_adds_nothing_to_the_user_turn(tiny: LLM) -> None:
-    before_ids, after_ids = tiny.prompt_parts(PromptConfig(instruction='', placement='both'))
+    before_ids, after_ids = tiny.prompt_parts(bare(instruction='', placement='both'))
     assert decode(tiny, before_ids).endswith('<|im_start|>user\n')
     assert decode(tiny, after_ids) == '<|im_end|>\n<|im_start|>assistant\n'
 
 
 def test_text_inputs_equal_the_token_embeddings_in_the_audio_slot(tiny: LLM) -> None:
-    prompt = PromptConfig(instruction=INSTRUCTION, placement='both')
+    prompt = bare(instruction=INSTRUCTION, placement='both')
     text = 'Please turn left.'
     inputs = tiny.build_text_inputs(text, prompt)
     before_ids, after_ids = tiny.prompt_parts(prompt)
@@ -132,7 +138,7 @@ def test_text_inputs_equal_the_token_embeddings_in_the_audio_slot(tiny: LLM) -> 
 def test_special_token_text_from_the_user_cannot_close_the_turn(tiny: LLM) -> None:
     end = tiny.tokenizer.convert_tokens_to_ids('<|im_end|>')
     end_row = tiny.embedding_matrix[end]
-    inputs = tiny.build_text_inputs('stop <|im_end|> here', PromptConfig())
+    inputs = tiny.build_text_inputs('stop <|im_end|> here', bare())
     rows = [torch.equal(row, end_row) for row in inputs[0]]
     assert sum(rows) == 2  # the template's own two: system turn and user turn
     assert end in tiny.tokenize('<|im_end|>')  # template text keeps it whole
@@ -147,7 +153,7 @@ def test_without_chat_template_falls_back_to_plain_layout(tiny_llm_path: Path, t
     (folder / 'tokenizer_config.json').write_text(json.dumps(config))
     base = LLM(folder)
     assert not base.tokenizer.chat_template
-    before_ids, after_ids = base.prompt_parts(PromptConfig(instruction=INSTRUCTION, placement='before'))
+    before_ids, after_ids = base.prompt_parts(bare(instruction=INSTRUCTION, placement='before'))
     assert decode(base, before_ids) == f'{INSTRUCTION}\n'
     assert decode(base, after_ids) == '\n'
 
@@ -207,7 +213,7 @@ def plain(**settings: object) -> GenerationConfig:
 
 @pytest.fixture(scope='module')
 def prompt_embeds(tiny: LLM) -> torch.Tensor:
-    return tiny.build_inputs(audio_like(tiny, n=4, seed=3), PromptConfig(placement='both'))
+    return tiny.build_inputs(audio_like(tiny, n=4, seed=3), bare(placement='both'))
 
 
 def test_greedy_is_deterministic_and_hits_the_length_limit(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
@@ -402,7 +408,7 @@ def test_text_stream_stop_string_across_tokens() -> None:
 
 
 def test_nll_scores_exactly_the_target_positions(tiny: LLM) -> None:
-    prompt = PromptConfig(instruction=INSTRUCTION)
+    prompt = bare(instruction=INSTRUCTION)
     inputs = tiny.build_text_inputs('Bring me the red box.', prompt)
     target = tiny.tokenize('The robot picks up the red box.')
     before_ids, after_ids = tiny.prompt_parts(prompt)
@@ -417,8 +423,8 @@ def test_nll_scores_exactly_the_target_positions(tiny: LLM) -> None:
 def test_nll_depends_on_the_prompt_and_needs_no_grad(tiny: LLM) -> None:
     target = tiny.tokenize('The robot turns right.')
     with torch.enable_grad():
-        a = tiny.nll(tiny.build_text_inputs('Please turn right.', PromptConfig()), target)
-    b = tiny.nll(tiny.build_inputs(audio_like(tiny, 6), PromptConfig()), target)
+        a = tiny.nll(tiny.build_text_inputs('Please turn right.', bare()), target)
+    b = tiny.nll(tiny.build_inputs(audio_like(tiny, 6), bare()), target)
     assert all(0 < v < 20 for v in (a, b))
     assert a != b
 
@@ -462,24 +468,24 @@ def test_incomplete_model_folders_are_refused(tiny_llm_path: Path, tmp_path: Pat
 
 def test_bad_inputs_raise_clear_errors(tiny: LLM) -> None:
     with pytest.raises(LLMError, match='hidden=64'):
-        tiny.build_inputs(torch.zeros(3, 32), PromptConfig())
+        tiny.build_inputs(torch.zeros(3, 32), bare())
     with pytest.raises(LLMError, match=r'\[n, hidden\]'):
-        tiny.build_inputs(torch.zeros(0, 64), PromptConfig())
+        tiny.build_inputs(torch.zeros(0, 64), bare())
     with pytest.raises(LLMError, match='NaN'):
-        tiny.build_inputs(torch.full((2, 64), float('nan')), PromptConfig())
+        tiny.build_inputs(torch.full((2, 64), float('nan')), bare())
     with pytest.raises(LLMError, match='batch size 1'):
         tiny.generate(torch.zeros(2, 3, 64))
     with pytest.raises(LLMError, match='target_ids is empty'):
         tiny.nll(torch.zeros(1, 3, 64), [])
     with pytest.raises(LLMError, match='empty'):
-        tiny.build_text_inputs('  ', PromptConfig())
+        tiny.build_text_inputs('  ', bare())
     with pytest.raises(LLMError, match='token ids'):
         tiny.embed_ids([0, 10_000])
 
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match='placement'):
-        PromptConfig(placement='middle')
+        bare(placement='middle')
     with pytest.raises(ValueError, match='max_new_tokens'):
         GenerationConfig(max_new_tokens=0)
     with pytest.raises(ValueError, match='temperature'):
@@ -530,7 +536,7 @@ def test_gguf_converts_once_even_when_asked_concurrently(tiny: LLM, tiny_gguf: P
     assert converted.tokenizer.chat_template == CHAT_TEMPLATE
     text = 'What is the capital of France? café'
     assert converted.tokenize(text) == tiny.tokenize(text)
-    prompt = PromptConfig(placement='both')
+    prompt = bare(placement='both')
     inputs = tiny.build_text_inputs(text, prompt)
     assert torch.equal(converted.build_text_inputs(text, prompt), inputs)
     with torch.no_grad():
@@ -601,7 +607,7 @@ def smollm() -> LLM:
 
 @pytest.mark.real
 def test_smollm_answers_a_simple_question(smollm: LLM) -> None:
-    inputs = smollm.build_text_inputs('What is the capital of France?', PromptConfig())
+    inputs = smollm.build_text_inputs('What is the capital of France?', bare())
     result = smollm.generate(inputs, GenerationConfig(max_new_tokens=30))
     print(f'answer: {result.text!r} ({result.n_tokens} tokens, {result.total_s:.2f} s)')
     assert 'Paris' in result.text
@@ -610,7 +616,7 @@ def test_smollm_answers_a_simple_question(smollm: LLM) -> None:
 
 @pytest.mark.real
 def test_smollm_stops_a_loop_it_would_otherwise_repeat_to_the_limit(smollm: LLM) -> None:
-    inputs = smollm.build_text_inputs('but but but but but but', PromptConfig())
+    inputs = smollm.build_text_inputs('but but but but but but', bare())
     looping = smollm.generate(inputs, plain(max_new_tokens=40))
     assert looping.stopped_by == 'length' and llm_module.loop_start(looping.token_ids, 3) is not None
     controlled = smollm.generate(inputs, GenerationConfig(max_new_tokens=40), question_tokens=6)
@@ -620,7 +626,7 @@ def test_smollm_stops_a_loop_it_would_otherwise_repeat_to_the_limit(smollm: LLM)
 
 @pytest.mark.real
 def test_smollm_prompt_uses_its_chat_markers(smollm: LLM) -> None:
-    before_ids, after_ids = smollm.prompt_parts(PromptConfig())
+    before_ids, after_ids = smollm.prompt_parts(bare())
     start = smollm.tokenizer.convert_tokens_to_ids('<|im_start|>')
     end = smollm.tokenizer.convert_tokens_to_ids('<|im_end|>')
     assert before_ids[0] == start and after_ids[0] == end and after_ids.count(start) == 1
@@ -656,3 +662,43 @@ def test_smollm_loads_from_the_cache_fast_and_small(smollm: LLM) -> None:
     assert numbers['load_s'] < 15
     assert numbers['rss_load_mb'] < 1000
     assert numbers['rss_generate_mb'] < 1100
+
+
+# ------------------------------------------------------------------ example turns
+
+
+def test_example_turns_come_between_the_system_prompt_and_the_users_turn(tiny: LLM) -> None:
+    prompt = PromptConfig(system='Be brief.', examples=('Who are you?', 'A robot.', 'Stop.', 'Stopping.'),
+                          instruction=INSTRUCTION)
+    before = decode(tiny, tiny.prompt_parts(prompt)[0])
+    assert before == ('<|im_start|>system\nBe brief.<|im_end|>\n'
+                      '<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\nA robot.<|im_end|>\n'
+                      '<|im_start|>user\nStop.<|im_end|>\n<|im_start|>assistant\nStopping.<|im_end|>\n'
+                      f'<|im_start|>user\n{INSTRUCTION}\n')
+    # the audio (or text) still follows the instruction of the last user turn, and nothing else moves
+    assert tiny.prompt_parts(prompt)[1] == tiny.prompt_parts(bare(instruction=INSTRUCTION))[1]
+
+
+def test_the_default_prompt_tells_the_role_and_shows_examples(tiny: LLM) -> None:
+    before = decode(tiny, tiny.prompt_parts(PromptConfig())[0])
+    assert before.startswith(f'<|im_start|>system\n{PromptConfig().system}<|im_end|>\n')
+    for turn in PromptConfig().examples:
+        assert f'\n{turn}<|im_end|>\n' in before
+
+
+@pytest.mark.parametrize('examples', [('Only a question?',), ('Q?', ''), ('Q?', 'A.', '  ', 'B.')])
+def test_example_turns_must_pair_up(examples: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match='even number'):
+        PromptConfig(examples=examples)
+
+
+def test_example_turns_in_the_plain_layout_of_a_base_model(tiny_llm_path: Path, tmp_path: Path) -> None:
+    folder = tmp_path / 'base_model'
+    shutil.copytree(tiny_llm_path, folder)
+    (folder / 'chat_template.jinja').unlink()
+    config = json.loads((folder / 'tokenizer_config.json').read_text())
+    config.pop('chat_template', None)
+    (folder / 'tokenizer_config.json').write_text(json.dumps(config))
+    base = LLM(folder)
+    prompt = PromptConfig(system='Be brief.', examples=('Who are you?', 'A robot.'), instruction=INSTRUCTION)
+    assert decode(base, base.prompt_parts(prompt)[0]) == f'Be brief.\nWho are you?\nA robot.\n{INSTRUCTION}\n'

@@ -44,7 +44,9 @@ from .llm import GenerationConfig, LLM, PromptConfig
 from .metrics import wer
 from .projector import Projector
 
-REPEAT_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before')
+# The template's own system prompt and no example turns: a copying task, not the assistant's answering style.
+REPEAT_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before', system=None,
+                             examples=())
 READINGS = ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade', 'nll')
 
 

@@ -54,23 +54,49 @@ WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth')
 # Configuration and results
 
 
+# What the assistant is, said once before every exchange. A 135M-parameter LLM answers more questions
+# and more briefly when told its role and shown two questions and a command answered in one sentence
+# (docs/results.md, "The prompt"). The examples are deliberately far from the packaged question sets;
+# the garbled one teaches it to ask again instead of echoing an example (or claiming an action) when it
+# cannot make sense of what it heard.
+ROBOT_SYSTEM = 'You are the voice assistant of a robot. Answer the question in one short sentence.'
+ROBOT_EXAMPLES = (
+    'Who invented the telephone?', 'Alexander Graham Bell invented the telephone.',
+    'How many players are on a soccer team?', 'A soccer team has eleven players.',
+    'Please turn on the lights.', 'Okay, I am turning on the lights.',
+    'Grey the quickly under of sing?', 'Sorry, I did not understand. Could you say that again?',
+)
+
+
 @dataclass
 class PromptConfig:
     """
     How the instruction is injected around the audio (or user text) inside the user turn.
 
     ``after_instruction`` is the text placed after the audio when placement is 'after' or 'both';
-    it defaults to ``instruction``. ``system`` replaces the template's default system prompt.
+    it defaults to ``instruction``. ``system`` replaces the template's default system prompt (None:
+    keep the template's own). ``examples`` are earlier turns shown before the user's, alternating
+    user and assistant text (an even number of strings; empty: none): they set the answers' style.
     """
 
     instruction: str = 'Answer the question that follows.'
     placement: str = 'before'
-    system: str | None = None
+    system: str | None = ROBOT_SYSTEM
     after_instruction: str | None = None
+    examples: tuple[str, ...] = ROBOT_EXAMPLES
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
             raise ValueError(f'placement must be one of {PLACEMENTS}, got {self.placement!r}')
+        self.examples = tuple(self.examples)
+        if len(self.examples) % 2 or any(not isinstance(t, str) or not t.strip() for t in self.examples):
+            raise ValueError('prompt examples alternate user and assistant turns: an even number of '
+                             f'non-empty strings, got {len(self.examples)}')
+
+    @property
+    def turns(self) -> list[tuple[str, str]]:
+        """Return the example exchanges as (user, assistant) pairs."""
+        return list(zip(self.examples[::2], self.examples[1::2]))
 
     @property
     def before_text(self) -> str:
@@ -430,9 +456,9 @@ class LLM:
         newline. Without a chat template (a base model) the layout is plain text:
         ``[system\n][instruction\n]<content>[\nafter_instruction]\n``.
         """
-        key = (prompt.instruction, prompt.placement, prompt.system, prompt.after_instruction)
+        key = (prompt.instruction, prompt.placement, prompt.system, prompt.after_instruction, prompt.examples)
         if key not in self._parts_cache:
-            before, after = self._render_around_placeholder(prompt.system)
+            before, after = self._render_around_placeholder(prompt.system, prompt.turns)
             if prompt.before_text:
                 before += prompt.before_text + '\n'
             if prompt.after_text:
@@ -441,10 +467,14 @@ class LLM:
         before_ids, after_ids = self._parts_cache[key]
         return list(before_ids), list(after_ids)
 
-    def _render_around_placeholder(self, system: str | None) -> tuple[str, str]:
+    def _render_around_placeholder(self, system: str | None,
+                                   turns: Sequence[tuple[str, str]] = ()) -> tuple[str, str]:
         if not getattr(self.tokenizer, 'chat_template', None):
-            return ((system + '\n') if system else ''), '\n'
+            lines = ([system] if system else []) + [line for turn in turns for line in turn]
+            return ''.join(line + '\n' for line in lines), '\n'
         messages = ([{'role': 'system', 'content': system}] if system else [])
+        for user, assistant in turns:
+            messages += [{'role': 'user', 'content': user}, {'role': 'assistant', 'content': assistant}]
         messages.append({'role': 'user', 'content': PLACEHOLDER})
         rendered = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         if rendered.count(PLACEHOLDER) != 1:

@@ -250,7 +250,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               'Instruction injected around the audio. Runtime-changeable.', read_only=False),
     ParamSpec('prompt.placement', 'before', 'Where the instruction goes: before, after or both the audio.',
               choices=('before', 'after', 'both')),
-    ParamSpec('prompt.system', '', "System prompt; empty = the chat template's default."),
+    ParamSpec('prompt.system', PromptConfig().system, "System prompt; empty = the chat template's default."),
+    ParamSpec('prompt.examples', list(PromptConfig().examples), 'Example turns shown before each utterance, '
+              'alternating user and assistant text (an even number); [""] = none.'),
     ParamSpec('generation.max_new_tokens', 64, 'Longest answer in tokens. Runtime-changeable.',
               read_only=False, int_range=(1, 1024)),
     ParamSpec('generation.do_sample', False, 'Sample instead of greedy decoding.'),
@@ -345,6 +347,11 @@ def check_parameter(name: str, value: Any) -> str | None:
     if name == 'prompt.instruction':
         if not value.strip():
             return 'prompt.instruction must not be empty'
+    if name == 'prompt.examples':
+        turns = [t for t in value if t]
+        if len(turns) % 2 or any(not t.strip() or len(t) > MAX_INSTRUCTION_CHARS for t in turns):
+            return ('prompt.examples alternates user and assistant text: an even number of non-empty strings '
+                    f'of at most {MAX_INSTRUCTION_CHARS} characters ([""] = none)')
     if name == 'generation.max_new_tokens' and not 1 <= value <= 1024:
         return 'generation.max_new_tokens must be 1..1024'
     if name in ('audio.topic', 'audio.info_topic') and (value or name == 'audio.topic') \
@@ -554,7 +561,8 @@ class AssistantNode(LifecycleNode):
         self._stop = threading.Event()
         self._configure_error = None
         self._prompt = PromptConfig(instruction=p('prompt.instruction'), placement=p('prompt.placement'),
-                                    system=p('prompt.system') or None)
+                                    system=p('prompt.system') or None,
+                                    examples=tuple(t for t in p('prompt.examples') if t))
         self._generation = GenerationConfig(
             max_new_tokens=p('generation.max_new_tokens'), do_sample=p('generation.do_sample'),
             temperature=p('generation.temperature'), top_p=p('generation.top_p'),
