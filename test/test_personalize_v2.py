@@ -30,6 +30,7 @@ import json
 import math
 from pathlib import Path
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -39,8 +40,10 @@ from tinyalign_ros import enrollment, routing
 from tinyalign_ros.adapter import load_adapter, read_metadata
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.personalization import config as pz_config, gate as pz_gate, job as pz_job, lora as pz_lora
+from tinyalign_ros.personalization.api import PersonalizeRequest, SOURCE_FOLDER
 from tinyalign_ros.personalization.config import PersonalizeConfig, PersonalizeError
 from tinyalign_ros.personalization.job import Models, PersonalizationJob
+from tinyalign_ros.personalization.progress import Reporter
 from tinyalign_ros.personalization.store import AdapterStore
 from tinyalign_ros.projector import Projector
 from tinyalign_ros.training import config as tr_config, trainer as tr
@@ -366,9 +369,22 @@ def test_select_prompts_prefers_new_sounds() -> None:
 
 def test_config_rejects_bad_v2_settings() -> None:
     for bad in ({'anchor': -1.0}, {'augment_views': -1}, {'dev_items': -2}, {'eval_every': 0}, {'probe_s': 0.0},
-                {'method': 'everything'}):
+                {'method': 'everything'}, {'dtype': 'fp8'}):
         with pytest.raises(PersonalizeError):
             PersonalizeConfig(**bad)
+
+
+def test_personalization_trains_on_the_llms_device(tmp_path: Path) -> None:
+    """A robot whose LLM is on its GPU personalizes there; a CPU assistant trains on the CPU."""
+    import torch
+
+    for device, expected in ((torch.device('cpu'), 'cpu'), (torch.device('cuda', 0), 'cuda')):
+        llm = type('FakeLLM', (), {'device': device})()
+        job = PersonalizationJob(Models(None, llm, None, None), AdapterStore(tmp_path / expected),
+                                 PersonalizeConfig(dtype='bfloat16'))
+        run = pz_job._Run(job, PersonalizeRequest(operator_id='ann', source=SOURCE_FOLDER), Reporter(lambda _p: None), threading.Event())
+        train_config = run._make_train_config(1e-3, 10.0, False)
+        assert (train_config.device, train_config.dtype) == (expected, 'bfloat16')
 
 
 def test_the_job_offers_the_enrollment_prompts(models: Models, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..augment import AugmentConfig
+from ..device import DTYPES
 from ..strict import build
 
 
@@ -102,6 +103,9 @@ class PersonalizeConfig:
     # LLM reading (``wer_repeat``) is computed only for runs the fast readings accept, or when it is
     # the gate metric.
     score_cache: bool = True
+    # Autocast precision of the training steps (TrainConfig.dtype): float32 = off, the CPU default;
+    # bfloat16 or float16 on a GPU. Training runs on the LLM's device.
+    dtype: str = 'float32'
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -125,6 +129,8 @@ class PersonalizeConfig:
             raise PersonalizeError('max_train_s and max_total_s must be positive seconds')
         if self.holdout is not None and self.holdout < 1:
             raise PersonalizeError(f'holdout must be >= 1 utterance, got {self.holdout}')
+        if self.dtype not in DTYPES:
+            raise PersonalizeError(f'dtype must be one of {list(DTYPES)}, got {self.dtype!r}')
         if self.anchor < 0:
             raise PersonalizeError(f'anchor must be >= 0, got {self.anchor}')
         if int(self.eval_every) < 1 or int(self.patience) < 1:

@@ -693,7 +693,13 @@ class _Run:
                            val_items=0, eval_every=cfg.eval_every if validate else 10 ** 9,
                            patience=cfg.patience, time_mask=cfg.time_mask, feature_dropout=cfg.feature_dropout,
                            seed=cfg.seed, anchor=cfg.anchor, schedule_by_time=cfg.schedule_by_time,
-                           negatives=cfg.train_negatives, hard_negatives=cfg.hard_negatives)
+                           negatives=cfg.train_negatives, hard_negatives=cfg.hard_negatives,
+                           device=self._train_device(), dtype=cfg.dtype)
+
+    def _train_device(self) -> str:
+        """Train where the LLM runs: a robot whose assistant is on its GPU personalizes there too."""
+        device = getattr(getattr(self.job.models, 'llm', None), 'device', None)
+        return 'cuda' if getattr(device, 'type', 'cpu') == 'cuda' else 'cpu'
 
     def _choose_lr(self, start: Projector, mix: list[Example], dev: list[Example], encoder: WhisperEncoder,
                    llm: Any) -> tuple[float, list[dict[str, float]]]:

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
+from ..device import DeviceError, DEVICES, resolve_device
 from ..strict import build
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
-DEVICES = ('cpu', 'cuda', 'auto')
 # Autocast precisions: float32 means autocast off (the numbers of a CPU run stay bit-for-bit those
 # of the code before devices were configurable).
 DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
@@ -98,17 +98,17 @@ def resolve_train_device(name: str, local_rank: int = 0) -> torch.device:
     """
     Return the torch device a ``TrainConfig.device`` setting names on this machine.
 
-    ``auto`` is CUDA when present, else the CPU. A CUDA run under torchrun takes the GPU of its
+    ``auto`` is CUDA when present, else the CPU (:func:`tinyalign_ros.device.resolve_device`, the
+    same rule and message as inference). A CUDA run under torchrun takes the GPU of its
     ``local_rank``, so the processes of one node never share a GPU. Asking for CUDA where there is
     none is an error, not a silent fall back to a run 50x slower.
     """
-    if name not in DEVICES:
-        raise TrainError(f'device must be one of {DEVICES}, got {name!r}')
-    if name == 'cpu' or (name == 'auto' and not torch.cuda.is_available()):
+    try:
+        kind = resolve_device(name, 'device')
+    except DeviceError as exc:
+        raise TrainError(str(exc)) from exc
+    if kind == 'cpu':
         return torch.device('cpu')
-    if not torch.cuda.is_available():
-        raise TrainError('device cuda was asked for, but torch sees no CUDA GPU '
-                         f'(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu')
     count = torch.cuda.device_count()
     if local_rank >= count:
         raise TrainError(f'local rank {local_rank} needs GPU {local_rank}, but this node has {count}; '
