@@ -596,7 +596,7 @@ def test_progress_never_moves_back_within_a_phase() -> None:
 
 
 def test_progress_keeps_coming_during_a_long_call(models: Models, operator_data: Path, work_dir: Path,
-                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = pz_job.evaluate
     calls = []
 

@@ -382,7 +382,8 @@ def test_personalization_trains_on_the_llms_device(tmp_path: Path) -> None:
         llm = type('FakeLLM', (), {'device': device})()
         job = PersonalizationJob(Models(None, llm, None, None), AdapterStore(tmp_path / expected),
                                  PersonalizeConfig(dtype='bfloat16'))
-        run = pz_job._Run(job, PersonalizeRequest(operator_id='ann', source=SOURCE_FOLDER), Reporter(lambda _p: None), threading.Event())
+        run = pz_job._Run(job, PersonalizeRequest(operator_id='ann', source=SOURCE_FOLDER), Reporter(lambda _p: None),
+                          threading.Event())
         train_config = run._make_train_config(1e-3, 10.0, False)
         assert (train_config.device, train_config.dtype) == (expected, 'bfloat16')
 
