@@ -35,6 +35,7 @@ import json
 from pathlib import Path
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +71,12 @@ def run_memory(data: Path) -> None:
 def run_latency(repeats: int) -> None:
     subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_latency.py'), '--repeats', str(repeats),
                     '--json-out', str(OUT / 'latency.json')], check=True)
+    # The same with the LLM in float32 (the default before bfloat16), right after: the precision's cost.
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / 'float32.yaml'
+        config.write_text('llm:\n  dtype: float32\n')
+        subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_latency.py'), '--repeats', str(repeats),
+                        '--config', str(config), '--json-out', str(OUT / 'latency_float32.json')], check=True)
 
 
 def plot_memory(plt: Any) -> None:
