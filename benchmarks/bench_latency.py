@@ -30,7 +30,6 @@ lasts the target length, then padded or trimmed at the edges to exactly that len
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from pathlib import Path
@@ -39,6 +38,7 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+from tinyalign_ros.durable import write_json
 
 SAMPLE_RATE = 16000
 LENGTHS_S = (1.0, 3.0, 5.0, 10.0)
@@ -206,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result['table_markdown'] = table
     print(table, flush=True)
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=2) + '\n', encoding='utf-8')
+        write_json(args.json_out, result)
     return 0
 
 

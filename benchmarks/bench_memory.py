@@ -48,6 +48,8 @@ import tempfile
 import time
 from typing import Any, Sequence
 
+from tinyalign_ros.durable import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / 'shared' / 'data'
 PY = sys.executable
@@ -624,8 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result['jetson'] = {'whisper': whisper, 'llm': llms, 'training_step': train, 'rows': rows}
         print(jetson_table(rows), flush=True)
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=2) + '\n', encoding='utf-8')
+        write_json(args.json_out, result)
     return 0
 
 

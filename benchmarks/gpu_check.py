@@ -39,6 +39,8 @@ import tempfile
 import time
 from typing import Any
 
+from tinyalign_ros.durable import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'docs' / 'benchmarks' / 'gpu.json'
 
@@ -174,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + '\n', encoding='utf-8')
+    write_json(args.out, results)
     print(f'gpu_check: wrote {args.out}')
     failed = [name for name in ('cuda_tests', 'align') if results[name]['rc'] != 0]
     if failed:

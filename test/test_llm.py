@@ -144,14 +144,19 @@ def test_special_token_text_from_the_user_cannot_close_the_turn(tiny: LLM) -> No
     assert end in tiny.tokenize('<|im_end|>')  # template text keeps it whole
 
 
-def test_without_chat_template_falls_back_to_plain_layout(tiny_llm_path: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def base(tiny_llm_path: Path, tmp_path: Path) -> LLM:
+    """Load the tiny model without its chat template, the way a model that is not instruction-tuned comes."""
     folder = tmp_path / 'base_model'
     shutil.copytree(tiny_llm_path, folder)
     (folder / 'chat_template.jinja').unlink()
     config = json.loads((folder / 'tokenizer_config.json').read_text())
     config.pop('chat_template', None)
     (folder / 'tokenizer_config.json').write_text(json.dumps(config))
-    base = LLM(folder)
+    return LLM(folder)
+
+
+def test_without_chat_template_falls_back_to_plain_layout(base: LLM) -> None:
     assert not base.tokenizer.chat_template
     before_ids, after_ids = base.prompt_parts(bare(instruction=INSTRUCTION, placement='before'))
     assert decode(base, before_ids) == f'{INSTRUCTION}\n'
@@ -692,13 +697,6 @@ def test_example_turns_must_pair_up(examples: tuple[str, ...]) -> None:
         PromptConfig(examples=examples)
 
 
-def test_example_turns_in_the_plain_layout_of_a_base_model(tiny_llm_path: Path, tmp_path: Path) -> None:
-    folder = tmp_path / 'base_model'
-    shutil.copytree(tiny_llm_path, folder)
-    (folder / 'chat_template.jinja').unlink()
-    config = json.loads((folder / 'tokenizer_config.json').read_text())
-    config.pop('chat_template', None)
-    (folder / 'tokenizer_config.json').write_text(json.dumps(config))
-    base = LLM(folder)
+def test_example_turns_in_the_plain_layout_of_a_base_model(base: LLM) -> None:
     prompt = PromptConfig(system='Be brief.', examples=('Who are you?', 'A robot.'), instruction=INSTRUCTION)
     assert decode(base, base.prompt_parts(prompt)[0]) == f'Be brief.\nWho are you?\nA robot.\n{INSTRUCTION}\n'

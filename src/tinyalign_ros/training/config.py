@@ -26,13 +26,10 @@ from typing import Any
 
 import torch
 
-from ..device import DeviceError, DEVICES, resolve_device
+from ..device import DeviceError, DEVICES, DTYPES, resolve_device, resolve_dtype
 from ..strict import build
 
 OBJECTIVES = ('ctc', 'slots', 'ce')
-# Autocast precisions: float32 means autocast off (the numbers of a CPU run stay bit-for-bit those
-# of the code before devices were configurable).
-DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 
 
 class TrainError(RuntimeError):
@@ -71,7 +68,9 @@ class TrainConfig:
     # steps alone, so a run is reproducible whatever the machine's load (the time budget still stops it).
     schedule_by_time: bool = True
     device: str = 'cpu'  # cpu | cuda | auto (cuda when present); under torchrun each rank uses its LOCAL_RANK GPU
-    dtype: str = 'float32'  # autocast precision of the forward: float32 (off) | float16 | bfloat16
+    # Autocast precision of the forward: float32 (off: a CPU run's numbers stay those of the code before
+    # devices were configurable) | float16 | bfloat16.
+    dtype: str = 'float32'
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -85,7 +84,7 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise TrainError(f'device must be one of {DEVICES}, got {self.device!r}')
         if self.dtype not in DTYPES:
-            raise TrainError(f'dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}')
+            raise TrainError(f'dtype must be one of {DTYPES}, got {self.dtype!r}')
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -124,9 +123,9 @@ def resolve_train_dtype(name: str, device: torch.device) -> torch.dtype:
     (a CUDA-only tool) small float16 gradients would underflow to zero.
     """
     if name not in DTYPES:
-        raise TrainError(f'dtype must be one of {tuple(DTYPES)}, got {name!r}')
+        raise TrainError(f'dtype must be one of {DTYPES}, got {name!r}')
     if name == 'float16' and device.type != 'cuda':
         raise TrainError('dtype float16 needs a CUDA device (use bfloat16 on the CPU)')
     if name == 'bfloat16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
         raise TrainError(f'{torch.cuda.get_device_name(device)} does not support bfloat16; use float16')
-    return DTYPES[name]
+    return resolve_dtype(name)
