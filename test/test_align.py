@@ -132,3 +132,45 @@ def test_align_refuses_an_adapter_for_other_models(tiny_whisper_path: Path, tiny
     with pytest.raises(AdapterError, match='made for llm'):
         align(Path('unused.txt'), work, tmp_path / 'out', encoder, llm, _recipe(), TrainConfig(max_steps=1),
               log=lambda _msg: None, progress=False, init=foreign)
+
+
+def test_a_second_round_adds_new_utterances_and_keeps_the_first(tmp_path: Path) -> None:
+    """
+    Rounds of the mix: round 0 is the corpus a one-round recipe makes (same files, same order), a
+    second round adds a different draw of the training split, and nothing held out is drawn.
+    """
+    from dataclasses import replace
+
+    from tinyalign_ros.data import load_dataset
+    from tinyalign_ros.training.align import build_corpora
+
+    TRAIN_MORE = {source: [f'{text[:-1]} number {k}.' for text in texts for k in range(4)]
+                  for source, texts in TRAIN.items()}
+    one, two = tmp_path / 'one', tmp_path / 'two'
+    for work in (one, two):
+        _text_corpus(work)
+        for source, texts in TRAIN_MORE.items():
+            (work / 'corpus' / 'text' / f'{source}.train.txt').write_text('\n'.join(texts) + '\n')
+    recipe = replace(_recipe(), n_test=1)
+    first, _ = build_corpora(Path('unused.txt'), one / 'corpus', recipe, progress=False, log=lambda _m: None)
+    both, _ = build_corpora(Path('unused.txt'), two / 'corpus', replace(recipe, rounds=[0, 1]), progress=False,
+                            log=lambda _m: None)
+    assert len(first) == 1 and len(both) == 2
+
+    def read(manifests: list[Path]) -> list[tuple[str, str, str]]:
+        return [(item.text or "", str(item.meta.get("voice")), Path(item.audio).name)
+                for m in manifests for item in load_dataset(m)]
+
+    assert read(both[0]) == read(first[0])  # round 0 unchanged by a following round
+    assert all(m.parent.name.endswith('.r1') for m in both[1])
+    assert read(both[1]) != read(both[0])  # a new draw of sentences, voices and conditions
+    held = {s for texts in HELD.values() for s in texts}
+    assert not held & {text for text, _, _ in read(both[1])}
+
+
+def test_the_recipe_refuses_bad_rounds(tmp_path: Path) -> None:
+    bad = tmp_path / 'bad.yaml'
+    for rounds in ('[]', '[0, 0]', '[-1]'):
+        bad.write_text(f'recipe:\n  rounds: {rounds}\n')
+        with pytest.raises(RecipeError, match='rounds'):
+            load_recipe(bad)

@@ -89,6 +89,11 @@ class AlignRecipe:
     n_test: int = _default('recipe', 'n_test')  # utterances per held-out family
     n_eval: int = _default('recipe', 'n_eval')  # of which scored at the end
     seed: int = _default('recipe', 'seed')
+    # Draws of the training mix. Each round is a new seeded sample of sentences (from the same
+    # training split: the held-out sentences and voices stay held out), voices, rates, pitches and
+    # conditions; round 0 is the first adapter's corpus, so a run with [0, 1] reuses its audio and
+    # features and adds as many new utterances again.
+    rounds: list[int] = _default('recipe', 'rounds')
     max_train_utterances: int | None = None  # use only the first N synthesized utterances
     score_cascade: bool = True  # also transcribe the held-out sets with Whisper (slow, the same every run)
 
@@ -96,6 +101,11 @@ class AlignRecipe:
 # The held-out families: unseen espeak-ng voices (clean), the unseen engine (festival, clean), and
 # held-out commands in noise and rooms spoken by both (the robot's everyday condition).
 NOISY = AugmentConfig(p_clean=0.0, p_noise=1.0, snr_db=(5.0, 20.0), p_reverb=0.6, p_gain=0.3, p_band=0.2)
+
+
+# Seed offset between rounds of the training mix (larger than any source index, so no two
+# (round, source) pairs share a seed).
+ROUND_SEED_STEP = 1000
 
 
 class RecipeError(ValueError):
@@ -131,28 +141,33 @@ def load_recipe(path: str | Path | None = None) -> tuple[AlignRecipe, dict[str, 
         recipe = AlignRecipe(**(data.get('recipe') or {}))
     except (TypeError, ValueError, TrainError) as error:
         raise RecipeError(f'{path}: {error}') from error
+    if not recipe.rounds or len(set(recipe.rounds)) != len(recipe.rounds) or min(recipe.rounds) < 0:
+        raise RecipeError(f'{path}: rounds must be distinct non-negative integers, got {recipe.rounds}')
     return recipe, train_, projector
 
 
-def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int = 2,
-                  progress: bool = True, log: Callable[[str], None] = print) -> tuple[list[Path], dict[str, Path]]:
+def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int = 2, progress: bool = True,
+                  log: Callable[[str], None] = print) -> tuple[list[list[Path]], dict[str, Path]]:
     """
     Build the text corpus and synthesize (or reuse) the training mix and the held-out families.
 
-    Returns the training manifests (one per text source) and the held-out manifests by family.
+    Returns the training manifests (per round, one per text source) and the held-out manifests by family.
     """
     text_dir = work_dir / 'text'
     if not (text_dir / 'summary.json').is_file():
         build_corpus(text_dir, text, CorpusConfig(seed=recipe.seed), log=log)
-    train_manifests = []
-    for k, (source, n) in enumerate(sorted(recipe.mix.items())):
-        if n <= 0:
-            continue
-        sentences = read_corpus(text_dir, source, 'train')
-        train_manifests.append(Path(synthesize_corpus(
-            sentences, work_dir / 'train' / source, list(recipe.train_voices), rates=recipe.train_rates,
-            pitches=recipe.train_pitches, n=n, seed=recipe.seed + 100 + k, workers=workers, progress=progress,
-            augment_config=AugmentConfig() if recipe.augment else None)))
+    train_manifests: list[list[Path]] = []
+    for round_ in recipe.rounds:
+        train_manifests.append([])
+        for k, (source, n) in enumerate(sorted(recipe.mix.items())):
+            if n <= 0:
+                continue
+            sentences = read_corpus(text_dir, source, 'train')
+            folder = source if round_ == 0 else f'{source}.r{round_}'
+            train_manifests[-1].append(Path(synthesize_corpus(
+                sentences, work_dir / 'train' / folder, list(recipe.train_voices), rates=recipe.train_rates,
+                pitches=recipe.train_pitches, n=n, seed=recipe.seed + 100 + k + ROUND_SEED_STEP * round_,
+                workers=workers, progress=progress, augment_config=AugmentConfig() if recipe.augment else None)))
     held = _heldout_sentences(text_dir, recipe.seed)
     commands = read_corpus(text_dir, 'commands', 'heldout')
     families = {
@@ -209,9 +224,14 @@ def align(text: Path, work_dir: Path, out: Path, encoder: WhisperEncoder, llm: L
     train_manifests, test_manifests = dist.broadcast_object(manifests)
     t_synth = time.perf_counter() - start
     # Interleave the sources (a seeded shuffle): the first items are validated on and encoded
-    # first, and any prefix of the list (--max-utterances) is a sample of the whole mix.
-    train_items = [item for m in train_manifests for item in load_dataset(m)]
-    random.Random(recipe.seed).shuffle(train_items)
+    # first, and any prefix of the list (--max-utterances) is a sample of the whole mix. Each round
+    # is shuffled on its own and the rounds follow each other, so the first round's order (and its
+    # validation items, never trained on) is the same whatever rounds follow.
+    train_items = []
+    for manifests_of_round in train_manifests:
+        items = [item for m in manifests_of_round for item in load_dataset(m)]
+        random.Random(recipe.seed).shuffle(items)
+        train_items.extend(items)
     train_items = train_items[: recipe.max_train_utterances]
     test_sets = {family: load_dataset(m)[: recipe.n_eval] for family, m in test_manifests.items()}
     log(f'corpus: {len(train_items)} training utterances, held out: '
