@@ -136,8 +136,10 @@ def test_align_refuses_an_adapter_for_other_models(tiny_whisper_path: Path, tiny
 
 def test_a_second_round_adds_new_utterances_and_keeps_the_first(tmp_path: Path) -> None:
     """
-    Rounds of the mix: round 0 is the corpus a one-round recipe makes (same files, same order), a
-    second round adds a different draw of the training split, and nothing held out is drawn.
+    Check that round 0 stays the one-round corpus and a second round adds a new draw.
+
+    Round 0 is the corpus a one-round recipe makes (same files, same order); a second round adds a
+    different draw of the training split, and nothing held out is drawn.
     """
     from dataclasses import replace
 
@@ -158,7 +160,7 @@ def test_a_second_round_adds_new_utterances_and_keeps_the_first(tmp_path: Path) 
     assert len(first) == 1 and len(both) == 2
 
     def read(manifests: list[Path]) -> list[tuple[str, str, str]]:
-        return [(item.text or "", str(item.meta.get("voice")), Path(item.audio).name)
+        return [(item.text or '', str(item.meta.get('voice')), Path(item.audio).name)
                 for m in manifests for item in load_dataset(m)]
 
     assert read(both[0]) == read(first[0])  # round 0 unchanged by a following round
