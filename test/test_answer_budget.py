@@ -64,3 +64,11 @@ def test_the_budget_follows_what_each_mode_heard(encoder: WhisperEncoder, llm: L
     assert aligned.n_audio_tokens > 0 and cascade.transcript
     n_heard = len(llm.tokenize(cascade.transcript))
     assert seen == [(aligned.n_audio_tokens, aligned.n_audio_tokens), (n_heard, n_heard)]
+    # auto mode budgets by the path that answered, whichever it is
+    seen.clear()
+    pipeline.set_route_threshold(0.0)  # every utterance is sure enough for the aligned path
+    routed_aligned = pipeline.respond(speech, mode='auto')
+    pipeline.set_route_threshold(1.5)  # none is
+    routed_cascade = pipeline.respond(speech, mode='auto')
+    assert (routed_aligned.mode, routed_cascade.mode) == ('aligned', 'cascade')
+    assert seen == [(aligned.n_audio_tokens, aligned.n_audio_tokens), (n_heard, n_heard)]

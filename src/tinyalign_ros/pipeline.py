@@ -221,7 +221,7 @@ class Pipeline:
                                       stopped_by='eos', truncated=False)
         else:
             # The answer budget follows the question's length: audio positions or transcript tokens.
-            question = n_audio if mode == 'aligned' else len(self.llm.tokenize(transcript or ''))
+            question = n_audio if path == 'aligned' else len(self.llm.tokenize(transcript or ''))
             result = self.llm.generate(inputs, generation, on_token=on_token, question_tokens=question)
         end = time.perf_counter()
         latency = {
