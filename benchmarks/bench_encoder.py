@@ -27,7 +27,6 @@ Usage: PYTHONPATH=src python benchmarks/bench_encoder.py [--data DIR] [--repeats
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 import platform
@@ -40,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'src'))
 
+from tinyalign_ros.durable import write_json  # noqa: E402
 from tinyalign_ros.encoder import SAMPLE_RATE, WhisperEncoder, WindowPolicy  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get('TINYALIGN_SHARED_DATA', ROOT.parent / 'shared' / 'data')) / 'ljspeech'
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         'lengths': rows,
         'batch': batch,
     }
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json_out.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(result, indent=2) + '\n')
-    os.replace(tmp, args.json_out)
+    write_json(args.json_out, result)
     print(f'wrote {args.json_out}')
     return 0
 

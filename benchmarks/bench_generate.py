@@ -34,6 +34,7 @@ from pathlib import Path
 import statistics
 import time
 
+from tinyalign_ros.durable import write_json
 from tinyalign_ros.llm import GenerationConfig, LLM, PromptConfig
 from tinyalign_ros.qa import load_set
 import torch
@@ -89,7 +90,7 @@ def main() -> None:
     summary['threads'] = args.threads
     print(json.dumps(summary, indent=1))
     if args.out:
-        args.out.write_text(json.dumps(summary, indent=1) + '\n')
+        write_json(args.out, summary, indent=1)
 
 
 if __name__ == '__main__':

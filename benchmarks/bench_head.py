@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 from tinyalign_ros.adapter import load_adapter
+from tinyalign_ros.durable import write_json
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.pipeline import BASE_ADAPTER
 import torch
@@ -69,8 +70,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.json_out:
-        args.json_out.write_text(json.dumps({'adapter': meta.get('adapter_id'), 'threads': 1, 'rows': rows},
-                                            indent=2) + '\n')
+        write_json(args.json_out, {'adapter': meta.get('adapter_id'), 'threads': 1, 'rows': rows})
 
 
 if __name__ == '__main__':

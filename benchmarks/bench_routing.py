@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from tinyalign_ros.audio import load_audio
 from tinyalign_ros.config import AssistantConfig
+from tinyalign_ros.durable import write_json
 from tinyalign_ros.llm import GenerationConfig
 from tinyalign_ros.metrics import normalize_text, wer
 from tinyalign_ros.pipeline import Pipeline
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
            'voices': [f'{e}:{v}' for e, v in VOICES], 'max_new_tokens': args.max_new_tokens,
            'summary': summary, 'rows': rows, 'measured': time.strftime('%Y-%m-%d %H:%M')}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + '\n', encoding='utf-8')
+    write_json(args.out, out, indent=1)
     print(json.dumps(summary, indent=1))
     return 0
 

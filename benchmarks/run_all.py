@@ -38,6 +38,8 @@ import sys
 import tempfile
 from typing import Any
 
+from tinyalign_ros.durable import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / 'docs' / 'benchmarks'
 PY = sys.executable
@@ -60,7 +62,7 @@ def run_train_cost(shapes: list[str]) -> None:
         out = subprocess.run(cmd + batch, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(out))
         print(json.dumps(results[-1]), flush=True)
-    (OUT / 'train_cost.json').write_text(json.dumps(results, indent=2) + '\n')
+    write_json(OUT / 'train_cost.json', results)
 
 
 def run_memory(data: Path) -> None:
