@@ -39,7 +39,8 @@ PACKAGE_PATHS = ('src', 'test', 'launch', 'setup.py')
 ROS_LAYER_PATHS = (
     'src/tinyalign_ros/nodes/__init__.py', 'src/tinyalign_ros/nodes/assistant_node.py',
     'src/tinyalign_ros/nodes/audio_file_publisher.py', 'src/tinyalign_ros/nodes/diagnostics.py',
-    'src/tinyalign_ros/nodes/parameters.py', 'src/tinyalign_ros/nodes/ros_audio.py',
+    'src/tinyalign_ros/nodes/messages.py', 'src/tinyalign_ros/nodes/parameters.py',
+    'src/tinyalign_ros/nodes/personalize_server.py', 'src/tinyalign_ros/nodes/ros_audio.py',
     'launch', 'test/rclpy_standin', 'test/ros_env.py',
     'test/lint_runner.py', 'test/test_assistant_node.py', 'test/test_personalize_action.py',
     'test/test_launch.py', 'test/test_interfaces.py', 'test/test_ros_audio.py', 'test/test_rosbag_replay.py',

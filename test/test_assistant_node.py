@@ -761,7 +761,7 @@ def test_unmeasured_latencies_use_the_documented_sentinel(ros: list[Any]) -> Non
                                                                                                      -1.0, 3.0)
     text = (ROOT / 'msg' / 'msg' / 'AssistantResponse.msg').read_text()
     assert '-1' in text and 'not measured' in text
-    from tinyalign_ros.nodes.assistant_node import NOT_MEASURED, metrics_to_msgs
+    from tinyalign_ros.nodes.messages import metrics_to_msgs, NOT_MEASURED
     assert NOT_MEASURED == -1.0 and metrics_to_msgs({'wer': float('nan')})[0].value == -1.0
 
 
@@ -1190,6 +1190,6 @@ def test_inactive_assistant_rejects_goals(ros: list[Any], tmp_path: Path) -> Non
     ros.append(node)
     node.trigger_configure()
     goal = Personalize.Goal(operator_id='dave', source=Personalize.Goal.SOURCE_RECORD)
-    assert node._on_goal(goal) == GoalResponse.REJECT
+    assert node.personalize_server.goal_callback(goal) == GoalResponse.REJECT
     node.trigger_activate()
-    assert node._on_goal(goal) == GoalResponse.ACCEPT
+    assert node.personalize_server.goal_callback(goal) == GoalResponse.ACCEPT

@@ -18,6 +18,8 @@ Thin ROS 2 nodes over the engine: they translate messages and parameters, nothin
 - :mod:`.assistant_node`: audio topic -> utterances -> pipeline -> responses; personalize action;
   adapter services; diagnostics.
 - :mod:`.parameters`: the assistant's parameter table and the checks every value passes.
+- :mod:`.personalize_server`: the assistant's personalize action (one goal at a time, enrollment).
+- :mod:`.messages`: conventions of tinyalign_msgs shared by topics, services and the action.
 - :mod:`.audio_file_publisher`: plays WAV/FLAC files or a rosbag2 audio topic onto a topic.
 - :mod:`.ros_audio`: which ``audio_common_msgs`` flavour is installed, and building its messages.
 

@@ -42,8 +42,6 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 import math
 from pathlib import Path
-import queue
-import re
 import threading
 import time
 from typing import Any, Callable
@@ -52,32 +50,27 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, String
-from tinyalign_msgs.action import Personalize
-from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
+from tinyalign_msgs.msg import AdapterInfo, AssistantResponse
 from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
 
 from tinyalign_ros.audio_messages import AudioDecoder, AudioFormat, CompressedAudioError
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
+from tinyalign_ros.nodes.messages import metrics_to_msgs, NOT_MEASURED
 from tinyalign_ros.nodes.parameters import (BACKEND_SPEC, check_parameter, clip, DEVICE_BACKENDS, info_topic_for,
-                                            MAX_FRAME_ID_CHARS, NodeConfigError, operator_id_problem, PARAMS,
-                                            valid_topic_name)
+                                            MAX_FRAME_ID_CHARS, NodeConfigError, operator_id_problem, PARAMS)
+from tinyalign_ros.nodes.personalize_server import PersonalizeServer
 from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, resolve_flavour
-from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
-                                               goal_status, GOAL_SUCCEEDED, Limits, load_backend, OperatorIdError,
-                                               PersonalizeJob, PersonalizeRequest, PersonalizeResult, PHASE_RECORDING,
-                                               Progress, run_in_thread, SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG,
-                                               TrainingOptions)
+from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, load_backend,
+                                               OperatorIdError, PersonalizeJob, PersonalizeResult)
 from tinyalign_ros.pipeline import MODES
-from tinyalign_ros.rosbag import is_rosbag
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 
 try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
@@ -95,42 +88,7 @@ except ImportError:  # pragma: no cover
         pass
 
 NODE_NAME = 'tinyalign_assistant'
-SOURCES_BY_CODE = {Personalize.Goal.SOURCE_RECORD: SOURCE_RECORD,
-                   Personalize.Goal.SOURCE_FOLDER: SOURCE_FOLDER,
-                   Personalize.Goal.SOURCE_ROSBAG: SOURCE_ROSBAG}
 LATENCY_KINDS = ('encode', 'project', 'first_token', 'total', 'queue')
-OBJECTIVE_NAME = re.compile(r'[a-z0-9_]{0,64}')
-UTTERANCE_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}')
-# Documented in AssistantResponse.msg, Metric.msg and Personalize.action: a float that was not
-# measured. NaN is not used: Humble's rosidl_python only accepts it since a late backport.
-NOT_MEASURED = -1.0
-MAX_UTTERANCES = 10000
-MAX_STEPS = 10_000_000
-MAX_SECONDS = 24 * 3600.0
-
-# Read aloud during enrollment when no prompts file is given: short, varied, robot-flavoured.
-DEFAULT_PROMPTS = (
-    'Please bring me the red toolbox from the workshop.',
-    'What is the battery level right now?',
-    'Turn left at the next corridor and stop by the door.',
-    'Could you check whether the kitchen window is closed?',
-    'Move forward slowly, then wait for my signal.',
-    'How far is the charging station from here?',
-    'Pick up the blue cup and put it on the shelf.',
-    'Remind me to water the plants at six tonight.',
-    'Which rooms did you clean this morning?',
-    'Go back to the lobby and greet the visitors.',
-    'Is anybody waiting at the front entrance?',
-    'Follow me to the garage, but keep your distance.',
-    'Tell me the temperature in the server room.',
-    'Lower the arm a little and open the gripper.',
-    'What was the last thing I asked you to do?',
-    'Switch off the lights in the meeting room.',
-    'Count the boxes on the third pallet, please.',
-    'Find my keys; I think they are near the sofa.',
-    'Drive to the loading dock and wait there.',
-    'Thank you, that will be all for today.',
-)
 
 
 def default_store_dir() -> Path:
@@ -138,28 +96,6 @@ def default_store_dir() -> Path:
     from tinyalign_ros.personalization.store import default_store_root
 
     return default_store_root()
-
-
-def load_prompts(path: str) -> list[str]:
-    """Enrollment sentences from a file (one per line, # comments), or the built-in list."""
-    if not path:
-        return list(DEFAULT_PROMPTS)
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise NodeConfigError(f'personalize.prompts_file {file} does not exist')
-    lines = [line.strip() for line in file.read_text(encoding='utf-8').splitlines()]
-    prompts = [line for line in lines if line and not line.startswith('#')]
-    if not prompts:
-        raise NodeConfigError(f'personalize.prompts_file {file} holds no sentences')
-    return prompts
-
-
-def dataset_exists(path: Path) -> bool:
-    return path.is_dir() and ((path / 'manifest.jsonl').is_file() or (path / 'metadata.csv').is_file())
-
-
-def metrics_to_msgs(metrics: dict[str, float]) -> list[Metric]:
-    return [Metric(name=clip(str(k)), value=finite_or(v, NOT_MEASURED)) for k, v in sorted(metrics.items())]
 
 
 @dataclass
@@ -198,21 +134,7 @@ class _Counters:
     last_pipeline_failed: bool = False
     messages_since_report: int = 0
     seconds_since_report: float = 0.0
-    enrollment_utterances: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _GoalState:
-    """The goal being executed."""
-
-    handle: Any
-    operator_id: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    preempted: bool = False
-    progress: Progress = field(default_factory=lambda: Progress(PHASE_RECORDING))
-    prompt: str = ''
-    recorded: int = 0
 
 
 class AssistantNode(LifecycleNode):
@@ -241,10 +163,9 @@ class AssistantNode(LifecycleNode):
         self._adapter_thread: threading.Thread | None = None
         self._audio_sub: Any = None
         self._info_sub: Any = None
-        self._action_server: Any = None
         self._services: list[Any] = []
         self._diag_timer: Any = None
-        self._goal: _GoalState | None = None
+        self.personalize_server: PersonalizeServer | None = None
         self._operator = ''
         self._requested_operator = ''
         self._operator_cv = threading.Condition()
@@ -300,9 +221,8 @@ class AssistantNode(LifecycleNode):
         self._audio_sub = self._info_sub = None
         with self._queue_cv:
             self._queue.clear()
-        goal = self._goal
-        if goal is not None:
-            goal.cancel.set()
+        if self.personalize_server is not None:
+            self.personalize_server.cancel()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -376,16 +296,6 @@ class AssistantNode(LifecycleNode):
             self._load_backend()
         if not p('personalize.enabled'):
             self._backend_error = 'personalization is disabled (personalize.enabled is false)'
-        self._prompts = load_prompts(p('personalize.prompts_file'))
-        self._goal = None
-        self._current_handle: Any = None  # the goal that runs or waits to run (single-goal server)
-        self._preempted: set[int] = set()  # ids of handles aborted by a newer goal
-        self._refused: set[int] = set()  # ids of handles that lost the accept race in reject mode
-        self._goal_lock = threading.Lock()
-        self._job_lock = threading.Lock()
-        self._enroll_inbox: queue.Queue[Utterance | np.ndarray] = queue.Queue()
-        self._recording = False
-        self._last_result = ''
 
         # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable). The
         # answer topics are lifecycle publishers: silent unless the node is active. Diagnostics
@@ -402,13 +312,12 @@ class AssistantNode(LifecycleNode):
 
         # Personalization and adapters: reentrant so cancel and services are served during a goal.
         self._action_group = ReentrantCallbackGroup()
-        self._action_server = None
+        self.personalize_server = PersonalizeServer(
+            self, job=self.job, unavailable=self._backend_error, prompt_publisher=self._prompt_pub,
+            is_active=lambda: self._active, adopt=self._adopt)
         self._services = []
         if p('personalize.enabled'):
-            self._action_server = ActionServer(
-                self, Personalize, 'personalize', execute_callback=self._execute_goal,
-                goal_callback=self._on_goal, handle_accepted_callback=self._on_goal_accepted,
-                cancel_callback=self._on_cancel, callback_group=self._action_group)
+            self.personalize_server.start(self._action_group)
             self._services = [
                 self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
                                     callback_group=self._action_group),
@@ -459,9 +368,8 @@ class AssistantNode(LifecycleNode):
             if subscription is not None:
                 self.destroy_subscription(subscription)
         self._audio_sub = self._info_sub = None
-        if self._action_server is not None:
-            self._action_server.destroy()
-            self._action_server = None
+        if self.personalize_server is not None:
+            self.personalize_server.destroy()
         for service in self._services:
             self.destroy_service(service)
         self._services = []
@@ -619,12 +527,13 @@ class AssistantNode(LifecycleNode):
             c = replace(self._counters)
         with self._queue_cv:
             depth = len(self._queue)
+        enrolled = self.personalize_server.enrollment_utterances if self.personalize_server is not None else 0
         return {'audio_messages': c.audio_messages, 'audio_errors': c.audio_errors,
                 'last_audio_error': c.last_audio_error, 'info_messages': c.info_messages,
                 'utterances': c.utterances, 'dropped': c.dropped, 'answered': c.answered,
                 'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
                 'compressed_dropped': c.compressed_dropped, 'lost_messages': c.lost_messages,
-                'enrollment_utterances': c.enrollment_utterances}
+                'enrollment_utterances': enrolled}
 
     # -- adapters ---------------------------------------------------------------------------------
     def _swap_to(self, version: AdapterVersion | None) -> None:
@@ -853,9 +762,7 @@ class AssistantNode(LifecycleNode):
     def _route(self, utterance: Utterance, frame_id: str, stamp_ns: int) -> None:
         with self._lock:
             self._counters.utterances += 1
-            recording = self._recording
-        if recording:
-            self._enroll_inbox.put(utterance)
+        if self.personalize_server is not None and self.personalize_server.take(utterance):
             return
         self.enqueue(utterance.audio, utterance.truncated, frame_id, stamp_ns)
 
@@ -947,7 +854,8 @@ class AssistantNode(LifecycleNode):
         msg.audio_truncated = bool(job.audio_truncated)
         self._response_pub.publish(msg)
         self._text_pub.publish(String(data=msg.text))
-        window = self._latency_training if self._goal is not None else self._latency
+        training = self.personalize_server is not None and self.personalize_server.goal is not None
+        window = self._latency_training if training else self._latency
         for kind, value in latency.items():
             window.add(kind, value)
             if math.isfinite(value):
@@ -955,332 +863,6 @@ class AssistantNode(LifecycleNode):
         with self._lock:
             self._counters.answered += 1
             self._counters.last_pipeline_failed = False
-
-    # -- personalize action -----------------------------------------------------------------------
-    def validate_goal(self, goal: Any) -> str | None:
-        """Why ``goal`` must be rejected (None: acceptable). Also used by tests."""
-        if self.job is None:
-            return self._backend_error or 'no personalization job available'
-        problem = operator_id_problem(goal.operator_id)
-        if problem:
-            return problem
-        source = SOURCES_BY_CODE.get(goal.source)
-        if source is None:
-            return f'unknown source {goal.source}: use SOURCE_RECORD (0), SOURCE_FOLDER (1) or SOURCE_ROSBAG (2)'
-        if source == SOURCE_FOLDER:
-            if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
-                return f'folder {clip(goal.path)!r} does not exist or has no manifest.jsonl / metadata.csv'
-        if source == SOURCE_ROSBAG:
-            if not goal.path or not is_rosbag(Path(goal.path).expanduser()):
-                return f'rosbag {clip(goal.path)!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
-            if goal.topics and (len(goal.topics) != 2 or not all(valid_topic_name(t) for t in goal.topics)):
-                return f'topics must be [audio topic, transcript topic], got {clip(list(goal.topics))}'
-        for name in ('max_record_s', 'max_train_s'):
-            value = getattr(goal, name)
-            if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
-                return f'{name} must be 0 (default) or a number of seconds up to {MAX_SECONDS:g}, got {value}'
-        if goal.max_utterances > MAX_UTTERANCES:
-            return f'max_utterances must be at most {MAX_UTTERANCES}, got {goal.max_utterances}'
-        if goal.max_steps > MAX_STEPS:
-            return f'max_steps must be at most {MAX_STEPS}, got {goal.max_steps}'
-        max_utts = goal.max_utterances or (self._param('personalize.max_utterances') if source == SOURCE_RECORD else 0)
-        if goal.holdout and max_utts and goal.holdout >= max_utts:
-            return f'holdout ({goal.holdout}) must be smaller than the number of utterances ({max_utts})'
-        if not math.isfinite(goal.gate_margin) or not 0.0 <= goal.gate_margin < 1.0:
-            return f'gate_margin must be in [0, 1), got {goal.gate_margin}'
-        if goal.method not in ('', Personalize.Goal.METHOD_PROJECTOR, Personalize.Goal.METHOD_LORA,
-                               Personalize.Goal.METHOD_INPUT):
-            return f'method must be "", "projector", "lora" or "input", got {clip(goal.method)!r}'
-        if not OBJECTIVE_NAME.fullmatch(goal.objective):
-            return f'objective {clip(goal.objective)!r} is not a valid name (lowercase letters, digits, _)'
-        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.fullmatch(i)]
-        if bad_ids:
-            return f'holdout_ids must be plain utterance ids, got {clip(bad_ids[:3])}'
-        if goal.holdout_ids and source == SOURCE_RECORD:
-            return 'holdout_ids only apply to folder and rosbag sources'
-        return None
-
-    def _on_goal(self, goal: Any) -> GoalResponse:
-        """Accept or reject a goal request; reserves nothing (rclpy may still fail to create its handle)."""
-        reason = self.validate_goal(goal)
-        if reason is None and not self._active:
-            reason = 'the assistant is not active (activate it through its lifecycle first)'
-        if reason is None and self._param('personalize.on_new_goal') == 'reject':
-            with self._goal_lock:
-                current = self._current_handle
-                if current is not None and current.is_active:
-                    running = self._goal.operator_id if self._goal else '?'
-                    reason = (f'busy personalizing {clip(running)!r}; cancel it first or set '
-                              'personalize.on_new_goal=preempt')
-        if reason is not None:
-            self.get_logger().warning(f'personalize goal rejected: {clip(reason, 400)}')
-            return GoalResponse.REJECT
-        self.get_logger().info(f'personalize goal accepted for operator {goal.operator_id!r}')
-        return GoalResponse.ACCEPT
-
-    def _on_goal_accepted(self, goal_handle: Any) -> None:
-        """
-        Track the one goal that runs or will run next, as ros2/examples' single-goal server does.
-
-        preempt: the previous goal is aborted whether it is running or still waiting for the job
-        lock. reject: a goal that won the accept race against another is refused in its execute
-        callback (rclpy runs goal requests of a reentrant group concurrently).
-        """
-        with self._goal_lock:
-            previous = self._current_handle
-            if previous is not None and previous.is_active:
-                if self._param('personalize.on_new_goal') == 'preempt':
-                    state = self._goal if self._goal is not None and self._goal.handle is previous else None
-                    name = state.operator_id if state else 'a waiting goal'
-                    self.get_logger().info(f'preempting the personalize goal of {name!r}')
-                    if state is not None:
-                        state.preempted = True
-                        state.cancel.set()
-                    self._preempted.add(id(previous))
-                    try:
-                        previous.abort()
-                    except RuntimeError:  # it reached a terminal state meanwhile
-                        pass
-                    self._current_handle = goal_handle
-                else:
-                    self._refused.add(id(goal_handle))
-            else:
-                self._current_handle = goal_handle
-        goal_handle.execute()
-
-    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
-        """
-        Accept, and tell the running job at once.
-
-        The job decides under the store's lock whether the cancel still prevents the switch to the
-        new adapter; waiting for the next feedback tick let the switch win the race.
-        """
-        self.get_logger().info('personalize goal cancel requested')
-        with self._goal_lock:
-            current = self._goal
-        if current is not None and current.handle is goal_handle:
-            current.cancel.set()
-        return CancelResponse.ACCEPT
-
-    def _execute_goal(self, goal_handle: Any) -> Any:
-        started = time.monotonic()
-        goal = goal_handle.request
-        state = _GoalState(goal_handle, goal.operator_id)
-        result = Personalize.Result()
-        with self._goal_lock:
-            refused = id(goal_handle) in self._refused
-            self._refused.discard(id(goal_handle))
-        if refused:
-            result.message = ('busy personalizing another operator; cancel it first or set '
-                              'personalize.on_new_goal=preempt')
-            self._finish_goal(state, result, PersonalizeResult(success=False, message=result.message))
-            return result
-        with self._job_lock:  # a preempted goal's job must have finished before the next starts
-            with self._goal_lock:
-                waited_out = not goal_handle.is_active or id(goal_handle) in self._preempted
-                if not waited_out:
-                    self._goal = state
-            if waited_out:  # preempted while it waited for the lock: it never runs
-                state.preempted = True
-                outcome, record_s = PersonalizeResult(success=False, message='never started'), 0.0
-            else:
-                try:
-                    outcome, record_s = self._run_goal(state, goal)
-                except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
-                    outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
-                    record_s = 0.0
-                finally:
-                    with self._lock:
-                        self._recording = False
-                    with self._goal_lock:
-                        if self._goal is state:
-                            self._goal = None
-        self._fill_result(result, outcome, record_s, time.monotonic() - started)
-        self._finish_goal(state, result, outcome)
-        with self._goal_lock:
-            self._preempted.discard(id(goal_handle))
-            if self._current_handle is goal_handle:
-                self._current_handle = None
-        self._last_result = clip(f'{goal.operator_id}: {result.message}', 400)
-        return result
-
-    def _finish_goal(self, state: _GoalState, result: Any, outcome: PersonalizeResult) -> None:
-        """Set the terminal state; a goal preempted meanwhile is already aborted."""
-        handle = state.handle
-        try:
-            if state.preempted or not handle.is_active:
-                result.success = False
-                result.message = 'preempted by a newer goal' + (f' ({outcome.message})' if outcome.message else '')
-            else:
-                # The job's outcome decides: a cancel that came after the store switched is too late.
-                status, message = goal_status(outcome, handle.is_cancel_requested or state.cancel.is_set())
-                result.message = message
-                if status == GOAL_CANCELED:
-                    result.success = False
-                    result.message = f'canceled: {message}' if message else 'canceled'
-                    handle.canceled()
-                elif status == GOAL_SUCCEEDED:
-                    handle.succeed()
-                else:
-                    handle.abort()
-        except RuntimeError as exc:  # a concurrent preemption won the race
-            self.get_logger().warning(f'personalize goal ended concurrently: {exc}')
-        self.get_logger().info(f'personalize goal for {state.operator_id!r} finished: {result.message}')
-
-    def _fill_result(self, result: Any, outcome: PersonalizeResult, record_s: float, total_s: float) -> None:
-        result.success = bool(outcome.success)
-        result.accepted = bool(outcome.accepted)
-        result.message = str(outcome.message)
-        result.adapter_id = str(outcome.adapter_id or '')
-        result.adapter_path = str(outcome.adapter_path or '')
-        result.mode = str(outcome.mode or '')
-        result.metrics_before = metrics_to_msgs(outcome.metrics_before)
-        result.metrics_after = metrics_to_msgs(outcome.metrics_after)
-        result.n_train = max(0, int(outcome.n_train))
-        result.n_holdout = max(0, int(outcome.n_holdout))
-        result.record_s = finite_or(record_s)
-        result.train_s = finite_or(outcome.durations.get('train', 0.0))
-        result.total_s = finite_or(total_s)
-
-    def _run_goal(self, state: _GoalState, goal: Any) -> tuple[PersonalizeResult, float]:
-        source = SOURCES_BY_CODE[goal.source]
-        default_utts = self._param('personalize.max_utterances') if source == SOURCE_RECORD else None
-        limits = Limits(
-            max_utterances=goal.max_utterances or default_utts,
-            max_record_s=goal.max_record_s or (self._param('personalize.max_record_s') if source == SOURCE_RECORD
-                                               else None),
-            max_train_s=goal.max_train_s or None, max_steps=goal.max_steps or None)
-        options = TrainingOptions(holdout=goal.holdout or None, holdout_ids=list(goal.holdout_ids),
-                                  objective=goal.objective, method=goal.method, pseudo_label=goal.pseudo_label,
-                                  gate_margin=goal.gate_margin or None)
-        utterances: list[tuple[np.ndarray, str]] = []
-        record_s = 0.0
-        if source == SOURCE_RECORD:
-            problem = self._enrollment_problem()
-            if problem:
-                return PersonalizeResult(success=False, message=problem), 0.0
-            started = time.monotonic()
-            utterances = self._record(state, limits)
-            record_s = time.monotonic() - started
-            if self._stopped(state):
-                return PersonalizeResult(success=False, message='canceled while recording'), record_s
-            if not utterances:
-                return PersonalizeResult(success=False, message='no answers were recorded: is the audio topic '
-                                         'publishing, and did the operator answer the prompts?'), record_s
-        topics = list(goal.topics)
-        if source == SOURCE_ROSBAG and not topics:
-            topics = [self._audio_topic(), self.resolve_topic_name('personalize/prompt')]
-        request = PersonalizeRequest(operator_id=goal.operator_id, source=source, path=goal.path, topics=topics,
-                                     utterances=utterances, limits=limits, options=options)
-        outcome = self._run_job(state, request)
-        if outcome.success and outcome.accepted:
-            self._adopt(goal, outcome)  # also after a too-late cancel or a preemption: the store has switched
-        return outcome, record_s
-
-    def _enrollment_problem(self) -> str | None:
-        """
-        Why enrollment cannot work under the executor spinning this node (None: it can).
-
-        Enrollment blocks the execute callback while audio callbacks deliver the answers, so the
-        executor must run at least two callbacks at once; a single-threaded one would stall until
-        every prompt timed out.
-        """
-        executor = self.executor
-        if executor is None:
-            return None
-        threads = getattr(executor, '_num_threads', None)
-        if threads is None:
-            threads = getattr(getattr(executor, '_executor', None), '_max_workers', None)
-        if isinstance(executor, SingleThreadedExecutor) or (threads is not None and threads < 2):
-            return (f'recording needs a MultiThreadedExecutor with at least 2 threads, but this node is spun by '
-                    f'a {type(executor).__name__}: audio callbacks could not deliver the answers while the goal '
-                    'waits for them (run the node with its main() or the launch file)')
-        return None
-
-    def _stopped(self, state: _GoalState) -> bool:
-        return state.cancel.is_set() or state.handle.is_cancel_requested or not state.handle.is_active
-
-    def _feedback(self, state: _GoalState) -> None:
-        progress = state.progress
-        fb = Personalize.Feedback()
-        fb.phase = progress.phase
-        fb.progress = finite_or(min(max(progress.progress, 0.0), 1.0))
-        fb.step = max(0, int(progress.step))
-        fb.loss = finite_or(progress.loss, NOT_MEASURED)
-        fb.eta_s = finite_or(progress.eta_s, -1.0)
-        fb.prompt = state.prompt
-        fb.utterances_recorded = state.recorded
-        fb.message = progress.message
-        if state.handle.is_active:
-            state.handle.publish_feedback(fb)
-
-    def _record(self, state: _GoalState, limits: Limits) -> list[tuple[np.ndarray, str]]:
-        """Enrollment: publish each prompt, record the next utterance as its answer."""
-        period = self._param('personalize.feedback_period_s')
-        timeout = self._param('personalize.answer_timeout_s')
-        max_utts = limits.max_utterances or len(self._prompts)
-        deadline = time.monotonic() + (limits.max_record_s or math.inf)
-        recorded: list[tuple[np.ndarray, str]] = []
-        misses = 0
-        with self._lock:
-            self._recording = True
-        try:
-            for index in range(max_utts):
-                if self._stopped(state) or time.monotonic() >= deadline or misses >= 3:
-                    break
-                prompt = self._prompts[index % len(self._prompts)]
-                self._drain_enrollment()
-                state.prompt = prompt
-                state.progress = Progress(PHASE_RECORDING, progress=0.3 * len(recorded) / max_utts,
-                                          message=f'please read prompt {index + 1} of {max_utts}')
-                self._prompt_pub.publish(String(data=prompt))
-                answer = self._wait_answer(state, min(deadline, time.monotonic() + timeout), period)
-                if answer is None:
-                    misses += 1
-                    continue
-                misses = 0
-                recorded.append((answer.audio, prompt))
-                state.recorded = len(recorded)
-                with self._lock:
-                    self._counters.enrollment_utterances += 1
-        finally:
-            with self._lock:
-                self._recording = False
-            state.prompt = ''
-        state.progress = Progress(PHASE_RECORDING, progress=0.3, message=f'recorded {len(recorded)} answers')
-        return recorded
-
-    def _drain_enrollment(self) -> None:
-        while True:
-            try:
-                self._enroll_inbox.get_nowait()
-            except queue.Empty:
-                return
-
-    def _wait_answer(self, state: _GoalState, until: float, period: float) -> Utterance | None:
-        while not self._stopped(state):
-            now = time.monotonic()
-            if now >= until:
-                return None
-            self._feedback(state)
-            try:
-                return self._enroll_inbox.get(timeout=min(period, until - now))
-            except queue.Empty:
-                continue
-        return None
-
-    def _run_job(self, state: _GoalState, request: PersonalizeRequest) -> PersonalizeResult:
-        """Run the job in a thread; report feedback every period; forward cancel requests."""
-        def on_progress(progress: Progress) -> None:
-            state.progress = progress
-
-        def on_poll() -> None:
-            if self._stopped(state):
-                state.cancel.set()
-            self._feedback(state)
-
-        return run_in_thread(self.job, request, on_progress, state.cancel,
-                             poll_s=self._param('personalize.feedback_period_s'), on_poll=on_poll)
 
     def _adopt(self, goal: Any, outcome: PersonalizeResult) -> None:
         """After an accepted run: answer with the new adapter now if this operator is (made) active."""
@@ -1380,17 +962,7 @@ class AssistantNode(LifecycleNode):
         if snapshot.last_pipeline_failed:
             pipeline.escalate(diag.ERROR, f'pipeline failed: {snapshot.last_pipeline_error}')
 
-        goal = self._goal
-        personalize = diag.Status(f'{name}: personalization', values={
-            'available': self.job is not None, 'state': 'idle' if goal is None else goal.progress.phase,
-            'operator': goal.operator_id if goal else '', 'progress': goal.progress.progress if goal else 0.0,
-            'step': goal.progress.step if goal else 0, 'loss': goal.progress.loss if goal else math.nan,
-            'utterances recorded': goal.recorded if goal else 0, 'last result': self._last_result})
-        if self.job is None and self._param('personalize.enabled'):
-            personalize.escalate(diag.WARN, self._backend_error or 'no personalization job')
-        elif goal is not None:
-            personalize.message = f'{goal.progress.phase} for {goal.operator_id}'
-
+        personalize = self.personalize_server.diagnostic_status(name)
         array = diag.to_message([audio, pipeline, personalize], self.get_clock().now().to_msg(),
                                 self._param('diagnostics.hardware_id'))
         self._diag_pub.publish(array)
@@ -1408,9 +980,8 @@ class AssistantNode(LifecycleNode):
         so shutting down never waits for the LLM and never publishes on destroyed publishers.
         """
         self._stop.set()
-        goal = self._goal
-        if goal is not None:
-            goal.cancel.set()
+        if self.personalize_server is not None:
+            self.personalize_server.cancel()
         with self._queue_cv:
             self._queue.clear()
             self._queue_cv.notify_all()
