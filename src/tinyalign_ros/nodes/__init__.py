@@ -19,6 +19,7 @@ Thin ROS 2 nodes over the engine: they translate messages and parameters, nothin
   adapter services; diagnostics.
 - :mod:`.parameters`: the assistant's parameter table and the checks every value passes.
 - :mod:`.personalize_server`: the assistant's personalize action (one goal at a time, enrollment).
+- :mod:`.adapter_manager`: which operator's adapter answers, switching it, the adapter services.
 - :mod:`.messages`: conventions of tinyalign_msgs shared by topics, services and the action.
 - :mod:`.audio_file_publisher`: plays WAV/FLAC files or a rosbag2 audio topic onto a topic.
 - :mod:`.ros_audio`: which ``audio_common_msgs`` flavour is installed, and building its messages.

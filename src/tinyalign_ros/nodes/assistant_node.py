@@ -57,19 +57,18 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, String
-from tinyalign_msgs.msg import AdapterInfo, AssistantResponse
-from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
+from tinyalign_msgs.msg import AssistantResponse
 
 from tinyalign_ros.audio_messages import AudioDecoder, AudioFormat, CompressedAudioError
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.messages import metrics_to_msgs, NOT_MEASURED
+from tinyalign_ros.nodes.adapter_manager import AdapterLoader, AdapterManager
+from tinyalign_ros.nodes.messages import NOT_MEASURED
 from tinyalign_ros.nodes.parameters import (BACKEND_SPEC, check_parameter, clip, DEVICE_BACKENDS, info_topic_for,
-                                            MAX_FRAME_ID_CHARS, NodeConfigError, operator_id_problem, PARAMS)
+                                            MAX_FRAME_ID_CHARS, NodeConfigError, PARAMS)
 from tinyalign_ros.nodes.personalize_server import PersonalizeServer
 from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, resolve_flavour
-from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, load_backend,
-                                               OperatorIdError, PersonalizeJob, PersonalizeResult)
+from tinyalign_ros.personalization.api import AdapterStore, BackendContext, load_backend, PersonalizeJob
 from tinyalign_ros.pipeline import MODES
 from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
 
@@ -148,29 +147,22 @@ class AssistantNode(LifecycleNode):
 
     def __init__(self, *, pipeline: Any = None, job: PersonalizeJob | None = None,
                  store: AdapterStore | None = None,
-                 adapter_loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None,
+                 adapter_loader: AdapterLoader | None = None,
                  node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         self._injected = (pipeline, job, store, adapter_loader)
         self._lock = threading.Lock()
-        self._adapter_lock = threading.RLock()
         self._ready = False  # configured: runtime parameter changes apply
         self._active = False  # active: audio is answered and goals are accepted
         self._stop = threading.Event()
         self._publish_lock = threading.Lock()  # held by the worker while it publishes; stop() waits for it
         self._configure_error: Exception | None = None
         self._worker: threading.Thread | None = None
-        self._adapter_thread: threading.Thread | None = None
         self._audio_sub: Any = None
         self._info_sub: Any = None
-        self._services: list[Any] = []
         self._diag_timer: Any = None
+        self._adapters: AdapterManager | None = None
         self.personalize_server: PersonalizeServer | None = None
-        self._operator = ''
-        self._requested_operator = ''
-        self._operator_cv = threading.Condition()
-        self._operator_request: str | None = None
-        self._operator_loading = False
         self._queue_cv = threading.Condition()
         self._queue: deque[_Job] = deque()
         # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
@@ -251,8 +243,6 @@ class AssistantNode(LifecycleNode):
             temperature=p('generation.temperature'), top_p=p('generation.top_p'),
             seed=None if p('generation.seed') < 0 else p('generation.seed'))
         self._mode = p('mode')
-        self._operator = ''
-        self._operator_mode = 'aligned'
         self._counters = _Counters()
         self._latency = diag.LatencyWindow(p('diagnostics.latency_window'))
         self._latency_training = diag.LatencyWindow(p('diagnostics.latency_window'))
@@ -280,14 +270,6 @@ class AssistantNode(LifecycleNode):
 
         # Engine.
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
-        self._adapter_loader = adapter_loader or self._default_adapter_loader
-        self._adapter_checker = self._default_adapter_checker if adapter_loader is None else None
-        self._operator_request = None
-        self._operator_loading = False
-        self._requested_operator = ''
-        self._adapter_error = ''
-        self._adapter_thread = threading.Thread(target=self._adapter_loop, name='tinyalign_adapter', daemon=True)
-        self._base_adapter = (getattr(self.pipeline, 'projector', None), getattr(self.pipeline, 'adapter_id', None))
 
         # Personalization backend.
         self.job, self.store = job, store
@@ -296,6 +278,8 @@ class AssistantNode(LifecycleNode):
             self._load_backend()
         if not p('personalize.enabled'):
             self._backend_error = 'personalization is disabled (personalize.enabled is false)'
+        self._adapters = AdapterManager(self, pipeline=self.pipeline, store=self.store, unavailable=self._backend_error,
+                                        loader=adapter_loader)
 
         # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable). The
         # answer topics are lifecycle publishers: silent unless the node is active. Diagnostics
@@ -314,31 +298,19 @@ class AssistantNode(LifecycleNode):
         self._action_group = ReentrantCallbackGroup()
         self.personalize_server = PersonalizeServer(
             self, job=self.job, unavailable=self._backend_error, prompt_publisher=self._prompt_pub,
-            is_active=lambda: self._active, adopt=self._adopt)
-        self._services = []
+            is_active=lambda: self._active, adopt=self._adapters.adopt)
         if p('personalize.enabled'):
             self.personalize_server.start(self._action_group)
-            self._services = [
-                self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
-                                    callback_group=self._action_group),
-                self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
-                                    callback_group=self._action_group)]
+            self._adapters.offer_services(self._action_group)
 
         self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
         self._last_report = time.monotonic()
         self._worker.start()
-        self._adapter_thread.start()
-
         initial_operator = p('operator')
-        if initial_operator:
-            reason = self._switch_operator(initial_operator)
-            if reason:
-                self.get_logger().error(f'cannot start as operator {initial_operator!r}: {reason}; '
-                                        'answering with the base adapter')
-        self._requested_operator = self._operator
+        self._adapters.start(initial_operator)
         self._ready = True
-        if self._operator != initial_operator:
-            self.set_parameters([Parameter('operator', value=self._operator)])
+        if self._adapters.operator != initial_operator:  # the parameter says who answers
+            self.set_parameters([Parameter('operator', value=self._adapters.operator)])
 
     def _subscribe_inputs(self) -> None:
         """Audio and AudioInfo subscriptions (created on activate, destroyed on deactivate)."""
@@ -370,9 +342,8 @@ class AssistantNode(LifecycleNode):
         self._audio_sub = self._info_sub = None
         if self.personalize_server is not None:
             self.personalize_server.destroy()
-        for service in self._services:
-            self.destroy_service(service)
-        self._services = []
+        if self._adapters is not None:
+            self._adapters.destroy_services()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -447,21 +418,6 @@ class AssistantNode(LifecycleNode):
                                f'(adapter {pipeline.adapter_id})')
         return pipeline
 
-    def _default_adapter_loader(self, path: str) -> tuple[Any, dict[str, Any]]:
-        from tinyalign_ros.adapter import load_adapter
-
-        encoder = getattr(self.pipeline, 'encoder', None)
-        llm = getattr(self.pipeline, 'llm', None)
-        return load_adapter(path, getattr(encoder, 'identity', None), getattr(llm, 'identity', None),
-                            getattr(llm, 'embedding_matrix', None))
-
-    @staticmethod
-    def _default_adapter_checker(path: str) -> None:
-        """Read the adapter's metadata (cheap): a missing or damaged adapter is refused at once."""
-        from tinyalign_ros.adapter import read_metadata
-
-        read_metadata(path)
-
     def _load_backend(self) -> None:
         p = self._param
         store_dir = Path(p('personalize.store_dir')).expanduser() if p('personalize.store_dir') else default_store_dir()
@@ -494,16 +450,11 @@ class AssistantNode(LifecycleNode):
         if not getattr(self, '_ready', False):
             return SetParametersResult(successful=True)
         values = {p.name: p.value for p in parameters}
-        if 'operator' in values and values['operator'] != self._requested_operator:
-            # Only fast checks here: this callback runs in the group of the parameter services and
-            # the diagnostics timer. The adapter itself loads in the adapter thread.
-            reason = self._check_operator(values['operator'])
+        if 'operator' in values:
+            # The adapter itself loads in the adapter thread; only fast checks delay the answer.
+            reason = self._adapters.request(values['operator'])
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            self._requested_operator = values['operator']
-            with self._operator_cv:
-                self._operator_request = values['operator']
-                self._operator_cv.notify_all()
         if 'mode' in values:
             self._mode = values['mode']
         if 'prompt.instruction' in values:
@@ -515,11 +466,17 @@ class AssistantNode(LifecycleNode):
     @property
     def effective_mode(self) -> str:
         """Return the mode asked for, or cascade when the store says the operator is better served by it."""
-        return 'cascade' if self._operator_mode == 'cascade' and 'cascade' in MODES else self._mode
+        operator_mode = self._adapters.operator_mode if self._adapters is not None else 'aligned'
+        return 'cascade' if operator_mode == 'cascade' and 'cascade' in MODES else self._mode
 
     @property
     def operator(self) -> str:
-        return self._operator
+        """Return the operator whose adapter answers ('' = the base adapter)."""
+        return self._adapters.operator if self._adapters is not None else ''
+
+    def wait_for_adapter(self, timeout: float = 10.0) -> bool:
+        """Wait until no operator switch is pending (for tests and tools); False on timeout."""
+        return self._adapters.wait(timeout) if self._adapters is not None else True
 
     def statistics(self) -> dict[str, Any]:
         """Return a snapshot of the counters diagnostics report (for tests and debugging)."""
@@ -534,154 +491,6 @@ class AssistantNode(LifecycleNode):
                 'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
                 'compressed_dropped': c.compressed_dropped, 'lost_messages': c.lost_messages,
                 'enrollment_utterances': enrolled}
-
-    # -- adapters ---------------------------------------------------------------------------------
-    def _swap_to(self, version: AdapterVersion | None) -> None:
-        """Make ``version`` (None: the base adapter) answer from the next utterance on."""
-        with self._adapter_lock:
-            if version is None:
-                projector, adapter_id = self._base_adapter
-            else:
-                projector, _meta = self._adapter_loader(version.path)
-                adapter_id = version.adapter_id
-            self.pipeline.set_adapter(projector, adapter_id)
-        self.get_logger().info(f'adapter now {adapter_id!r}')
-
-    def _check_operator(self, operator_id: str) -> str | None:
-        """Why the node cannot answer as ``operator_id`` (None: it can), without loading weights."""
-        if not operator_id:
-            return None
-        if self.store is None:
-            return f'cannot switch operator: {self._backend_error or "no adapter store"}'
-        try:
-            version = self.store.active(operator_id)
-            self.store.mode(operator_id)
-        except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
-            return f'adapter store failed for operator {clip(operator_id)!r}: {exc}'
-        if version is not None and self._adapter_checker is not None:
-            try:
-                self._adapter_checker(version.path)
-            except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
-                return f'cannot load adapter {version.adapter_id}: {exc}'
-        return None
-
-    def _adapter_loop(self) -> None:
-        """Load the adapter of the latest requested operator; on failure set the parameter back."""
-        while not self._stop.is_set():
-            with self._operator_cv:
-                while self._operator_request is None and not self._stop.is_set():
-                    self._operator_cv.wait(0.5)
-                if self._stop.is_set():
-                    return
-                operator_id, self._operator_request = self._operator_request, None
-                self._operator_loading = True
-            if operator_id == self._operator:  # e.g. the parameter set back after a failure
-                reason = None
-            else:
-                reason = self._switch_operator(operator_id)
-                self._adapter_error = reason or ''
-            with self._operator_cv:
-                self._operator_loading = False
-                newer = self._operator_request is not None
-                self._operator_cv.notify_all()
-            if reason:
-                self.get_logger().error(f'cannot answer as operator {clip(operator_id)!r}: {reason}; '
-                                        f'still answering as {self._operator or "(base)"!r}')
-                if not newer:
-                    self.set_parameters([Parameter('operator', value=self._operator)])
-
-    def wait_for_adapter(self, timeout: float = 10.0) -> bool:
-        """Wait until no operator switch is pending (for tests and tools); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._operator_cv:
-            while self._operator_request is not None or self._operator_loading:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._operator_cv.wait(left)
-        return True
-
-    def _switch_operator(self, operator_id: str) -> str | None:
-        """Answer as ``operator_id`` from now on; returns why not, or None."""
-        with self._adapter_lock:
-            version, mode = None, 'aligned'
-            if operator_id:
-                if self.store is None:
-                    return f'cannot switch operator: {self._backend_error or "no adapter store"}'
-                try:
-                    version = self.store.active(operator_id)
-                    mode = self.store.mode(operator_id)
-                except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
-                    return f'adapter store failed for operator {operator_id!r}: {exc}'
-            try:
-                self._swap_to(version)
-            except Exception as exc:  # noqa: BLE001 - a broken adapter must not take the node down
-                return f'cannot load adapter {version.adapter_id if version else "base"}: {exc}'
-            self._operator, self._operator_mode = operator_id, mode if mode in MODES else 'aligned'
-        return None
-
-    def _on_list_adapters(self, request: Any, response: Any) -> Any:
-        response.active_operator_id = self._operator
-        response.active_adapter_id = str(getattr(self.pipeline, 'adapter_id', '') or '')
-        if self.store is None:
-            response.success, response.message = False, self._backend_error or 'no adapter store'
-            return response
-        try:
-            if request.operator_id and operator_id_problem(request.operator_id):
-                raise OperatorIdError(operator_id_problem(request.operator_id))
-            operators = [request.operator_id] if request.operator_id else list(self.store.operators())
-            infos = []
-            for operator_id in operators:
-                mode = self.store.mode(operator_id)
-                for version in self.store.versions(operator_id):
-                    infos.append(AdapterInfo(
-                        operator_id=operator_id, adapter_id=version.adapter_id, path=str(version.path),
-                        created=str(version.created), active=bool(version.active),
-                        loaded=(operator_id == self._operator and version.adapter_id == response.active_adapter_id),
-                        mode=mode, metrics=metrics_to_msgs(version.metrics)))
-        except Exception as exc:  # noqa: BLE001 - a service must answer, not crash the node
-            response.success, response.message = False, str(exc)
-            return response
-        response.operators = operators
-        response.adapters = infos
-        response.success, response.message = True, f'{len(infos)} adapter version(s)'
-        return response
-
-    def _on_activate_adapter(self, request: Any, response: Any) -> Any:
-        operator_id = request.operator_id or self._operator
-        response.operator_id = operator_id
-        if self.store is None:
-            response.success, response.message = False, self._backend_error or 'no adapter store'
-            return response
-        if not operator_id:
-            response.success, response.message = False, 'no operator given and no active operator'
-            return response
-        try:
-            if operator_id_problem(operator_id):
-                raise OperatorIdError(operator_id_problem(operator_id))
-            with self._adapter_lock:
-                previous = self.store.active(operator_id)
-                response.previous_adapter_id = previous.adapter_id if previous else ''
-                if request.action == ActivateAdapter.Request.ACTIVATE:
-                    if not request.adapter_id:
-                        raise ValueError('ACTIVATE needs an adapter_id (see list_adapters)')
-                    version = self.store.activate(operator_id, request.adapter_id)
-                elif request.action == ActivateAdapter.Request.ROLLBACK:
-                    version = self.store.rollback(operator_id)
-                else:
-                    raise ValueError(f'unknown action {request.action}: use ACTIVATE (0) or ROLLBACK (1)')
-                if operator_id == self._operator:
-                    self._swap_to(version)
-                    self._operator_mode = self.store.mode(operator_id)
-                    response.loaded = True
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
-            response.success, response.message = False, f'{type(exc).__name__}: {exc}'
-            return response
-        response.active_adapter_id = version.adapter_id if version else ''
-        response.success = True
-        response.message = (f'{operator_id}: {response.previous_adapter_id or "base"} -> '
-                            f'{response.active_adapter_id or "base"}' + (' (answering now)' if response.loaded else ''))
-        return response
 
     # -- audio in -----------------------------------------------------------------------------------
     def _on_audio_info(self, msg: Any) -> None:
@@ -842,7 +651,7 @@ class AssistantNode(LifecycleNode):
         msg.text = str(response.text)
         msg.mode = str(getattr(response, 'path', None) or response.mode)  # the path that answered
         msg.transcript = str(getattr(response, 'transcript', None) or '')
-        msg.operator_id = self._operator
+        msg.operator_id = self._adapters.operator
         msg.adapter_id = str(response.adapter_id or '')
         msg.audio_duration_s = finite_or(response.audio_s)
         msg.encode_ms = finite_or(latency['encode'], NOT_MEASURED)
@@ -863,31 +672,6 @@ class AssistantNode(LifecycleNode):
         with self._lock:
             self._counters.answered += 1
             self._counters.last_pipeline_failed = False
-
-    def _adopt(self, goal: Any, outcome: PersonalizeResult) -> None:
-        """After an accepted run: answer with the new adapter now if this operator is (made) active."""
-        operator_id = goal.operator_id
-        if operator_id != self._operator and not goal.activate:
-            return
-        if operator_id != self._operator:
-            # Loaded here (the execute callback is not in the parameter services' group), then the
-            # parameter follows, so the result says whether the new adapter answers.
-            reason = self._switch_operator(operator_id)
-            if reason:
-                outcome.message += f' (could not switch operator: {reason})'
-                return
-            results = self.set_parameters([Parameter('operator', value=operator_id)])
-            if not results[0].successful:
-                outcome.message += f' (could not switch operator: {results[0].reason})'
-            return
-        version = AdapterVersion(adapter_id=outcome.adapter_id, operator_id=operator_id, path=outcome.adapter_path)
-        try:
-            with self._adapter_lock:
-                self._swap_to(version)
-                if outcome.mode in MODES:
-                    self._operator_mode = outcome.mode
-        except Exception as exc:  # noqa: BLE001 - keep answering with the previous adapter
-            outcome.message += f' (new adapter not loaded: {exc})'
 
     # -- diagnostics ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -944,9 +728,10 @@ class AssistantNode(LifecycleNode):
 
         with self._queue_cv:
             depth, busy = len(self._queue), self._busy
+        adapters = self._adapters
         pipeline = diag.Status(f'{name}: pipeline', values={
-            'mode': self._mode, 'effective mode': self.effective_mode, 'operator': self._operator or '(base)',
-            'operator requested': self._requested_operator or '(base)', 'adapter error': self._adapter_error,
+            'mode': self._mode, 'effective mode': self.effective_mode, 'operator': adapters.operator or '(base)',
+            'operator requested': adapters.requested or '(base)', 'adapter error': adapters.error,
             'adapter': getattr(self.pipeline, 'adapter_id', None) or '', 'queue depth': depth,
             'queue size': self._queue_size, 'busy': busy, 'dropped utterances': snapshot.dropped,
             'answered': snapshot.answered, 'errors': snapshot.pipeline_errors,
@@ -957,8 +742,8 @@ class AssistantNode(LifecycleNode):
         pipeline.values.update(diag.latency_values(self._latency_training, 'total', 'total while training'))
         if new_drops:
             pipeline.escalate(diag.WARN, f'dropped {new_drops} utterance(s): answers are slower than questions')
-        if self._adapter_error:
-            pipeline.escalate(diag.WARN, self._adapter_error)
+        if adapters.error:
+            pipeline.escalate(diag.WARN, adapters.error)
         if snapshot.last_pipeline_failed:
             pipeline.escalate(diag.ERROR, f'pipeline failed: {snapshot.last_pipeline_error}')
 
@@ -985,11 +770,10 @@ class AssistantNode(LifecycleNode):
         with self._queue_cv:
             self._queue.clear()
             self._queue_cv.notify_all()
-        with self._operator_cv:
-            self._operator_cv.notify_all()
-        for thread in (self._worker, self._adapter_thread):
-            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-                thread.join(timeout=timeout)
+        if self._adapters is not None:
+            self._adapters.stop(timeout)
+        if self._worker is not None and self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=timeout)
         with self._publish_lock:  # a publish in progress has finished; later ones see _stop
             pass
 
