@@ -38,7 +38,7 @@ PACKAGE_PATHS = ('src', 'test', 'launch', 'setup.py')
 # The ROS layer: nodes, launch file, rclpy stand-in and the node, launch and interface tests.
 ROS_LAYER_PATHS = (
     'src/tinyalign_ros/nodes/__init__.py', 'src/tinyalign_ros/nodes/adapter_manager.py',
-    'src/tinyalign_ros/nodes/assistant_node.py',
+    'src/tinyalign_ros/nodes/assistant_node.py', 'src/tinyalign_ros/nodes/audio_input.py',
     'src/tinyalign_ros/nodes/audio_file_publisher.py', 'src/tinyalign_ros/nodes/diagnostics.py',
     'src/tinyalign_ros/nodes/messages.py', 'src/tinyalign_ros/nodes/parameters.py',
     'src/tinyalign_ros/nodes/personalize_server.py', 'src/tinyalign_ros/nodes/ros_audio.py',

@@ -734,7 +734,7 @@ def test_vad_utterance_is_stamped_at_its_end(ros: list[Any]) -> None:
     wait_for(lambda: probe.responses, 20, 'response', spinner)
     from tinyalign_ros.segmenter import Segmenter
 
-    offline = Segmenter(node._segmenter_config)
+    offline = Segmenter(node._audio_input.segmenter_config)
     ends = [u.end_s for i in range(0, audio.size - chunk + 1, chunk) for u in offline.feed(audio[i:i + chunk])]
     assert ends, 'the segmenter found no utterance offline'
     stamp = probe.responses[0].header.stamp

@@ -34,6 +34,11 @@ publishes ``response`` (tinyalign_msgs/AssistantResponse), ``response/text`` (st
 ``latency/{encode,project,first_token,total,queue}_ms`` (std_msgs/Float32 for rqt_plot),
 ``personalize/prompt`` (std_msgs/String: the sentence the operator should read) and
 ``/diagnostics``. Services ``list_adapters`` and ``activate_adapter``; action ``personalize``.
+
+This module is the node itself: its lifecycle, the pipeline worker and the answer topics. The parts
+it owns live in modules named after them: :mod:`.parameters` (declarations and checks),
+:mod:`.audio_input` (audio in, utterances out), :mod:`.adapter_manager` (which operator's adapter
+answers; the adapter services), :mod:`.personalize_server` (the action) and :mod:`.diagnostics`.
 """
 
 from __future__ import annotations
@@ -50,35 +55,26 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from std_msgs.msg import Float32, String
 from tinyalign_msgs.msg import AssistantResponse
 
-from tinyalign_ros.audio_messages import AudioDecoder, AudioFormat, CompressedAudioError
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
 from tinyalign_ros.nodes.adapter_manager import AdapterLoader, AdapterManager
+from tinyalign_ros.nodes.audio_input import AudioInput
 from tinyalign_ros.nodes.messages import NOT_MEASURED
-from tinyalign_ros.nodes.parameters import (BACKEND_SPEC, check_parameter, clip, DEVICE_BACKENDS, info_topic_for,
-                                            MAX_FRAME_ID_CHARS, NodeConfigError, PARAMS)
+from tinyalign_ros.nodes.parameters import BACKEND_SPEC, check_parameter, clip, DEVICE_BACKENDS, NodeConfigError, PARAMS
 from tinyalign_ros.nodes.personalize_server import PersonalizeServer
-from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, resolve_flavour
+from tinyalign_ros.nodes.ros_audio import finite_or
 from tinyalign_ros.personalization.api import AdapterStore, BackendContext, load_backend, PersonalizeJob
 from tinyalign_ros.pipeline import MODES
-from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
-
-try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # pragma: no cover - Humble
-    try:
-        from rclpy.qos_event import SubscriptionEventCallbacks
-    except ImportError:
-        SubscriptionEventCallbacks = None
+from tinyalign_ros.segmenter import Utterance
 
 try:  # Humble and Jazzy have it; keep main() working on older rclpy too
     from rclpy.executors import ExternalShutdownException
@@ -111,28 +107,14 @@ class _Job:
 
 @dataclass
 class _Counters:
-    """What diagnostics report; updated from several threads under the node's lock."""
+    """What the pipeline diagnostics report; updated from several threads under the node's lock."""
 
-    audio_messages: int = 0
-    compressed_dropped: int = 0
-    compressed_reported: int = 0
-    last_compressed: str = ''
-    lost_messages: int = 0  # reported by the middleware (message_lost QoS events)
-    lost_reported: int = 0
-    audio_errors: int = 0
-    audio_errors_reported: int = 0
-    last_audio_error: str = ''
-    last_audio_time: float | None = None
-    info_messages: int = 0
-    utterances: int = 0
     dropped: int = 0
     dropped_reported: int = 0
     answered: int = 0
     pipeline_errors: int = 0
     last_pipeline_error: str = ''
     last_pipeline_failed: bool = False
-    messages_since_report: int = 0
-    seconds_since_report: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,8 +140,7 @@ class AssistantNode(LifecycleNode):
         self._publish_lock = threading.Lock()  # held by the worker while it publishes; stop() waits for it
         self._configure_error: Exception | None = None
         self._worker: threading.Thread | None = None
-        self._audio_sub: Any = None
-        self._info_sub: Any = None
+        self._audio_input: AudioInput | None = None
         self._diag_timer: Any = None
         self._adapters: AdapterManager | None = None
         self.personalize_server: PersonalizeServer | None = None
@@ -197,20 +178,19 @@ class AssistantNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to audio and start answering; the lifecycle publishers come alive."""
-        self._subscribe_inputs()
+        audio = self._audio_input
+        audio.subscribe()
         self._active = True
         self.get_logger().info(
-            f'listening on {self._audio_topic()} ({self._flavour} {self._audio_type.__name__}, '
+            f'listening on {audio.topic} ({audio.flavour} {audio.message_type.__name__}, '
             f'segmentation={self._param("segmentation")}); mode={self._mode}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop answering (audio unsubscribed, waiting utterances dropped); models stay loaded."""
         self._active = False
-        for subscription in (self._audio_sub, self._info_sub):
-            if subscription is not None:
-                self.destroy_subscription(subscription)
-        self._audio_sub = self._info_sub = None
+        if self._audio_input is not None:
+            self._audio_input.unsubscribe()
         with self._queue_cv:
             self._queue.clear()
         if self.personalize_server is not None:
@@ -252,21 +232,8 @@ class AssistantNode(LifecycleNode):
         self._busy = False
         self._worker = threading.Thread(target=self._work_loop, name='tinyalign_pipeline', daemon=True)
 
-        # Audio input.
-        self._flavour = resolve_flavour(p('audio.flavour'))
-        self._audio_type = message_class(self._flavour, p('audio.message'))
-        self._decoder = AudioDecoder(
-            AudioFormat(p('audio.sample_format'), p('audio.channels'), p('audio.sample_rate')),
-            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'),
-            max_message_bytes=p('audio.max_message_bytes'))
-        self._stream_s = 0.0  # seconds of audio fed to the segmenter (its time base)
-        self._segmenter_config = SegmenterConfig(
-            threshold=p('segmenter.threshold'), min_speech_s=p('segmenter.min_speech_s'),
-            max_utterance_s=p('segmenter.max_utterance_s'), padding_s=p('segmenter.padding_s'),
-            end_silence_s=max(p('segmenter.end_silence_s'), p('segmenter.padding_s')),
-            max_buffer_s=max(p('segmenter.max_buffer_s'), p('segmenter.max_utterance_s') + 5.0))
-        self._segmenter = Segmenter(self._segmenter_config) if p('segmentation') == 'vad' else None
-        self._max_utterance_samples = int(p('segmenter.max_utterance_s') * 16000)
+        # Audio input (subscribed on activate).
+        self._audio_input = AudioInput(self, self._route)
 
         # Engine.
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
@@ -292,7 +259,6 @@ class AssistantNode(LifecycleNode):
         self._latency_pubs = {k: self.create_lifecycle_publisher(Float32, f'latency/{k}_ms', reliable)
                               for k in LATENCY_KINDS}
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
-        self._audio_group = MutuallyExclusiveCallbackGroup()
 
         # Personalization and adapters: reentrant so cancel and services are served during a goal.
         self._action_group = ReentrantCallbackGroup()
@@ -306,40 +272,20 @@ class AssistantNode(LifecycleNode):
         self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
         self._last_report = time.monotonic()
         self._worker.start()
+
         initial_operator = p('operator')
         self._adapters.start(initial_operator)
         self._ready = True
         if self._adapters.operator != initial_operator:  # the parameter says who answers
             self.set_parameters([Parameter('operator', value=self._adapters.operator)])
 
-    def _subscribe_inputs(self) -> None:
-        """Audio and AudioInfo subscriptions (created on activate, destroyed on deactivate)."""
-        p = self._param
-        # Best effort receives from reliable and best-effort publishers alike.
-        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
-                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-        self._audio_sub = self._subscribe_audio(p('audio.topic'), audio_qos)
-        self._info_sub = None
-        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
-            # Volatile: a transient-local subscription does not match the volatile audio_info
-            # publisher of older audio_capture releases; a volatile one matches both, and
-            # audio_capture republishes audio_info every 5 s.
-            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                  reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.VOLATILE)
-            self._info_sub = self.create_subscription(
-                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
-                info_qos, callback_group=self._audio_group)
-
     def _teardown(self) -> None:
         """Undo configure: threads stopped, publishers, services, action and timer destroyed."""
         self.stop()
         self._ready = False
         self._active = False
-        for subscription in (self._audio_sub, self._info_sub):
-            if subscription is not None:
-                self.destroy_subscription(subscription)
-        self._audio_sub = self._info_sub = None
+        if self._audio_input is not None:
+            self._audio_input.unsubscribe()
         if self.personalize_server is not None:
             self.personalize_server.destroy()
         if self._adapters is not None:
@@ -360,29 +306,7 @@ class AssistantNode(LifecycleNode):
         self.pipeline = self._injected[0]
         self.job, self.store = self._injected[1], self._injected[2]
 
-    def _audio_topic(self) -> str:
-        return self.resolve_topic_name(self._param('audio.topic'))
-
-    # -- small helpers ----------------------------------------------------------------------------
-    def _subscribe_audio(self, topic: str, qos: QoSProfile) -> Any:
-        """Subscribe to audio, counting what the middleware reports lost where rclpy exposes it."""
-        if SubscriptionEventCallbacks is not None:
-            try:
-                return self.create_subscription(
-                    self._audio_type, topic, self._on_audio, qos, callback_group=self._audio_group,
-                    event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
-            except (TypeError, NotImplementedError) as exc:  # an RMW without the event
-                self.get_logger().info(f'lost-message events unavailable ({exc}); counting arrivals only')
-        return self.create_subscription(self._audio_type, topic, self._on_audio, qos,
-                                        callback_group=self._audio_group)
-
-    def _on_message_lost(self, info: Any) -> None:
-        change = int(getattr(info, 'total_count_change', 0) or 0)
-        with self._lock:
-            self._counters.lost_messages += max(change, 0)
-        self.get_logger().warning(f'the middleware lost {change} audio message(s) (total {info.total_count})',
-                                  throttle_duration_sec=5.0)
-
+    # -- the engine and the personalization backend ------------------------------------------------
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
@@ -440,7 +364,7 @@ class AssistantNode(LifecycleNode):
         self.job = self.job or backend.job
         self.store = self.store or backend.store
 
-    # -- parameters at run time -------------------------------------------------------------------
+    # -- parameters at run time --------------------------------------------------------------------
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         """Validate (always) and apply (once the node is running) runtime-changeable parameters."""
         for parameter in parameters:
@@ -485,92 +409,13 @@ class AssistantNode(LifecycleNode):
         with self._queue_cv:
             depth = len(self._queue)
         enrolled = self.personalize_server.enrollment_utterances if self.personalize_server is not None else 0
-        return {'audio_messages': c.audio_messages, 'audio_errors': c.audio_errors,
-                'last_audio_error': c.last_audio_error, 'info_messages': c.info_messages,
-                'utterances': c.utterances, 'dropped': c.dropped, 'answered': c.answered,
-                'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
-                'compressed_dropped': c.compressed_dropped, 'lost_messages': c.lost_messages,
-                'enrollment_utterances': enrolled}
+        audio = self._audio_input.statistics() if self._audio_input is not None else {}
+        return {**audio, 'dropped': c.dropped, 'answered': c.answered, 'pipeline_errors': c.pipeline_errors,
+                'queue_depth': depth, 'enrollment_utterances': enrolled}
 
-    # -- audio in -----------------------------------------------------------------------------------
-    def _on_audio_info(self, msg: Any) -> None:
-        try:
-            fmt = self._decoder.set_info(msg)
-        except CompressedAudioError as exc:
-            with self._lock:
-                self._counters.info_messages += 1
-                self._counters.last_compressed = str(exc)
-            self.get_logger().error(f'{exc}; audio is dropped until PCM arrives', throttle_duration_sec=30.0)
-            return
-        except Exception as exc:  # noqa: BLE001 - malformed input is counted, never fatal
-            self._audio_error(f'audio_info: {exc}')
-            return
-        with self._lock:
-            self._counters.info_messages += 1
-            self._counters.last_compressed = ''
-        self.get_logger().info(f'audio format from {self._info_sub.topic_name}: {fmt.describe()}', once=True)
-
-    def _on_audio(self, msg: Any) -> None:
-        received_ns = self.get_clock().now().nanoseconds
-        try:
-            samples = self._decoder.decode(msg, flush=self._segmenter is None)
-            end_ns, frame_id = self._message_end(msg, received_ns)
-            if self._segmenter is not None:
-                utterances = self._segmenter.feed(samples)
-            else:
-                utterances = [self._whole_message_utterance(samples)] if samples.size else []
-        except CompressedAudioError as exc:
-            with self._lock:
-                self._counters.compressed_dropped += 1
-                self._counters.last_compressed = str(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - the fuzz tests feed anything; the node must survive
-            self._audio_error(str(exc))
-            return
-        self._stream_s += samples.size / 16000.0
-        with self._lock:
-            self._counters.audio_messages += 1
-            self._counters.messages_since_report += 1
-            self._counters.seconds_since_report += samples.size / 16000.0
-            self._counters.last_audio_time = time.monotonic()
-        for utterance in utterances:
-            # The segmenter's times count the audio fed to it; the message just fed ends at end_ns.
-            behind_s = max(self._stream_s - utterance.end_s, 0.0) if self._segmenter is not None else 0.0
-            self._route(utterance, frame_id, end_ns - int(behind_s * 1e9))
-
-    def _message_end(self, msg: Any, received_ns: int) -> tuple[int, str]:
-        """
-        ROS time of the last sample of ``msg`` and the frame_id its response carries.
-
-        A stamped message's header stamp is taken as the time of its last sample (audio_capture
-        and mgonzs13's audio_capturer stamp when a chunk is complete); unstamped audio is dated
-        by its arrival.
-        """
-        header = getattr(msg, 'header', None)
-        stamp_ns = 0
-        frame_id = ''
-        if header is not None:
-            stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-            frame_id = str(header.frame_id)
-            if len(frame_id) > MAX_FRAME_ID_CHARS:  # not a frame id: do not echo it into every response
-                frame_id = ''
-        configured = self._param('response.frame_id')
-        return (stamp_ns if stamp_ns > 0 else received_ns), (configured or frame_id)
-
-    def _whole_message_utterance(self, samples: np.ndarray) -> Utterance:
-        truncated = samples.size > self._max_utterance_samples
-        audio = samples[:self._max_utterance_samples]
-        return Utterance(audio=audio, start_s=0.0, end_s=audio.size / 16000.0, index=0, truncated=truncated)
-
-    def _audio_error(self, text: str) -> None:
-        with self._lock:
-            self._counters.audio_errors += 1
-            self._counters.last_audio_error = clip(text, 400)
-        self.get_logger().warning(f'dropped an audio message: {clip(text, 400)}', throttle_duration_sec=5.0)
-
+    # -- utterances to the pipeline ----------------------------------------------------------------
     def _route(self, utterance: Utterance, frame_id: str, stamp_ns: int) -> None:
-        with self._lock:
-            self._counters.utterances += 1
+        """Hand an utterance to enrollment while it records, else to the pipeline."""
         if self.personalize_server is not None and self.personalize_server.take(utterance):
             return
         self.enqueue(utterance.audio, utterance.truncated, frame_id, stamp_ns)
@@ -598,7 +443,7 @@ class AssistantNode(LifecycleNode):
             self._queue_cv.notify()
         return job.utterance_id
 
-    # -- the pipeline worker ----------------------------------------------------------------------
+    # -- the pipeline worker -----------------------------------------------------------------------
     def _work_loop(self) -> None:
         while not self._stop.is_set():
             with self._queue_cv:
@@ -673,58 +518,18 @@ class AssistantNode(LifecycleNode):
             self._counters.answered += 1
             self._counters.last_pipeline_failed = False
 
-    # -- diagnostics ------------------------------------------------------------------------------
+    # -- diagnostics -------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         with self._lock:
             c = self._counters
             elapsed = max(now - self._last_report, 1e-6)
             self._last_report = now
-            msg_rate = c.messages_since_report / elapsed
-            audio_rate = c.seconds_since_report / elapsed
-            c.messages_since_report, c.seconds_since_report = 0, 0.0
-            new_errors = c.audio_errors - c.audio_errors_reported
-            c.audio_errors_reported = c.audio_errors
             new_drops = c.dropped - c.dropped_reported
             c.dropped_reported = c.dropped
-            new_compressed = c.compressed_dropped - c.compressed_reported
-            c.compressed_reported = c.compressed_dropped
-            new_lost = c.lost_messages - c.lost_reported
-            c.lost_reported = c.lost_messages
             snapshot = replace(c)
         name = self.get_name()
-        stale = self._param('diagnostics.stale_audio_s')
-        fmt = self._decoder.current or self._decoder.info_format or self._decoder.default
-        source = 'message' if self._flavour == 'mgonzs13' else \
-            ('audio_info' if self._decoder.info_format else 'parameters')
-
-        audio = diag.Status(f'{name}: audio input', values={
-            'topic': self._audio_topic(), 'state': 'active' if self._active else 'inactive',
-            'flavour': self._flavour, 'message type': self._audio_type.__name__,
-            'format': fmt.describe(), 'format from': source, 'messages/s': msg_rate,
-            'audio s per s': audio_rate, 'expected audio s per s': self._param('audio.expected_rate'),
-            'messages': snapshot.audio_messages,
-            'lost messages (middleware)': snapshot.lost_messages,
-            'compressed messages dropped': snapshot.compressed_dropped,
-            'malformed messages': snapshot.audio_errors, 'last error': snapshot.last_audio_error,
-            'utterances': snapshot.utterances,
-            'segmenter buffered [s]': self._segmenter.buffered_s if self._segmenter else 0.0,
-            'segmenter dropped [s]': self._segmenter.dropped_s if self._segmenter else 0.0})
-        if snapshot.last_audio_time is None:
-            audio.escalate(diag.WARN, 'no audio received yet')
-        elif now - snapshot.last_audio_time > stale:
-            audio.escalate(diag.WARN, f'no audio for {now - snapshot.last_audio_time:.0f} s')
-        if new_errors:
-            audio.escalate(diag.ERROR, f'{new_errors} malformed audio message(s): {snapshot.last_audio_error}')
-        if snapshot.last_compressed:
-            audio.escalate(diag.ERROR, f'{new_compressed} compressed message(s) dropped: {snapshot.last_compressed}')
-        if new_lost:
-            audio.escalate(diag.WARN, f'the middleware lost {new_lost} audio message(s): raise audio.qos_depth '
-                           'or lower the load')
-        expected = self._param('audio.expected_rate')
-        if expected > 0 and msg_rate > 0 and audio_rate < 0.9 * expected:
-            audio.escalate(diag.WARN, f'audio arrives at {audio_rate:.2f} s per s, expected {expected:.2f}: '
-                           'messages are lost on the way')
+        audio = self._audio_input.diagnostic_status(name, now, elapsed, self._active)
 
         with self._queue_cv:
             depth, busy = len(self._queue), self._busy
