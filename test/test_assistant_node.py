@@ -306,7 +306,8 @@ def test_cuda_without_a_gpu_is_refused_and_logged_not_fatal(ros: list[Any], monk
     import torch
     from tinyalign_ros import device
     from tinyalign_ros.nodes import assistant_node
-    from tinyalign_ros.nodes.assistant_node import AssistantNode, check_parameter
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+    from tinyalign_ros.nodes.parameters import check_parameter
 
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(device, 'ctranslate2_cuda_available', lambda: False)
@@ -350,7 +351,8 @@ class _ListLogger:
 
 def test_shipped_config_loads_with_matching_types(ros: list[Any]) -> None:
     """config/assistant.yaml through --params-file: declared types and ranges, documented defaults."""
-    from tinyalign_ros.nodes.assistant_node import PARAMS, AssistantNode
+    from tinyalign_ros.nodes.assistant_node import AssistantNode
+    from tinyalign_ros.nodes.parameters import PARAMS
 
     ros_env.use_flavour(ros_env.available_flavours()[0])
     config = ROOT / 'config' / 'assistant.yaml'
@@ -381,7 +383,7 @@ def test_prompt_examples_parameter_pairs_up_and_reaches_the_prompt(ros: list[Any
 
 
 def test_launch_file_arguments_match_the_nodes() -> None:
-    from tinyalign_ros.nodes.assistant_node import SPECS
+    from tinyalign_ros.nodes.parameters import SPECS
 
     tree = ast.parse((ROOT / 'launch' / 'assistant.launch.py').read_text())
     declared = {node.args[0].value for node in ast.walk(tree)
@@ -732,7 +734,7 @@ def test_vad_utterance_is_stamped_at_its_end(ros: list[Any]) -> None:
     wait_for(lambda: probe.responses, 20, 'response', spinner)
     from tinyalign_ros.segmenter import Segmenter
 
-    offline = Segmenter(node._segmenter_config)
+    offline = Segmenter(node._audio_input.segmenter_config)
     ends = [u.end_s for i in range(0, audio.size - chunk + 1, chunk) for u in offline.feed(audio[i:i + chunk])]
     assert ends, 'the segmenter found no utterance offline'
     stamp = probe.responses[0].header.stamp
@@ -759,7 +761,7 @@ def test_unmeasured_latencies_use_the_documented_sentinel(ros: list[Any]) -> Non
                                                                                                      -1.0, 3.0)
     text = (ROOT / 'msg' / 'msg' / 'AssistantResponse.msg').read_text()
     assert '-1' in text and 'not measured' in text
-    from tinyalign_ros.nodes.assistant_node import NOT_MEASURED, metrics_to_msgs
+    from tinyalign_ros.nodes.messages import metrics_to_msgs, NOT_MEASURED
     assert NOT_MEASURED == -1.0 and metrics_to_msgs({'wer': float('nan')})[0].value == -1.0
 
 
@@ -824,7 +826,7 @@ def test_middleware_losses_and_arrival_rate_are_diagnosed(ros: list[Any]) -> Non
 @pytest.mark.parametrize('name', ['audio', '/mic/audio', '~/audio', '~', '{node}/audio', '/robot_{node}/mic',
                                   'a/b_2/c'])
 def test_valid_topic_names_are_accepted(name: str) -> None:
-    from tinyalign_ros.nodes.assistant_node import check_parameter
+    from tinyalign_ros.nodes.parameters import check_parameter
 
     assert check_parameter('audio.topic', name) is None
 
@@ -832,7 +834,7 @@ def test_valid_topic_names_are_accepted(name: str) -> None:
 @pytest.mark.parametrize('name', ['', '/', 'audio/', 'a//b', '2audio', 'a b', 'a~', '/~/audio', '{}', '{2x}',
                                   'audio\n', 'ä', 'x' * 300])
 def test_invalid_topic_names_are_refused(name: str) -> None:
-    from tinyalign_ros.nodes.assistant_node import check_parameter
+    from tinyalign_ros.nodes.parameters import check_parameter
 
     assert 'not a valid topic name' in (check_parameter('audio.topic', name) or '')
 
@@ -840,7 +842,7 @@ def test_invalid_topic_names_are_refused(name: str) -> None:
 @pytest.mark.parametrize('operator_id', ['alice\n', 'alice\n\n', 'a' * 64 + '\n', '../alice', 'alice/bob', ''])
 def test_operator_ids_must_match_in_full(operator_id: str) -> None:
     r"""``re.match`` with ``$`` lets 'alice\n' through (a folder named with a newline)."""
-    from tinyalign_ros.nodes.assistant_node import check_parameter, operator_id_problem
+    from tinyalign_ros.nodes.parameters import check_parameter, operator_id_problem
 
     assert operator_id_problem(operator_id)
     if operator_id:
@@ -1038,11 +1040,11 @@ def test_main_shuts_down_cleanly_while_an_answer_is_being_generated(monkeypatch:
 def test_modes_come_from_the_engine() -> None:
     """One home for the list of modes: a mode the engine adds (e.g. auto) is accepted unchanged."""
     from tinyalign_ros import pipeline
-    from tinyalign_ros.nodes import assistant_node
+    from tinyalign_ros.nodes import assistant_node, parameters
 
-    assert assistant_node.MODES is pipeline.MODES and assistant_node.SPECS['mode'].choices is pipeline.MODES
+    assert assistant_node.MODES is pipeline.MODES and parameters.SPECS['mode'].choices is pipeline.MODES
     for mode in pipeline.MODES:
-        assert assistant_node.check_parameter('mode', mode) is None
+        assert parameters.check_parameter('mode', mode) is None
 
 
 def test_response_says_which_path_answered(ros: list[Any]) -> None:
@@ -1188,6 +1190,6 @@ def test_inactive_assistant_rejects_goals(ros: list[Any], tmp_path: Path) -> Non
     ros.append(node)
     node.trigger_configure()
     goal = Personalize.Goal(operator_id='dave', source=Personalize.Goal.SOURCE_RECORD)
-    assert node._on_goal(goal) == GoalResponse.REJECT
+    assert node.personalize_server.goal_callback(goal) == GoalResponse.REJECT
     node.trigger_activate()
-    assert node._on_goal(goal) == GoalResponse.ACCEPT
+    assert node.personalize_server.goal_callback(goal) == GoalResponse.ACCEPT

@@ -636,7 +636,7 @@ def test_ros_backend_factory(models: Models, tmp_path: Path) -> None:
                            BackendContext(pipeline=models, store_dir=tmp_path / 'store', work_dir=tmp_path / 'work'))
     assert isinstance(backend.job, PersonalizeJob) and isinstance(backend.store, StoreProtocol)
     assert backend.store.root == tmp_path / 'store' and backend.job.work_dir == tmp_path / 'work'
-    node_source = (Path(pz_job.__file__).parents[1] / 'nodes' / 'assistant_node.py').read_text()
+    node_source = (Path(pz_job.__file__).parents[1] / 'nodes' / 'parameters.py').read_text()
     assert "'personalize.backend', 'tinyalign_ros.personalization.job:ros_backend'" in node_source
 
 

@@ -159,12 +159,13 @@ def test_goal_validation_reasons(ros: list[Any], tmp_path: Path, dataset: Path) 
         'holdout_ids must be plain': s.goal(source=P.SOURCE_FOLDER, path=str(dataset), holdout_ids=['../a']),
         'only apply to folder': s.goal(holdout_ids=['LJ001-0001']),
     }
+    validate_goal = s.node.personalize_server.validate_goal
     for expected, goal in cases.items():
-        reason = s.node.validate_goal(goal)
+        reason = validate_goal(goal)
         assert reason is not None and expected in reason, (expected, reason)
-    assert s.node.validate_goal(s.goal()) is None
-    assert s.node.validate_goal(s.goal(source=P.SOURCE_FOLDER, path=str(dataset), holdout=2)) is None
-    assert s.node.validate_goal(s.goal(source=P.SOURCE_ROSBAG, path=str(bag), topics=['/audio', '/text'])) is None
+    assert validate_goal(s.goal()) is None
+    assert validate_goal(s.goal(source=P.SOURCE_FOLDER, path=str(dataset), holdout=2)) is None
+    assert validate_goal(s.goal(source=P.SOURCE_ROSBAG, path=str(bag), topics=['/audio', '/text'])) is None
     # Through the action interface: rejected goals are not accepted, and no job runs.
     for goal in (cases['operator id'], cases['does not exist or has no manifest'], cases['max_record_s']):
         handle, _fb, _t = s.send(goal)
@@ -260,7 +261,7 @@ def test_second_goal_is_rejected_while_busy(ros: list[Any], tmp_path: Path, data
     assert first.accepted and s.job.started.wait(5)
     second, _fb, _t = s.send(goal)
     assert not second.accepted
-    assert 'busy' in (s.node.validate_goal(goal) or 'busy') and len(s.job.requests) == 1
+    assert 'busy' in (s.node.personalize_server.validate_goal(goal) or 'busy') and len(s.job.requests) == 1
     wait_future(first.cancel_goal_async(), 10, 'cancel', s.spinner)
     assert s.result(first).status == GoalStatus.STATUS_CANCELED
 
@@ -432,7 +433,8 @@ def test_accepted_goal_whose_handle_was_never_created_reserves_nothing(ros: list
 
     s = Setup(ros, tmp_path, steps=2, step_s=0.01)
     goal = s.goal(source=s.Personalize.Goal.SOURCE_FOLDER, path=str(dataset))
-    assert s.node._on_goal(goal) == GoalResponse.ACCEPT  # no handle, no accepted callback follows
+    # No handle, so no accepted callback follows.
+    assert s.node.personalize_server.goal_callback(goal) == GoalResponse.ACCEPT
     handle, _fb, _t = s.send(goal)
     assert handle.accepted
     assert s.result(handle).status == GoalStatus.STATUS_SUCCEEDED
@@ -447,12 +449,12 @@ def test_reject_mode_refuses_a_goal_that_won_the_accept_race(ros: list[Any], tmp
     assert first.accepted and s.job.started.wait(5)
     from rclpy.action import GoalResponse
 
-    server = s.node._action_server
+    server = s.node.personalize_server.action_server
     server.register_goal_callback(lambda request: GoalResponse.ACCEPT)  # both passed the check at once
     try:
         second, _fb, _t = s.send(goal)
     finally:
-        server.register_goal_callback(s.node._on_goal)
+        server.register_goal_callback(s.node.personalize_server.goal_callback)
     assert second.accepted
     response = s.result(second)
     assert response.status == GoalStatus.STATUS_ABORTED and 'busy' in response.result.message

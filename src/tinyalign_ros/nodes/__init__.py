@@ -15,8 +15,14 @@
 """
 Thin ROS 2 nodes over the engine: they translate messages and parameters, nothing more.
 
-- :mod:`.assistant_node`: audio topic -> utterances -> pipeline -> responses; personalize action;
-  adapter services; diagnostics.
+- :mod:`.assistant_node`: audio topic -> utterances -> pipeline -> responses; the node's lifecycle
+  and its pipeline worker, wiring the parts below.
+- :mod:`.parameters`: the assistant's parameter table and the checks every value passes.
+- :mod:`.audio_input`: the assistant's audio subscriptions, decoding and segmentation.
+- :mod:`.adapter_manager`: which operator's adapter answers, switching it, the adapter services.
+- :mod:`.personalize_server`: the assistant's personalize action (one goal at a time, enrollment).
+- :mod:`.diagnostics`: ``/diagnostics`` statuses and latency percentiles.
+- :mod:`.messages`: conventions of tinyalign_msgs shared by topics, services and the action.
 - :mod:`.audio_file_publisher`: plays WAV/FLAC files or a rosbag2 audio topic onto a topic.
 - :mod:`.ros_audio`: which ``audio_common_msgs`` flavour is installed, and building its messages.
 

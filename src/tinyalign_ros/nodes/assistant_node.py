@@ -34,6 +34,11 @@ publishes ``response`` (tinyalign_msgs/AssistantResponse), ``response/text`` (st
 ``latency/{encode,project,first_token,total,queue}_ms`` (std_msgs/Float32 for rqt_plot),
 ``personalize/prompt`` (std_msgs/String: the sentence the operator should read) and
 ``/diagnostics``. Services ``list_adapters`` and ``activate_adapter``; action ``personalize``.
+
+This module is the node itself: its lifecycle, the pipeline worker and the answer topics. The parts
+it owns live in modules named after them: :mod:`.parameters` (declarations and checks),
+:mod:`.audio_input` (audio in, utterances out), :mod:`.adapter_manager` (which operator's adapter
+answers; the adapter services), :mod:`.personalize_server` (the action) and :mod:`.diagnostics`.
 """
 
 from __future__ import annotations
@@ -42,54 +47,34 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 import math
 from pathlib import Path
-import queue
-import re
 import threading
 import time
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from std_msgs.msg import Float32, String
-from tinyalign_msgs.action import Personalize
-from tinyalign_msgs.msg import AdapterInfo, AssistantResponse, Metric
-from tinyalign_msgs.srv import ActivateAdapter, ListAdapters
+from tinyalign_msgs.msg import AssistantResponse
 
-from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
-from tinyalign_ros.audio_messages import (AudioDecoder, AudioFormat, CompressedAudioError, FLAVOURS, MAX_MESSAGE_BYTES,
-                                          MESSAGE_NAMES)
-from tinyalign_ros.config import EncoderSettings, LLMSettings
-from tinyalign_ros.device import DeviceError, DEVICES, DTYPES, resolve_device
-from tinyalign_ros.fusion import FusionConfig
 from tinyalign_ros.llm import GenerationConfig, PromptConfig
 from tinyalign_ros.nodes import diagnostics as diag
-from tinyalign_ros.nodes.ros_audio import finite_or, info_class, message_class, resolve_flavour
-from tinyalign_ros.personalization.api import (AdapterStore, AdapterVersion, BackendContext, GOAL_CANCELED,
-                                               goal_status, GOAL_SUCCEEDED, Limits, load_backend,
-                                               OPERATOR_ID_PATTERN, OperatorIdError, PersonalizeJob, PersonalizeRequest,
-                                               PersonalizeResult, PHASE_RECORDING, Progress, run_in_thread,
-                                               SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG, TrainingOptions,
-                                               validate_operator_id)
+from tinyalign_ros.nodes.adapter_manager import AdapterLoader, AdapterManager
+from tinyalign_ros.nodes.audio_input import AudioInput
+from tinyalign_ros.nodes.messages import NOT_MEASURED
+from tinyalign_ros.nodes.parameters import BACKEND_SPEC, check_parameter, clip, DEVICE_BACKENDS, NodeConfigError, PARAMS
+from tinyalign_ros.nodes.personalize_server import PersonalizeServer
+from tinyalign_ros.nodes.ros_audio import finite_or
+from tinyalign_ros.personalization.api import AdapterStore, BackendContext, load_backend, PersonalizeJob
 from tinyalign_ros.pipeline import MODES
-from tinyalign_ros.rosbag import is_rosbag
-from tinyalign_ros.segmenter import Segmenter, SegmenterConfig, Utterance
-
-try:  # Jazzy's name; Humble only has rclpy.qos_event (Jazzy still ships it, deprecated)
-    from rclpy.event_handler import SubscriptionEventCallbacks
-except ImportError:  # pragma: no cover - Humble
-    try:
-        from rclpy.qos_event import SubscriptionEventCallbacks
-    except ImportError:
-        SubscriptionEventCallbacks = None
+from tinyalign_ros.segmenter import Utterance
 
 try:  # Humble and Jazzy have it; keep main() working on older rclpy too
     from rclpy.executors import ExternalShutdownException
@@ -98,276 +83,7 @@ except ImportError:  # pragma: no cover
         pass
 
 NODE_NAME = 'tinyalign_assistant'
-SOURCES_BY_CODE = {Personalize.Goal.SOURCE_RECORD: SOURCE_RECORD,
-                   Personalize.Goal.SOURCE_FOLDER: SOURCE_FOLDER,
-                   Personalize.Goal.SOURCE_ROSBAG: SOURCE_ROSBAG}
 LATENCY_KINDS = ('encode', 'project', 'first_token', 'total', 'queue')
-# ROS name rules (rcl's topic-name validation): tokens of letters, digits and "_" not starting with
-# a digit, separated by single "/"; "~" (the node's private namespace) only at the start, followed
-# by "/"; "{substitutions}" (e.g. "{node}") stand for a token. Always matched in full.
-_TOPIC_TOKEN = r'[A-Za-z_][A-Za-z0-9_]*'
-TOPIC_NAME = re.compile(rf'/?{_TOPIC_TOKEN}(?:/{_TOPIC_TOKEN})*')
-TOPIC_SUBSTITUTION = re.compile(r'\{[A-Za-z_][A-Za-z0-9_]*\}')
-OBJECTIVE_NAME = re.compile(r'[a-z0-9_]{0,64}')
-UTTERANCE_ID = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}')
-# personalize.backend names a factory inside this package only: a parameters file must not be able
-# to make the node import (and so run) an arbitrary module.
-BACKEND_SPEC = re.compile(r'tinyalign_ros(?:\.[a-z_][a-z0-9_]*)+:[A-Za-z_][A-Za-z0-9_]*')
-MAX_INSTRUCTION_CHARS = 2000
-MAX_NAME_CHARS = 255
-# Strings from outside (messages, goals, parameters) are echoed into logs, diagnostics and
-# responses at most this long, so one hostile field cannot be copied into every message.
-MAX_ECHO_CHARS = 120
-# A frame_id longer than this is not a frame id; the response then carries the configured one.
-MAX_FRAME_ID_CHARS = 256
-# Documented in AssistantResponse.msg, Metric.msg and Personalize.action: a float that was not
-# measured. NaN is not used: Humble's rosidl_python only accepts it since a late backport.
-NOT_MEASURED = -1.0
-MAX_UTTERANCES = 10000
-MAX_STEPS = 10_000_000
-MAX_SECONDS = 24 * 3600.0
-
-# Read aloud during enrollment when no prompts file is given: short, varied, robot-flavoured.
-DEFAULT_PROMPTS = (
-    'Please bring me the red toolbox from the workshop.',
-    'What is the battery level right now?',
-    'Turn left at the next corridor and stop by the door.',
-    'Could you check whether the kitchen window is closed?',
-    'Move forward slowly, then wait for my signal.',
-    'How far is the charging station from here?',
-    'Pick up the blue cup and put it on the shelf.',
-    'Remind me to water the plants at six tonight.',
-    'Which rooms did you clean this morning?',
-    'Go back to the lobby and greet the visitors.',
-    'Is anybody waiting at the front entrance?',
-    'Follow me to the garage, but keep your distance.',
-    'Tell me the temperature in the server room.',
-    'Lower the arm a little and open the gripper.',
-    'What was the last thing I asked you to do?',
-    'Switch off the lights in the meeting room.',
-    'Count the boxes on the third pallet, please.',
-    'Find my keys; I think they are near the sofa.',
-    'Drive to the loading dock and wait there.',
-    'Thank you, that will be all for today.',
-)
-
-
-class NodeConfigError(ValueError):
-    """A parameter combination the node cannot start with; the message names the parameter."""
-
-
-# -- parameters -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ParamSpec:
-    """One declared parameter: default, description, range and whether it can change at run time."""
-
-    name: str
-    default: Any
-    description: str
-    read_only: bool = True
-    int_range: tuple[int, int] | None = None
-    float_range: tuple[float, float] | None = None
-    choices: tuple[str, ...] = ()
-
-    def descriptor(self) -> ParameterDescriptor:
-        d = ParameterDescriptor()
-        d.description = self.description
-        d.read_only = self.read_only
-        if self.choices:
-            d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in self.choices)
-        if self.int_range is not None:
-            d.integer_range = [IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)]
-        if self.float_range is not None:
-            d.floating_point_range = [FloatingPointRange(
-                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]), step=0.0)]
-        return d
-
-
-PARAMS: tuple[ParamSpec, ...] = (
-    # audio input
-    ParamSpec('autostart', True, 'Configure and activate at start-up (what `ros2 launch` relies on); false: '
-              'stay unconfigured until a lifecycle manager drives the transitions.'),
-    ParamSpec('audio.topic', 'audio', 'Audio topic to listen to (audio_common_msgs, either flavour).'),
-    ParamSpec('audio.info_topic', '', 'Latched AudioInfo topic giving the sample format of the ros-drivers '
-              'flavour; empty = audio_info next to the audio topic (/mic/audio -> /mic/audio_info).'),
-    ParamSpec('audio.flavour', 'auto', 'Which audio_common_msgs is installed: auto, ros-drivers or mgonzs13.',
-              choices=('auto',) + FLAVOURS),
-    ParamSpec('audio.message', '', 'Audio message type: empty = AudioData (ros-drivers) / AudioStamped '
-              '(mgonzs13); or AudioDataStamped, Audio.',
-              choices=('',) + MESSAGE_NAMES['ros-drivers'] + MESSAGE_NAMES['mgonzs13']),
-    ParamSpec('audio.sample_format', 'S16LE', 'Sample format used until an AudioInfo arrives (ros-drivers).',
-              choices=SAMPLE_FORMATS),
-    ParamSpec('audio.channels', 1, 'Channels used until an AudioInfo arrives (ros-drivers).', int_range=(1, 32)),
-    ParamSpec('audio.sample_rate', 16000, 'Sample rate [Hz] used until an AudioInfo arrives (ros-drivers).',
-              int_range=(1000, 384000)),
-    ParamSpec('audio.use_info_topic', True, 'Follow the AudioInfo topic (false: always use the parameters).'),
-    ParamSpec('audio.qos_depth', 50, 'Depth of the best-effort audio subscription queue.', int_range=(1, 1000)),
-    ParamSpec('audio.max_message_s', 5.0, 'Longest audio accepted in one message; longer ones are rejected '
-              'as malformed before decoding.', float_range=(0.01, 60.0)),
-    ParamSpec('audio.max_message_bytes', MAX_MESSAGE_BYTES, 'Largest audio message accepted [bytes]; larger '
-              'ones are rejected before anything decodes them.', int_range=(1000, 256_000_000)),
-    ParamSpec('audio.expected_rate', 1.0, 'Seconds of audio a streaming microphone delivers per second; '
-              'diagnostics warn when less arrives (messages lost upstream). 0 = push-to-talk, no check.',
-              float_range=(0.0, 10.0)),
-    # segmentation
-    ParamSpec('segmentation', 'vad', 'vad: cut utterances with Silero VAD; message: every audio message is '
-              'one utterance (push-to-talk or an upstream VAD).', choices=('vad', 'message')),
-    ParamSpec('segmenter.threshold', 0.5, 'Silero speech probability threshold.', float_range=(0.05, 0.95)),
-    ParamSpec('segmenter.min_speech_s', 0.3, 'Shorter speech is ignored (coughs, clicks).', float_range=(0.0, 5.0)),
-    ParamSpec('segmenter.max_utterance_s', 20.0, 'Longest utterance; longer speech is cut (and flagged).',
-              float_range=(0.5, 30.0)),
-    ParamSpec('segmenter.padding_s', 0.2, 'Audio kept around detected speech.', float_range=(0.0, 2.0)),
-    ParamSpec('segmenter.end_silence_s', 0.6, 'Silence that ends an utterance.', float_range=(0.05, 5.0)),
-    ParamSpec('segmenter.max_buffer_s', 60.0, 'Upper bound on buffered audio.', float_range=(5.0, 600.0)),
-    # pipeline
-    # responses
-    ParamSpec('response.frame_id', '', 'header.frame_id of responses; empty = the frame_id of the stamped '
-              'audio message the utterance came from (empty for unstamped audio). Runtime-changeable.',
-              read_only=False),
-    ParamSpec('queue.size', 4, 'Utterances waiting for the pipeline; when full the oldest is dropped.',
-              int_range=(1, 64)),
-    ParamSpec('encoder.model', '', 'Whisper CTranslate2 folder; empty = the embedded tiny.en.'),
-    ParamSpec('encoder.device', EncoderSettings.device, 'Where Whisper runs: cpu, cuda or auto (cuda when '
-              'CTranslate2 sees a GPU). cuda without one is refused (logged; the default is kept).',
-              choices=DEVICES),
-    ParamSpec('encoder.compute_type', EncoderSettings.compute_type,
-              'CTranslate2 compute type (default, int8, float16, ...).'),
-    ParamSpec('encoder.cpu_threads', 0, 'Encoder threads; 0 = CTranslate2 default.', int_range=(0, 256)),
-    ParamSpec('encoder.cache_dir', '', 'Feature cache folder; empty = no cache.'),
-    ParamSpec('llm.model', '', 'LLM folder or .gguf file; empty = the embedded SmolLM2-135M-Instruct.'),
-    ParamSpec('llm.threads', 0, 'Torch threads for the LLM; 0 = torch default.', int_range=(0, 256)),
-    ParamSpec('llm.device', LLMSettings.device, 'Where the LLM and the projector run: cpu, cuda or auto (cuda '
-              'when torch sees a GPU). cuda without one is refused (logged; the default is kept).',
-              choices=DEVICES),
-    ParamSpec('llm.dtype', LLMSettings.dtype, 'Precision of the LLM and of the token head: float32, float16 or '
-              'bfloat16.', choices=DTYPES),
-    ParamSpec('adapter', '', 'Base adapter folder used when no operator adapter is active; empty = shipped one.'),
-    ParamSpec('mode', 'aligned', "One of the engine's modes: aligned (encoder -> projector -> LLM), cascade "
-              '(Whisper text -> LLM), ... Runtime-changeable.', read_only=False, choices=MODES),
-    ParamSpec('operator', '', 'Operator whose active adapter answers; empty = the base adapter. '
-              'Runtime-changeable (the adapter is swapped without a restart).', read_only=False),
-    ParamSpec('prompt.instruction', PromptConfig().instruction,
-              'Instruction injected around the audio. Runtime-changeable.', read_only=False),
-    ParamSpec('prompt.placement', 'before', 'Where the instruction goes: before, after or both the audio.',
-              choices=('before', 'after', 'both')),
-    ParamSpec('prompt.system', PromptConfig().system, "System prompt; empty = the chat template's default."),
-    ParamSpec('prompt.examples', list(PromptConfig().examples), 'Example turns shown before each utterance, '
-              'alternating user and assistant text (an even number); [""] = none.'),
-    ParamSpec('generation.max_new_tokens', 64, 'Longest answer in tokens. Runtime-changeable.',
-              read_only=False, int_range=(1, 1024)),
-    ParamSpec('generation.do_sample', False, 'Sample instead of greedy decoding.'),
-    ParamSpec('generation.temperature', 0.7, 'Sampling temperature.', float_range=(0.01, 2.0)),
-    ParamSpec('generation.top_p', 0.9, 'Nucleus sampling mass.', float_range=(0.01, 1.0)),
-    ParamSpec('generation.seed', -1, 'Sampling seed; -1 = random.', int_range=(-1, 2**31 - 1)),
-    ParamSpec('fusion.weight', FusionConfig().weight, "Weight of the LLM's own prior when the aligned path reads "
-              "the audio (0 = the projector alone): among the projector's close alternatives the LLM picks the "
-              'likelier words.', float_range=(0.0, 10.0)),
-    ParamSpec('fusion.candidates', FusionConfig().candidates, 'Alternatives per heard position the LLM chooses '
-              'among.', int_range=(1, 64)),
-    # personalization
-    ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
-    ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
-              'module:factory returning the personalization job and adapter store.'),
-    ParamSpec('personalize.store_dir', '', 'Adapter store folder; empty = $XDG_DATA_HOME/tinyalign_ros/operators '
-              '(the engine default, shared with the CLI).'),
-    ParamSpec('personalize.work_dir', '', 'Recordings and caches of runs; empty = <store_dir>/.work (as for the CLI).'),
-    ParamSpec('personalize.prompts_file', '', 'Enrollment sentences, one per line; empty = built-in list.'),
-    ParamSpec('personalize.answer_timeout_s', 15.0, 'Time to wait for the answer to one prompt.',
-              float_range=(1.0, 300.0)),
-    ParamSpec('personalize.max_utterances', 20, 'Default number of utterances to record.', int_range=(1, 500)),
-    ParamSpec('personalize.max_record_s', 600.0, 'Default recording budget in seconds.', float_range=(5.0, 7200.0)),
-    ParamSpec('personalize.on_new_goal', 'reject', 'A goal arriving while one runs: reject it, or preempt '
-              '(abort the running one, like ros2/examples server_single_goal).', choices=('reject', 'preempt')),
-    ParamSpec('personalize.feedback_period_s', 0.5, 'Feedback period while a goal runs.', float_range=(0.05, 1.0)),
-    # diagnostics
-    ParamSpec('diagnostics.period_s', 1.0, 'Diagnostics publishing period.', float_range=(0.1, 60.0)),
-    ParamSpec('diagnostics.stale_audio_s', 5.0, 'Warn when no audio arrived for this long.',
-              float_range=(0.5, 3600.0)),
-    ParamSpec('diagnostics.latency_window', 100, 'Answers kept for latency percentiles.', int_range=(10, 10000)),
-    ParamSpec('diagnostics.hardware_id', 'tinyalign', 'hardware_id of the diagnostic statuses.'),
-)
-SPECS = {spec.name: spec for spec in PARAMS}
-# Device parameters and the engine that must see the GPU for "cuda" (tinyalign_ros.device).
-DEVICE_BACKENDS = {'encoder.device': 'ctranslate2', 'llm.device': 'torch'}
-
-
-def clip(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
-    """``repr``-free text of ``value`` cut to ``limit`` characters (echoed strings stay small)."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else f'{text[:limit]}... ({len(text)} characters)'
-
-
-def valid_topic_name(name: Any) -> bool:
-    """Whether ``name`` is a valid (absolute, relative or private) ROS topic name."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
-        return False
-    body = TOPIC_SUBSTITUTION.sub('s', name)
-    if body == '~':
-        return True
-    if body.startswith('~/'):
-        body = body[2:]
-    return TOPIC_NAME.fullmatch(body) is not None
-
-
-def operator_id_problem(operator_id: Any) -> str | None:
-    """Why ``operator_id`` cannot name an operator (None: fine); the whole string must match."""
-    try:
-        validate_operator_id(operator_id)
-    except OperatorIdError:
-        pass
-    else:
-        if OPERATOR_ID_PATTERN.fullmatch(operator_id):
-            return None
-    return (f'operator id {clip(operator_id)!r} is not allowed: use 1-64 letters, digits, "_" or "-", '
-            'starting with a letter or digit (no "/", "\\", ".", spaces or line breaks)')
-
-
-def check_parameter(name: str, value: Any) -> str | None:
-    """Why ``value`` is not acceptable for ``name`` (None: fine). Ranges are checked by rclpy."""
-    spec = SPECS.get(name)
-    if spec is None:
-        return None
-    if spec.choices:
-        if name == 'audio.sample_format':
-            try:
-                normalize_format(value)
-            except ValueError as exc:
-                return str(exc)
-        elif value not in spec.choices:
-            return f'{name} must be one of {list(spec.choices)}, got {value!r}'
-    if isinstance(value, str) and len(value) > MAX_INSTRUCTION_CHARS:
-        return f'{name} is {len(value)} characters; at most {MAX_INSTRUCTION_CHARS}'
-    if name == 'operator' and value != '':
-        return operator_id_problem(value)
-    if name in DEVICE_BACKENDS and value == 'cuda':
-        try:
-            resolve_device(value, name, backend=DEVICE_BACKENDS[name])
-        except DeviceError as exc:
-            return str(exc)
-    if name == 'prompt.instruction':
-        if not value.strip():
-            return 'prompt.instruction must not be empty'
-    if name == 'prompt.examples':
-        turns = [t for t in value if t]
-        if len(turns) % 2 or any(not t.strip() or len(t) > MAX_INSTRUCTION_CHARS for t in turns):
-            return ('prompt.examples alternates user and assistant text: an even number of non-empty strings '
-                    f'of at most {MAX_INSTRUCTION_CHARS} characters ([""] = none)')
-    if name == 'generation.max_new_tokens' and not 1 <= value <= 1024:
-        return 'generation.max_new_tokens must be 1..1024'
-    if name in ('audio.topic', 'audio.info_topic') and (value or name == 'audio.topic') \
-            and not valid_topic_name(value):
-        return f'{name} {clip(value)!r} is not a valid topic name'
-    if name == 'response.frame_id' and len(value) > MAX_FRAME_ID_CHARS:
-        return f'response.frame_id is {len(value)} characters; at most {MAX_FRAME_ID_CHARS}'
-    return None
-
-
-def info_topic_for(audio_topic: str, info_topic: str = '') -> str:
-    """Return the AudioInfo topic: the given one, else ``audio_info`` beside the audio topic (as audio_capture)."""
-    if info_topic:
-        return info_topic
-    head, separator, _name = audio_topic.rpartition('/')
-    return f'{head}{separator}audio_info'
 
 
 def default_store_dir() -> Path:
@@ -375,28 +91,6 @@ def default_store_dir() -> Path:
     from tinyalign_ros.personalization.store import default_store_root
 
     return default_store_root()
-
-
-def load_prompts(path: str) -> list[str]:
-    """Enrollment sentences from a file (one per line, # comments), or the built-in list."""
-    if not path:
-        return list(DEFAULT_PROMPTS)
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise NodeConfigError(f'personalize.prompts_file {file} does not exist')
-    lines = [line.strip() for line in file.read_text(encoding='utf-8').splitlines()]
-    prompts = [line for line in lines if line and not line.startswith('#')]
-    if not prompts:
-        raise NodeConfigError(f'personalize.prompts_file {file} holds no sentences')
-    return prompts
-
-
-def dataset_exists(path: Path) -> bool:
-    return path.is_dir() and ((path / 'manifest.jsonl').is_file() or (path / 'metadata.csv').is_file())
-
-
-def metrics_to_msgs(metrics: dict[str, float]) -> list[Metric]:
-    return [Metric(name=clip(str(k)), value=finite_or(v, NOT_MEASURED)) for k, v in sorted(metrics.items())]
 
 
 @dataclass
@@ -413,43 +107,15 @@ class _Job:
 
 @dataclass
 class _Counters:
-    """What diagnostics report; updated from several threads under the node's lock."""
+    """What the pipeline diagnostics report; updated from several threads under the node's lock."""
 
-    audio_messages: int = 0
-    compressed_dropped: int = 0
-    compressed_reported: int = 0
-    last_compressed: str = ''
-    lost_messages: int = 0  # reported by the middleware (message_lost QoS events)
-    lost_reported: int = 0
-    audio_errors: int = 0
-    audio_errors_reported: int = 0
-    last_audio_error: str = ''
-    last_audio_time: float | None = None
-    info_messages: int = 0
-    utterances: int = 0
     dropped: int = 0
     dropped_reported: int = 0
     answered: int = 0
     pipeline_errors: int = 0
     last_pipeline_error: str = ''
     last_pipeline_failed: bool = False
-    messages_since_report: int = 0
-    seconds_since_report: float = 0.0
-    enrollment_utterances: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _GoalState:
-    """The goal being executed."""
-
-    handle: Any
-    operator_id: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    preempted: bool = False
-    progress: Progress = field(default_factory=lambda: Progress(PHASE_RECORDING))
-    prompt: str = ''
-    recorded: int = 0
 
 
 class AssistantNode(LifecycleNode):
@@ -463,30 +129,21 @@ class AssistantNode(LifecycleNode):
 
     def __init__(self, *, pipeline: Any = None, job: PersonalizeJob | None = None,
                  store: AdapterStore | None = None,
-                 adapter_loader: Callable[[str], tuple[Any, dict[str, Any]]] | None = None,
+                 adapter_loader: AdapterLoader | None = None,
                  node_name: str = NODE_NAME, **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         self._injected = (pipeline, job, store, adapter_loader)
         self._lock = threading.Lock()
-        self._adapter_lock = threading.RLock()
         self._ready = False  # configured: runtime parameter changes apply
         self._active = False  # active: audio is answered and goals are accepted
         self._stop = threading.Event()
         self._publish_lock = threading.Lock()  # held by the worker while it publishes; stop() waits for it
         self._configure_error: Exception | None = None
         self._worker: threading.Thread | None = None
-        self._adapter_thread: threading.Thread | None = None
-        self._audio_sub: Any = None
-        self._info_sub: Any = None
-        self._action_server: Any = None
-        self._services: list[Any] = []
+        self._audio_input: AudioInput | None = None
         self._diag_timer: Any = None
-        self._goal: _GoalState | None = None
-        self._operator = ''
-        self._requested_operator = ''
-        self._operator_cv = threading.Condition()
-        self._operator_request: str | None = None
-        self._operator_loading = False
+        self._adapters: AdapterManager | None = None
+        self.personalize_server: PersonalizeServer | None = None
         self._queue_cv = threading.Condition()
         self._queue: deque[_Job] = deque()
         # Validate runtime-changeable parameters at declaration too (YAML/launch overrides).
@@ -521,25 +178,23 @@ class AssistantNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to audio and start answering; the lifecycle publishers come alive."""
-        self._subscribe_inputs()
+        audio = self._audio_input
+        audio.subscribe()
         self._active = True
         self.get_logger().info(
-            f'listening on {self._audio_topic()} ({self._flavour} {self._audio_type.__name__}, '
+            f'listening on {audio.topic} ({audio.flavour} {audio.message_type.__name__}, '
             f'segmentation={self._param("segmentation")}); mode={self._mode}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop answering (audio unsubscribed, waiting utterances dropped); models stay loaded."""
         self._active = False
-        for subscription in (self._audio_sub, self._info_sub):
-            if subscription is not None:
-                self.destroy_subscription(subscription)
-        self._audio_sub = self._info_sub = None
+        if self._audio_input is not None:
+            self._audio_input.unsubscribe()
         with self._queue_cv:
             self._queue.clear()
-        goal = self._goal
-        if goal is not None:
-            goal.cancel.set()
+        if self.personalize_server is not None:
+            self.personalize_server.cancel()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -568,8 +223,6 @@ class AssistantNode(LifecycleNode):
             temperature=p('generation.temperature'), top_p=p('generation.top_p'),
             seed=None if p('generation.seed') < 0 else p('generation.seed'))
         self._mode = p('mode')
-        self._operator = ''
-        self._operator_mode = 'aligned'
         self._counters = _Counters()
         self._latency = diag.LatencyWindow(p('diagnostics.latency_window'))
         self._latency_training = diag.LatencyWindow(p('diagnostics.latency_window'))
@@ -579,32 +232,11 @@ class AssistantNode(LifecycleNode):
         self._busy = False
         self._worker = threading.Thread(target=self._work_loop, name='tinyalign_pipeline', daemon=True)
 
-        # Audio input.
-        self._flavour = resolve_flavour(p('audio.flavour'))
-        self._audio_type = message_class(self._flavour, p('audio.message'))
-        self._decoder = AudioDecoder(
-            AudioFormat(p('audio.sample_format'), p('audio.channels'), p('audio.sample_rate')),
-            max_message_s=p('audio.max_message_s'), use_info=p('audio.use_info_topic'),
-            max_message_bytes=p('audio.max_message_bytes'))
-        self._stream_s = 0.0  # seconds of audio fed to the segmenter (its time base)
-        self._segmenter_config = SegmenterConfig(
-            threshold=p('segmenter.threshold'), min_speech_s=p('segmenter.min_speech_s'),
-            max_utterance_s=p('segmenter.max_utterance_s'), padding_s=p('segmenter.padding_s'),
-            end_silence_s=max(p('segmenter.end_silence_s'), p('segmenter.padding_s')),
-            max_buffer_s=max(p('segmenter.max_buffer_s'), p('segmenter.max_utterance_s') + 5.0))
-        self._segmenter = Segmenter(self._segmenter_config) if p('segmentation') == 'vad' else None
-        self._max_utterance_samples = int(p('segmenter.max_utterance_s') * 16000)
+        # Audio input (subscribed on activate).
+        self._audio_input = AudioInput(self, self._route)
 
         # Engine.
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
-        self._adapter_loader = adapter_loader or self._default_adapter_loader
-        self._adapter_checker = self._default_adapter_checker if adapter_loader is None else None
-        self._operator_request = None
-        self._operator_loading = False
-        self._requested_operator = ''
-        self._adapter_error = ''
-        self._adapter_thread = threading.Thread(target=self._adapter_loop, name='tinyalign_adapter', daemon=True)
-        self._base_adapter = (getattr(self.pipeline, 'projector', None), getattr(self.pipeline, 'adapter_id', None))
 
         # Personalization backend.
         self.job, self.store = job, store
@@ -613,16 +245,8 @@ class AssistantNode(LifecycleNode):
             self._load_backend()
         if not p('personalize.enabled'):
             self._backend_error = 'personalization is disabled (personalize.enabled is false)'
-        self._prompts = load_prompts(p('personalize.prompts_file'))
-        self._goal = None
-        self._current_handle: Any = None  # the goal that runs or waits to run (single-goal server)
-        self._preempted: set[int] = set()  # ids of handles aborted by a newer goal
-        self._refused: set[int] = set()  # ids of handles that lost the accept race in reject mode
-        self._goal_lock = threading.Lock()
-        self._job_lock = threading.Lock()
-        self._enroll_inbox: queue.Queue[Utterance | np.ndarray] = queue.Queue()
-        self._recording = False
-        self._last_result = ''
+        self._adapters = AdapterManager(self, pipeline=self.pipeline, store=self.store, unavailable=self._backend_error,
+                                        loader=adapter_loader)
 
         # Outputs (reliable: launch_testing's WaitForTopics and most tools subscribe reliable). The
         # answer topics are lifecycle publishers: silent unless the node is active. Diagnostics
@@ -635,73 +259,37 @@ class AssistantNode(LifecycleNode):
         self._latency_pubs = {k: self.create_lifecycle_publisher(Float32, f'latency/{k}_ms', reliable)
                               for k in LATENCY_KINDS}
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', reliable)
-        self._audio_group = MutuallyExclusiveCallbackGroup()
 
         # Personalization and adapters: reentrant so cancel and services are served during a goal.
         self._action_group = ReentrantCallbackGroup()
-        self._action_server = None
-        self._services = []
+        self.personalize_server = PersonalizeServer(
+            self, job=self.job, unavailable=self._backend_error, prompt_publisher=self._prompt_pub,
+            is_active=lambda: self._active, adopt=self._adapters.adopt)
         if p('personalize.enabled'):
-            self._action_server = ActionServer(
-                self, Personalize, 'personalize', execute_callback=self._execute_goal,
-                goal_callback=self._on_goal, handle_accepted_callback=self._on_goal_accepted,
-                cancel_callback=self._on_cancel, callback_group=self._action_group)
-            self._services = [
-                self.create_service(ListAdapters, 'list_adapters', self._on_list_adapters,
-                                    callback_group=self._action_group),
-                self.create_service(ActivateAdapter, 'activate_adapter', self._on_activate_adapter,
-                                    callback_group=self._action_group)]
+            self.personalize_server.start(self._action_group)
+            self._adapters.offer_services(self._action_group)
 
         self._diag_timer = self.create_timer(p('diagnostics.period_s'), self._publish_diagnostics)
         self._last_report = time.monotonic()
         self._worker.start()
-        self._adapter_thread.start()
 
         initial_operator = p('operator')
-        if initial_operator:
-            reason = self._switch_operator(initial_operator)
-            if reason:
-                self.get_logger().error(f'cannot start as operator {initial_operator!r}: {reason}; '
-                                        'answering with the base adapter')
-        self._requested_operator = self._operator
+        self._adapters.start(initial_operator)
         self._ready = True
-        if self._operator != initial_operator:
-            self.set_parameters([Parameter('operator', value=self._operator)])
-
-    def _subscribe_inputs(self) -> None:
-        """Audio and AudioInfo subscriptions (created on activate, destroyed on deactivate)."""
-        p = self._param
-        # Best effort receives from reliable and best-effort publishers alike.
-        audio_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p('audio.qos_depth'),
-                               reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-        self._audio_sub = self._subscribe_audio(p('audio.topic'), audio_qos)
-        self._info_sub = None
-        if p('audio.use_info_topic') and self._flavour == 'ros-drivers':
-            # Volatile: a transient-local subscription does not match the volatile audio_info
-            # publisher of older audio_capture releases; a volatile one matches both, and
-            # audio_capture republishes audio_info every 5 s.
-            info_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                  reliability=ReliabilityPolicy.RELIABLE,
-                                  durability=DurabilityPolicy.VOLATILE)
-            self._info_sub = self.create_subscription(
-                info_class(), info_topic_for(p('audio.topic'), p('audio.info_topic')), self._on_audio_info,
-                info_qos, callback_group=self._audio_group)
+        if self._adapters.operator != initial_operator:  # the parameter says who answers
+            self.set_parameters([Parameter('operator', value=self._adapters.operator)])
 
     def _teardown(self) -> None:
         """Undo configure: threads stopped, publishers, services, action and timer destroyed."""
         self.stop()
         self._ready = False
         self._active = False
-        for subscription in (self._audio_sub, self._info_sub):
-            if subscription is not None:
-                self.destroy_subscription(subscription)
-        self._audio_sub = self._info_sub = None
-        if self._action_server is not None:
-            self._action_server.destroy()
-            self._action_server = None
-        for service in self._services:
-            self.destroy_service(service)
-        self._services = []
+        if self._audio_input is not None:
+            self._audio_input.unsubscribe()
+        if self.personalize_server is not None:
+            self.personalize_server.destroy()
+        if self._adapters is not None:
+            self._adapters.destroy_services()
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -718,29 +306,7 @@ class AssistantNode(LifecycleNode):
         self.pipeline = self._injected[0]
         self.job, self.store = self._injected[1], self._injected[2]
 
-    def _audio_topic(self) -> str:
-        return self.resolve_topic_name(self._param('audio.topic'))
-
-    # -- small helpers ----------------------------------------------------------------------------
-    def _subscribe_audio(self, topic: str, qos: QoSProfile) -> Any:
-        """Subscribe to audio, counting what the middleware reports lost where rclpy exposes it."""
-        if SubscriptionEventCallbacks is not None:
-            try:
-                return self.create_subscription(
-                    self._audio_type, topic, self._on_audio, qos, callback_group=self._audio_group,
-                    event_callbacks=SubscriptionEventCallbacks(message_lost=self._on_message_lost))
-            except (TypeError, NotImplementedError) as exc:  # an RMW without the event
-                self.get_logger().info(f'lost-message events unavailable ({exc}); counting arrivals only')
-        return self.create_subscription(self._audio_type, topic, self._on_audio, qos,
-                                        callback_group=self._audio_group)
-
-    def _on_message_lost(self, info: Any) -> None:
-        change = int(getattr(info, 'total_count_change', 0) or 0)
-        with self._lock:
-            self._counters.lost_messages += max(change, 0)
-        self.get_logger().warning(f'the middleware lost {change} audio message(s) (total {info.total_count})',
-                                  throttle_duration_sec=5.0)
-
+    # -- the engine and the personalization backend ------------------------------------------------
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
@@ -776,21 +342,6 @@ class AssistantNode(LifecycleNode):
                                f'(adapter {pipeline.adapter_id})')
         return pipeline
 
-    def _default_adapter_loader(self, path: str) -> tuple[Any, dict[str, Any]]:
-        from tinyalign_ros.adapter import load_adapter
-
-        encoder = getattr(self.pipeline, 'encoder', None)
-        llm = getattr(self.pipeline, 'llm', None)
-        return load_adapter(path, getattr(encoder, 'identity', None), getattr(llm, 'identity', None),
-                            getattr(llm, 'embedding_matrix', None))
-
-    @staticmethod
-    def _default_adapter_checker(path: str) -> None:
-        """Read the adapter's metadata (cheap): a missing or damaged adapter is refused at once."""
-        from tinyalign_ros.adapter import read_metadata
-
-        read_metadata(path)
-
     def _load_backend(self) -> None:
         p = self._param
         store_dir = Path(p('personalize.store_dir')).expanduser() if p('personalize.store_dir') else default_store_dir()
@@ -813,7 +364,7 @@ class AssistantNode(LifecycleNode):
         self.job = self.job or backend.job
         self.store = self.store or backend.store
 
-    # -- parameters at run time -------------------------------------------------------------------
+    # -- parameters at run time --------------------------------------------------------------------
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         """Validate (always) and apply (once the node is running) runtime-changeable parameters."""
         for parameter in parameters:
@@ -823,16 +374,11 @@ class AssistantNode(LifecycleNode):
         if not getattr(self, '_ready', False):
             return SetParametersResult(successful=True)
         values = {p.name: p.value for p in parameters}
-        if 'operator' in values and values['operator'] != self._requested_operator:
-            # Only fast checks here: this callback runs in the group of the parameter services and
-            # the diagnostics timer. The adapter itself loads in the adapter thread.
-            reason = self._check_operator(values['operator'])
+        if 'operator' in values:
+            # The adapter itself loads in the adapter thread; only fast checks delay the answer.
+            reason = self._adapters.request(values['operator'])
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            self._requested_operator = values['operator']
-            with self._operator_cv:
-                self._operator_request = values['operator']
-                self._operator_cv.notify_all()
         if 'mode' in values:
             self._mode = values['mode']
         if 'prompt.instruction' in values:
@@ -844,11 +390,17 @@ class AssistantNode(LifecycleNode):
     @property
     def effective_mode(self) -> str:
         """Return the mode asked for, or cascade when the store says the operator is better served by it."""
-        return 'cascade' if self._operator_mode == 'cascade' and 'cascade' in MODES else self._mode
+        operator_mode = self._adapters.operator_mode if self._adapters is not None else 'aligned'
+        return 'cascade' if operator_mode == 'cascade' and 'cascade' in MODES else self._mode
 
     @property
     def operator(self) -> str:
-        return self._operator
+        """Return the operator whose adapter answers ('' = the base adapter)."""
+        return self._adapters.operator if self._adapters is not None else ''
+
+    def wait_for_adapter(self, timeout: float = 10.0) -> bool:
+        """Wait until no operator switch is pending (for tests and tools); False on timeout."""
+        return self._adapters.wait(timeout) if self._adapters is not None else True
 
     def statistics(self) -> dict[str, Any]:
         """Return a snapshot of the counters diagnostics report (for tests and debugging)."""
@@ -856,243 +408,15 @@ class AssistantNode(LifecycleNode):
             c = replace(self._counters)
         with self._queue_cv:
             depth = len(self._queue)
-        return {'audio_messages': c.audio_messages, 'audio_errors': c.audio_errors,
-                'last_audio_error': c.last_audio_error, 'info_messages': c.info_messages,
-                'utterances': c.utterances, 'dropped': c.dropped, 'answered': c.answered,
-                'pipeline_errors': c.pipeline_errors, 'queue_depth': depth,
-                'compressed_dropped': c.compressed_dropped, 'lost_messages': c.lost_messages,
-                'enrollment_utterances': c.enrollment_utterances}
+        enrolled = self.personalize_server.enrollment_utterances if self.personalize_server is not None else 0
+        audio = self._audio_input.statistics() if self._audio_input is not None else {}
+        return {**audio, 'dropped': c.dropped, 'answered': c.answered, 'pipeline_errors': c.pipeline_errors,
+                'queue_depth': depth, 'enrollment_utterances': enrolled}
 
-    # -- adapters ---------------------------------------------------------------------------------
-    def _swap_to(self, version: AdapterVersion | None) -> None:
-        """Make ``version`` (None: the base adapter) answer from the next utterance on."""
-        with self._adapter_lock:
-            if version is None:
-                projector, adapter_id = self._base_adapter
-            else:
-                projector, _meta = self._adapter_loader(version.path)
-                adapter_id = version.adapter_id
-            self.pipeline.set_adapter(projector, adapter_id)
-        self.get_logger().info(f'adapter now {adapter_id!r}')
-
-    def _check_operator(self, operator_id: str) -> str | None:
-        """Why the node cannot answer as ``operator_id`` (None: it can), without loading weights."""
-        if not operator_id:
-            return None
-        if self.store is None:
-            return f'cannot switch operator: {self._backend_error or "no adapter store"}'
-        try:
-            version = self.store.active(operator_id)
-            self.store.mode(operator_id)
-        except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
-            return f'adapter store failed for operator {clip(operator_id)!r}: {exc}'
-        if version is not None and self._adapter_checker is not None:
-            try:
-                self._adapter_checker(version.path)
-            except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
-                return f'cannot load adapter {version.adapter_id}: {exc}'
-        return None
-
-    def _adapter_loop(self) -> None:
-        """Load the adapter of the latest requested operator; on failure set the parameter back."""
-        while not self._stop.is_set():
-            with self._operator_cv:
-                while self._operator_request is None and not self._stop.is_set():
-                    self._operator_cv.wait(0.5)
-                if self._stop.is_set():
-                    return
-                operator_id, self._operator_request = self._operator_request, None
-                self._operator_loading = True
-            if operator_id == self._operator:  # e.g. the parameter set back after a failure
-                reason = None
-            else:
-                reason = self._switch_operator(operator_id)
-                self._adapter_error = reason or ''
-            with self._operator_cv:
-                self._operator_loading = False
-                newer = self._operator_request is not None
-                self._operator_cv.notify_all()
-            if reason:
-                self.get_logger().error(f'cannot answer as operator {clip(operator_id)!r}: {reason}; '
-                                        f'still answering as {self._operator or "(base)"!r}')
-                if not newer:
-                    self.set_parameters([Parameter('operator', value=self._operator)])
-
-    def wait_for_adapter(self, timeout: float = 10.0) -> bool:
-        """Wait until no operator switch is pending (for tests and tools); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._operator_cv:
-            while self._operator_request is not None or self._operator_loading:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._operator_cv.wait(left)
-        return True
-
-    def _switch_operator(self, operator_id: str) -> str | None:
-        """Answer as ``operator_id`` from now on; returns why not, or None."""
-        with self._adapter_lock:
-            version, mode = None, 'aligned'
-            if operator_id:
-                if self.store is None:
-                    return f'cannot switch operator: {self._backend_error or "no adapter store"}'
-                try:
-                    version = self.store.active(operator_id)
-                    mode = self.store.mode(operator_id)
-                except Exception as exc:  # noqa: BLE001 - reported as the parameter's rejection reason
-                    return f'adapter store failed for operator {operator_id!r}: {exc}'
-            try:
-                self._swap_to(version)
-            except Exception as exc:  # noqa: BLE001 - a broken adapter must not take the node down
-                return f'cannot load adapter {version.adapter_id if version else "base"}: {exc}'
-            self._operator, self._operator_mode = operator_id, mode if mode in MODES else 'aligned'
-        return None
-
-    def _on_list_adapters(self, request: Any, response: Any) -> Any:
-        response.active_operator_id = self._operator
-        response.active_adapter_id = str(getattr(self.pipeline, 'adapter_id', '') or '')
-        if self.store is None:
-            response.success, response.message = False, self._backend_error or 'no adapter store'
-            return response
-        try:
-            if request.operator_id and operator_id_problem(request.operator_id):
-                raise OperatorIdError(operator_id_problem(request.operator_id))
-            operators = [request.operator_id] if request.operator_id else list(self.store.operators())
-            infos = []
-            for operator_id in operators:
-                mode = self.store.mode(operator_id)
-                for version in self.store.versions(operator_id):
-                    infos.append(AdapterInfo(
-                        operator_id=operator_id, adapter_id=version.adapter_id, path=str(version.path),
-                        created=str(version.created), active=bool(version.active),
-                        loaded=(operator_id == self._operator and version.adapter_id == response.active_adapter_id),
-                        mode=mode, metrics=metrics_to_msgs(version.metrics)))
-        except Exception as exc:  # noqa: BLE001 - a service must answer, not crash the node
-            response.success, response.message = False, str(exc)
-            return response
-        response.operators = operators
-        response.adapters = infos
-        response.success, response.message = True, f'{len(infos)} adapter version(s)'
-        return response
-
-    def _on_activate_adapter(self, request: Any, response: Any) -> Any:
-        operator_id = request.operator_id or self._operator
-        response.operator_id = operator_id
-        if self.store is None:
-            response.success, response.message = False, self._backend_error or 'no adapter store'
-            return response
-        if not operator_id:
-            response.success, response.message = False, 'no operator given and no active operator'
-            return response
-        try:
-            if operator_id_problem(operator_id):
-                raise OperatorIdError(operator_id_problem(operator_id))
-            with self._adapter_lock:
-                previous = self.store.active(operator_id)
-                response.previous_adapter_id = previous.adapter_id if previous else ''
-                if request.action == ActivateAdapter.Request.ACTIVATE:
-                    if not request.adapter_id:
-                        raise ValueError('ACTIVATE needs an adapter_id (see list_adapters)')
-                    version = self.store.activate(operator_id, request.adapter_id)
-                elif request.action == ActivateAdapter.Request.ROLLBACK:
-                    version = self.store.rollback(operator_id)
-                else:
-                    raise ValueError(f'unknown action {request.action}: use ACTIVATE (0) or ROLLBACK (1)')
-                if operator_id == self._operator:
-                    self._swap_to(version)
-                    self._operator_mode = self.store.mode(operator_id)
-                    response.loaded = True
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
-            response.success, response.message = False, f'{type(exc).__name__}: {exc}'
-            return response
-        response.active_adapter_id = version.adapter_id if version else ''
-        response.success = True
-        response.message = (f'{operator_id}: {response.previous_adapter_id or "base"} -> '
-                            f'{response.active_adapter_id or "base"}' + (' (answering now)' if response.loaded else ''))
-        return response
-
-    # -- audio in -----------------------------------------------------------------------------------
-    def _on_audio_info(self, msg: Any) -> None:
-        try:
-            fmt = self._decoder.set_info(msg)
-        except CompressedAudioError as exc:
-            with self._lock:
-                self._counters.info_messages += 1
-                self._counters.last_compressed = str(exc)
-            self.get_logger().error(f'{exc}; audio is dropped until PCM arrives', throttle_duration_sec=30.0)
-            return
-        except Exception as exc:  # noqa: BLE001 - malformed input is counted, never fatal
-            self._audio_error(f'audio_info: {exc}')
-            return
-        with self._lock:
-            self._counters.info_messages += 1
-            self._counters.last_compressed = ''
-        self.get_logger().info(f'audio format from {self._info_sub.topic_name}: {fmt.describe()}', once=True)
-
-    def _on_audio(self, msg: Any) -> None:
-        received_ns = self.get_clock().now().nanoseconds
-        try:
-            samples = self._decoder.decode(msg, flush=self._segmenter is None)
-            end_ns, frame_id = self._message_end(msg, received_ns)
-            if self._segmenter is not None:
-                utterances = self._segmenter.feed(samples)
-            else:
-                utterances = [self._whole_message_utterance(samples)] if samples.size else []
-        except CompressedAudioError as exc:
-            with self._lock:
-                self._counters.compressed_dropped += 1
-                self._counters.last_compressed = str(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - the fuzz tests feed anything; the node must survive
-            self._audio_error(str(exc))
-            return
-        self._stream_s += samples.size / 16000.0
-        with self._lock:
-            self._counters.audio_messages += 1
-            self._counters.messages_since_report += 1
-            self._counters.seconds_since_report += samples.size / 16000.0
-            self._counters.last_audio_time = time.monotonic()
-        for utterance in utterances:
-            # The segmenter's times count the audio fed to it; the message just fed ends at end_ns.
-            behind_s = max(self._stream_s - utterance.end_s, 0.0) if self._segmenter is not None else 0.0
-            self._route(utterance, frame_id, end_ns - int(behind_s * 1e9))
-
-    def _message_end(self, msg: Any, received_ns: int) -> tuple[int, str]:
-        """
-        ROS time of the last sample of ``msg`` and the frame_id its response carries.
-
-        A stamped message's header stamp is taken as the time of its last sample (audio_capture
-        and mgonzs13's audio_capturer stamp when a chunk is complete); unstamped audio is dated
-        by its arrival.
-        """
-        header = getattr(msg, 'header', None)
-        stamp_ns = 0
-        frame_id = ''
-        if header is not None:
-            stamp_ns = int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-            frame_id = str(header.frame_id)
-            if len(frame_id) > MAX_FRAME_ID_CHARS:  # not a frame id: do not echo it into every response
-                frame_id = ''
-        configured = self._param('response.frame_id')
-        return (stamp_ns if stamp_ns > 0 else received_ns), (configured or frame_id)
-
-    def _whole_message_utterance(self, samples: np.ndarray) -> Utterance:
-        truncated = samples.size > self._max_utterance_samples
-        audio = samples[:self._max_utterance_samples]
-        return Utterance(audio=audio, start_s=0.0, end_s=audio.size / 16000.0, index=0, truncated=truncated)
-
-    def _audio_error(self, text: str) -> None:
-        with self._lock:
-            self._counters.audio_errors += 1
-            self._counters.last_audio_error = clip(text, 400)
-        self.get_logger().warning(f'dropped an audio message: {clip(text, 400)}', throttle_duration_sec=5.0)
-
+    # -- utterances to the pipeline ----------------------------------------------------------------
     def _route(self, utterance: Utterance, frame_id: str, stamp_ns: int) -> None:
-        with self._lock:
-            self._counters.utterances += 1
-            recording = self._recording
-        if recording:
-            self._enroll_inbox.put(utterance)
+        """Hand an utterance to enrollment while it records, else to the pipeline."""
+        if self.personalize_server is not None and self.personalize_server.take(utterance):
             return
         self.enqueue(utterance.audio, utterance.truncated, frame_id, stamp_ns)
 
@@ -1119,7 +443,7 @@ class AssistantNode(LifecycleNode):
             self._queue_cv.notify()
         return job.utterance_id
 
-    # -- the pipeline worker ----------------------------------------------------------------------
+    # -- the pipeline worker -----------------------------------------------------------------------
     def _work_loop(self) -> None:
         while not self._stop.is_set():
             with self._queue_cv:
@@ -1172,7 +496,7 @@ class AssistantNode(LifecycleNode):
         msg.text = str(response.text)
         msg.mode = str(getattr(response, 'path', None) or response.mode)  # the path that answered
         msg.transcript = str(getattr(response, 'transcript', None) or '')
-        msg.operator_id = self._operator
+        msg.operator_id = self._adapters.operator
         msg.adapter_id = str(response.adapter_id or '')
         msg.audio_duration_s = finite_or(response.audio_s)
         msg.encode_ms = finite_or(latency['encode'], NOT_MEASURED)
@@ -1184,7 +508,8 @@ class AssistantNode(LifecycleNode):
         msg.audio_truncated = bool(job.audio_truncated)
         self._response_pub.publish(msg)
         self._text_pub.publish(String(data=msg.text))
-        window = self._latency_training if self._goal is not None else self._latency
+        training = self.personalize_server is not None and self.personalize_server.goal is not None
+        window = self._latency_training if training else self._latency
         for kind, value in latency.items():
             window.add(kind, value)
             if math.isfinite(value):
@@ -1193,415 +518,25 @@ class AssistantNode(LifecycleNode):
             self._counters.answered += 1
             self._counters.last_pipeline_failed = False
 
-    # -- personalize action -----------------------------------------------------------------------
-    def validate_goal(self, goal: Any) -> str | None:
-        """Why ``goal`` must be rejected (None: acceptable). Also used by tests."""
-        if self.job is None:
-            return self._backend_error or 'no personalization job available'
-        problem = operator_id_problem(goal.operator_id)
-        if problem:
-            return problem
-        source = SOURCES_BY_CODE.get(goal.source)
-        if source is None:
-            return f'unknown source {goal.source}: use SOURCE_RECORD (0), SOURCE_FOLDER (1) or SOURCE_ROSBAG (2)'
-        if source == SOURCE_FOLDER:
-            if not goal.path or not dataset_exists(Path(goal.path).expanduser()):
-                return f'folder {clip(goal.path)!r} does not exist or has no manifest.jsonl / metadata.csv'
-        if source == SOURCE_ROSBAG:
-            if not goal.path or not is_rosbag(Path(goal.path).expanduser()):
-                return f'rosbag {clip(goal.path)!r} does not exist (need a rosbag2 folder or a .db3/.mcap file)'
-            if goal.topics and (len(goal.topics) != 2 or not all(valid_topic_name(t) for t in goal.topics)):
-                return f'topics must be [audio topic, transcript topic], got {clip(list(goal.topics))}'
-        for name in ('max_record_s', 'max_train_s'):
-            value = getattr(goal, name)
-            if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
-                return f'{name} must be 0 (default) or a number of seconds up to {MAX_SECONDS:g}, got {value}'
-        if goal.max_utterances > MAX_UTTERANCES:
-            return f'max_utterances must be at most {MAX_UTTERANCES}, got {goal.max_utterances}'
-        if goal.max_steps > MAX_STEPS:
-            return f'max_steps must be at most {MAX_STEPS}, got {goal.max_steps}'
-        max_utts = goal.max_utterances or (self._param('personalize.max_utterances') if source == SOURCE_RECORD else 0)
-        if goal.holdout and max_utts and goal.holdout >= max_utts:
-            return f'holdout ({goal.holdout}) must be smaller than the number of utterances ({max_utts})'
-        if not math.isfinite(goal.gate_margin) or not 0.0 <= goal.gate_margin < 1.0:
-            return f'gate_margin must be in [0, 1), got {goal.gate_margin}'
-        if goal.method not in ('', Personalize.Goal.METHOD_PROJECTOR, Personalize.Goal.METHOD_LORA,
-                               Personalize.Goal.METHOD_INPUT):
-            return f'method must be "", "projector", "lora" or "input", got {clip(goal.method)!r}'
-        if not OBJECTIVE_NAME.fullmatch(goal.objective):
-            return f'objective {clip(goal.objective)!r} is not a valid name (lowercase letters, digits, _)'
-        bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.fullmatch(i)]
-        if bad_ids:
-            return f'holdout_ids must be plain utterance ids, got {clip(bad_ids[:3])}'
-        if goal.holdout_ids and source == SOURCE_RECORD:
-            return 'holdout_ids only apply to folder and rosbag sources'
-        return None
-
-    def _on_goal(self, goal: Any) -> GoalResponse:
-        """Accept or reject a goal request; reserves nothing (rclpy may still fail to create its handle)."""
-        reason = self.validate_goal(goal)
-        if reason is None and not self._active:
-            reason = 'the assistant is not active (activate it through its lifecycle first)'
-        if reason is None and self._param('personalize.on_new_goal') == 'reject':
-            with self._goal_lock:
-                current = self._current_handle
-                if current is not None and current.is_active:
-                    running = self._goal.operator_id if self._goal else '?'
-                    reason = (f'busy personalizing {clip(running)!r}; cancel it first or set '
-                              'personalize.on_new_goal=preempt')
-        if reason is not None:
-            self.get_logger().warning(f'personalize goal rejected: {clip(reason, 400)}')
-            return GoalResponse.REJECT
-        self.get_logger().info(f'personalize goal accepted for operator {goal.operator_id!r}')
-        return GoalResponse.ACCEPT
-
-    def _on_goal_accepted(self, goal_handle: Any) -> None:
-        """
-        Track the one goal that runs or will run next, as ros2/examples' single-goal server does.
-
-        preempt: the previous goal is aborted whether it is running or still waiting for the job
-        lock. reject: a goal that won the accept race against another is refused in its execute
-        callback (rclpy runs goal requests of a reentrant group concurrently).
-        """
-        with self._goal_lock:
-            previous = self._current_handle
-            if previous is not None and previous.is_active:
-                if self._param('personalize.on_new_goal') == 'preempt':
-                    state = self._goal if self._goal is not None and self._goal.handle is previous else None
-                    name = state.operator_id if state else 'a waiting goal'
-                    self.get_logger().info(f'preempting the personalize goal of {name!r}')
-                    if state is not None:
-                        state.preempted = True
-                        state.cancel.set()
-                    self._preempted.add(id(previous))
-                    try:
-                        previous.abort()
-                    except RuntimeError:  # it reached a terminal state meanwhile
-                        pass
-                    self._current_handle = goal_handle
-                else:
-                    self._refused.add(id(goal_handle))
-            else:
-                self._current_handle = goal_handle
-        goal_handle.execute()
-
-    def _on_cancel(self, goal_handle: Any) -> CancelResponse:
-        """
-        Accept, and tell the running job at once.
-
-        The job decides under the store's lock whether the cancel still prevents the switch to the
-        new adapter; waiting for the next feedback tick let the switch win the race.
-        """
-        self.get_logger().info('personalize goal cancel requested')
-        with self._goal_lock:
-            current = self._goal
-        if current is not None and current.handle is goal_handle:
-            current.cancel.set()
-        return CancelResponse.ACCEPT
-
-    def _execute_goal(self, goal_handle: Any) -> Any:
-        started = time.monotonic()
-        goal = goal_handle.request
-        state = _GoalState(goal_handle, goal.operator_id)
-        result = Personalize.Result()
-        with self._goal_lock:
-            refused = id(goal_handle) in self._refused
-            self._refused.discard(id(goal_handle))
-        if refused:
-            result.message = ('busy personalizing another operator; cancel it first or set '
-                              'personalize.on_new_goal=preempt')
-            self._finish_goal(state, result, PersonalizeResult(success=False, message=result.message))
-            return result
-        with self._job_lock:  # a preempted goal's job must have finished before the next starts
-            with self._goal_lock:
-                waited_out = not goal_handle.is_active or id(goal_handle) in self._preempted
-                if not waited_out:
-                    self._goal = state
-            if waited_out:  # preempted while it waited for the lock: it never runs
-                state.preempted = True
-                outcome, record_s = PersonalizeResult(success=False, message='never started'), 0.0
-            else:
-                try:
-                    outcome, record_s = self._run_goal(state, goal)
-                except Exception as exc:  # noqa: BLE001 - reported in the result, node keeps running
-                    outcome = PersonalizeResult(success=False, message=f'{type(exc).__name__}: {exc}')
-                    record_s = 0.0
-                finally:
-                    with self._lock:
-                        self._recording = False
-                    with self._goal_lock:
-                        if self._goal is state:
-                            self._goal = None
-        self._fill_result(result, outcome, record_s, time.monotonic() - started)
-        self._finish_goal(state, result, outcome)
-        with self._goal_lock:
-            self._preempted.discard(id(goal_handle))
-            if self._current_handle is goal_handle:
-                self._current_handle = None
-        self._last_result = clip(f'{goal.operator_id}: {result.message}', 400)
-        return result
-
-    def _finish_goal(self, state: _GoalState, result: Any, outcome: PersonalizeResult) -> None:
-        """Set the terminal state; a goal preempted meanwhile is already aborted."""
-        handle = state.handle
-        try:
-            if state.preempted or not handle.is_active:
-                result.success = False
-                result.message = 'preempted by a newer goal' + (f' ({outcome.message})' if outcome.message else '')
-            else:
-                # The job's outcome decides: a cancel that came after the store switched is too late.
-                status, message = goal_status(outcome, handle.is_cancel_requested or state.cancel.is_set())
-                result.message = message
-                if status == GOAL_CANCELED:
-                    result.success = False
-                    result.message = f'canceled: {message}' if message else 'canceled'
-                    handle.canceled()
-                elif status == GOAL_SUCCEEDED:
-                    handle.succeed()
-                else:
-                    handle.abort()
-        except RuntimeError as exc:  # a concurrent preemption won the race
-            self.get_logger().warning(f'personalize goal ended concurrently: {exc}')
-        self.get_logger().info(f'personalize goal for {state.operator_id!r} finished: {result.message}')
-
-    def _fill_result(self, result: Any, outcome: PersonalizeResult, record_s: float, total_s: float) -> None:
-        result.success = bool(outcome.success)
-        result.accepted = bool(outcome.accepted)
-        result.message = str(outcome.message)
-        result.adapter_id = str(outcome.adapter_id or '')
-        result.adapter_path = str(outcome.adapter_path or '')
-        result.mode = str(outcome.mode or '')
-        result.metrics_before = metrics_to_msgs(outcome.metrics_before)
-        result.metrics_after = metrics_to_msgs(outcome.metrics_after)
-        result.n_train = max(0, int(outcome.n_train))
-        result.n_holdout = max(0, int(outcome.n_holdout))
-        result.record_s = finite_or(record_s)
-        result.train_s = finite_or(outcome.durations.get('train', 0.0))
-        result.total_s = finite_or(total_s)
-
-    def _run_goal(self, state: _GoalState, goal: Any) -> tuple[PersonalizeResult, float]:
-        source = SOURCES_BY_CODE[goal.source]
-        default_utts = self._param('personalize.max_utterances') if source == SOURCE_RECORD else None
-        limits = Limits(
-            max_utterances=goal.max_utterances or default_utts,
-            max_record_s=goal.max_record_s or (self._param('personalize.max_record_s') if source == SOURCE_RECORD
-                                               else None),
-            max_train_s=goal.max_train_s or None, max_steps=goal.max_steps or None)
-        options = TrainingOptions(holdout=goal.holdout or None, holdout_ids=list(goal.holdout_ids),
-                                  objective=goal.objective, method=goal.method, pseudo_label=goal.pseudo_label,
-                                  gate_margin=goal.gate_margin or None)
-        utterances: list[tuple[np.ndarray, str]] = []
-        record_s = 0.0
-        if source == SOURCE_RECORD:
-            problem = self._enrollment_problem()
-            if problem:
-                return PersonalizeResult(success=False, message=problem), 0.0
-            started = time.monotonic()
-            utterances = self._record(state, limits)
-            record_s = time.monotonic() - started
-            if self._stopped(state):
-                return PersonalizeResult(success=False, message='canceled while recording'), record_s
-            if not utterances:
-                return PersonalizeResult(success=False, message='no answers were recorded: is the audio topic '
-                                         'publishing, and did the operator answer the prompts?'), record_s
-        topics = list(goal.topics)
-        if source == SOURCE_ROSBAG and not topics:
-            topics = [self._audio_topic(), self.resolve_topic_name('personalize/prompt')]
-        request = PersonalizeRequest(operator_id=goal.operator_id, source=source, path=goal.path, topics=topics,
-                                     utterances=utterances, limits=limits, options=options)
-        outcome = self._run_job(state, request)
-        if outcome.success and outcome.accepted:
-            self._adopt(goal, outcome)  # also after a too-late cancel or a preemption: the store has switched
-        return outcome, record_s
-
-    def _enrollment_problem(self) -> str | None:
-        """
-        Why enrollment cannot work under the executor spinning this node (None: it can).
-
-        Enrollment blocks the execute callback while audio callbacks deliver the answers, so the
-        executor must run at least two callbacks at once; a single-threaded one would stall until
-        every prompt timed out.
-        """
-        executor = self.executor
-        if executor is None:
-            return None
-        threads = getattr(executor, '_num_threads', None)
-        if threads is None:
-            threads = getattr(getattr(executor, '_executor', None), '_max_workers', None)
-        if isinstance(executor, SingleThreadedExecutor) or (threads is not None and threads < 2):
-            return (f'recording needs a MultiThreadedExecutor with at least 2 threads, but this node is spun by '
-                    f'a {type(executor).__name__}: audio callbacks could not deliver the answers while the goal '
-                    'waits for them (run the node with its main() or the launch file)')
-        return None
-
-    def _stopped(self, state: _GoalState) -> bool:
-        return state.cancel.is_set() or state.handle.is_cancel_requested or not state.handle.is_active
-
-    def _feedback(self, state: _GoalState) -> None:
-        progress = state.progress
-        fb = Personalize.Feedback()
-        fb.phase = progress.phase
-        fb.progress = finite_or(min(max(progress.progress, 0.0), 1.0))
-        fb.step = max(0, int(progress.step))
-        fb.loss = finite_or(progress.loss, NOT_MEASURED)
-        fb.eta_s = finite_or(progress.eta_s, -1.0)
-        fb.prompt = state.prompt
-        fb.utterances_recorded = state.recorded
-        fb.message = progress.message
-        if state.handle.is_active:
-            state.handle.publish_feedback(fb)
-
-    def _record(self, state: _GoalState, limits: Limits) -> list[tuple[np.ndarray, str]]:
-        """Enrollment: publish each prompt, record the next utterance as its answer."""
-        period = self._param('personalize.feedback_period_s')
-        timeout = self._param('personalize.answer_timeout_s')
-        max_utts = limits.max_utterances or len(self._prompts)
-        deadline = time.monotonic() + (limits.max_record_s or math.inf)
-        recorded: list[tuple[np.ndarray, str]] = []
-        misses = 0
-        with self._lock:
-            self._recording = True
-        try:
-            for index in range(max_utts):
-                if self._stopped(state) or time.monotonic() >= deadline or misses >= 3:
-                    break
-                prompt = self._prompts[index % len(self._prompts)]
-                self._drain_enrollment()
-                state.prompt = prompt
-                state.progress = Progress(PHASE_RECORDING, progress=0.3 * len(recorded) / max_utts,
-                                          message=f'please read prompt {index + 1} of {max_utts}')
-                self._prompt_pub.publish(String(data=prompt))
-                answer = self._wait_answer(state, min(deadline, time.monotonic() + timeout), period)
-                if answer is None:
-                    misses += 1
-                    continue
-                misses = 0
-                recorded.append((answer.audio, prompt))
-                state.recorded = len(recorded)
-                with self._lock:
-                    self._counters.enrollment_utterances += 1
-        finally:
-            with self._lock:
-                self._recording = False
-            state.prompt = ''
-        state.progress = Progress(PHASE_RECORDING, progress=0.3, message=f'recorded {len(recorded)} answers')
-        return recorded
-
-    def _drain_enrollment(self) -> None:
-        while True:
-            try:
-                self._enroll_inbox.get_nowait()
-            except queue.Empty:
-                return
-
-    def _wait_answer(self, state: _GoalState, until: float, period: float) -> Utterance | None:
-        while not self._stopped(state):
-            now = time.monotonic()
-            if now >= until:
-                return None
-            self._feedback(state)
-            try:
-                return self._enroll_inbox.get(timeout=min(period, until - now))
-            except queue.Empty:
-                continue
-        return None
-
-    def _run_job(self, state: _GoalState, request: PersonalizeRequest) -> PersonalizeResult:
-        """Run the job in a thread; report feedback every period; forward cancel requests."""
-        def on_progress(progress: Progress) -> None:
-            state.progress = progress
-
-        def on_poll() -> None:
-            if self._stopped(state):
-                state.cancel.set()
-            self._feedback(state)
-
-        return run_in_thread(self.job, request, on_progress, state.cancel,
-                             poll_s=self._param('personalize.feedback_period_s'), on_poll=on_poll)
-
-    def _adopt(self, goal: Any, outcome: PersonalizeResult) -> None:
-        """After an accepted run: answer with the new adapter now if this operator is (made) active."""
-        operator_id = goal.operator_id
-        if operator_id != self._operator and not goal.activate:
-            return
-        if operator_id != self._operator:
-            # Loaded here (the execute callback is not in the parameter services' group), then the
-            # parameter follows, so the result says whether the new adapter answers.
-            reason = self._switch_operator(operator_id)
-            if reason:
-                outcome.message += f' (could not switch operator: {reason})'
-                return
-            results = self.set_parameters([Parameter('operator', value=operator_id)])
-            if not results[0].successful:
-                outcome.message += f' (could not switch operator: {results[0].reason})'
-            return
-        version = AdapterVersion(adapter_id=outcome.adapter_id, operator_id=operator_id, path=outcome.adapter_path)
-        try:
-            with self._adapter_lock:
-                self._swap_to(version)
-                if outcome.mode in MODES:
-                    self._operator_mode = outcome.mode
-        except Exception as exc:  # noqa: BLE001 - keep answering with the previous adapter
-            outcome.message += f' (new adapter not loaded: {exc})'
-
-    # -- diagnostics ------------------------------------------------------------------------------
+    # -- diagnostics -------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         with self._lock:
             c = self._counters
             elapsed = max(now - self._last_report, 1e-6)
             self._last_report = now
-            msg_rate = c.messages_since_report / elapsed
-            audio_rate = c.seconds_since_report / elapsed
-            c.messages_since_report, c.seconds_since_report = 0, 0.0
-            new_errors = c.audio_errors - c.audio_errors_reported
-            c.audio_errors_reported = c.audio_errors
             new_drops = c.dropped - c.dropped_reported
             c.dropped_reported = c.dropped
-            new_compressed = c.compressed_dropped - c.compressed_reported
-            c.compressed_reported = c.compressed_dropped
-            new_lost = c.lost_messages - c.lost_reported
-            c.lost_reported = c.lost_messages
             snapshot = replace(c)
         name = self.get_name()
-        stale = self._param('diagnostics.stale_audio_s')
-        fmt = self._decoder.current or self._decoder.info_format or self._decoder.default
-        source = 'message' if self._flavour == 'mgonzs13' else \
-            ('audio_info' if self._decoder.info_format else 'parameters')
-
-        audio = diag.Status(f'{name}: audio input', values={
-            'topic': self._audio_topic(), 'state': 'active' if self._active else 'inactive',
-            'flavour': self._flavour, 'message type': self._audio_type.__name__,
-            'format': fmt.describe(), 'format from': source, 'messages/s': msg_rate,
-            'audio s per s': audio_rate, 'expected audio s per s': self._param('audio.expected_rate'),
-            'messages': snapshot.audio_messages,
-            'lost messages (middleware)': snapshot.lost_messages,
-            'compressed messages dropped': snapshot.compressed_dropped,
-            'malformed messages': snapshot.audio_errors, 'last error': snapshot.last_audio_error,
-            'utterances': snapshot.utterances,
-            'segmenter buffered [s]': self._segmenter.buffered_s if self._segmenter else 0.0,
-            'segmenter dropped [s]': self._segmenter.dropped_s if self._segmenter else 0.0})
-        if snapshot.last_audio_time is None:
-            audio.escalate(diag.WARN, 'no audio received yet')
-        elif now - snapshot.last_audio_time > stale:
-            audio.escalate(diag.WARN, f'no audio for {now - snapshot.last_audio_time:.0f} s')
-        if new_errors:
-            audio.escalate(diag.ERROR, f'{new_errors} malformed audio message(s): {snapshot.last_audio_error}')
-        if snapshot.last_compressed:
-            audio.escalate(diag.ERROR, f'{new_compressed} compressed message(s) dropped: {snapshot.last_compressed}')
-        if new_lost:
-            audio.escalate(diag.WARN, f'the middleware lost {new_lost} audio message(s): raise audio.qos_depth '
-                           'or lower the load')
-        expected = self._param('audio.expected_rate')
-        if expected > 0 and msg_rate > 0 and audio_rate < 0.9 * expected:
-            audio.escalate(diag.WARN, f'audio arrives at {audio_rate:.2f} s per s, expected {expected:.2f}: '
-                           'messages are lost on the way')
+        audio = self._audio_input.diagnostic_status(name, now, elapsed, self._active)
 
         with self._queue_cv:
             depth, busy = len(self._queue), self._busy
+        adapters = self._adapters
         pipeline = diag.Status(f'{name}: pipeline', values={
-            'mode': self._mode, 'effective mode': self.effective_mode, 'operator': self._operator or '(base)',
-            'operator requested': self._requested_operator or '(base)', 'adapter error': self._adapter_error,
+            'mode': self._mode, 'effective mode': self.effective_mode, 'operator': adapters.operator or '(base)',
+            'operator requested': adapters.requested or '(base)', 'adapter error': adapters.error,
             'adapter': getattr(self.pipeline, 'adapter_id', None) or '', 'queue depth': depth,
             'queue size': self._queue_size, 'busy': busy, 'dropped utterances': snapshot.dropped,
             'answered': snapshot.answered, 'errors': snapshot.pipeline_errors,
@@ -1612,22 +547,12 @@ class AssistantNode(LifecycleNode):
         pipeline.values.update(diag.latency_values(self._latency_training, 'total', 'total while training'))
         if new_drops:
             pipeline.escalate(diag.WARN, f'dropped {new_drops} utterance(s): answers are slower than questions')
-        if self._adapter_error:
-            pipeline.escalate(diag.WARN, self._adapter_error)
+        if adapters.error:
+            pipeline.escalate(diag.WARN, adapters.error)
         if snapshot.last_pipeline_failed:
             pipeline.escalate(diag.ERROR, f'pipeline failed: {snapshot.last_pipeline_error}')
 
-        goal = self._goal
-        personalize = diag.Status(f'{name}: personalization', values={
-            'available': self.job is not None, 'state': 'idle' if goal is None else goal.progress.phase,
-            'operator': goal.operator_id if goal else '', 'progress': goal.progress.progress if goal else 0.0,
-            'step': goal.progress.step if goal else 0, 'loss': goal.progress.loss if goal else math.nan,
-            'utterances recorded': goal.recorded if goal else 0, 'last result': self._last_result})
-        if self.job is None and self._param('personalize.enabled'):
-            personalize.escalate(diag.WARN, self._backend_error or 'no personalization job')
-        elif goal is not None:
-            personalize.message = f'{goal.progress.phase} for {goal.operator_id}'
-
+        personalize = self.personalize_server.diagnostic_status(name)
         array = diag.to_message([audio, pipeline, personalize], self.get_clock().now().to_msg(),
                                 self._param('diagnostics.hardware_id'))
         self._diag_pub.publish(array)
@@ -1645,17 +570,15 @@ class AssistantNode(LifecycleNode):
         so shutting down never waits for the LLM and never publishes on destroyed publishers.
         """
         self._stop.set()
-        goal = self._goal
-        if goal is not None:
-            goal.cancel.set()
+        if self.personalize_server is not None:
+            self.personalize_server.cancel()
         with self._queue_cv:
             self._queue.clear()
             self._queue_cv.notify_all()
-        with self._operator_cv:
-            self._operator_cv.notify_all()
-        for thread in (self._worker, self._adapter_thread):
-            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-                thread.join(timeout=timeout)
+        if self._adapters is not None:
+            self._adapters.stop(timeout)
+        if self._worker is not None and self._worker.is_alive() and self._worker is not threading.current_thread():
+            self._worker.join(timeout=timeout)
         with self._publish_lock:  # a publish in progress has finished; later ones see _stop
             pass
 
