@@ -37,12 +37,7 @@ LINT_SITE = ROOT / '.lint'
 PACKAGE_PATHS = ('src', 'test', 'launch', 'setup.py')
 # The ROS layer: nodes, launch file, rclpy stand-in and the node, launch and interface tests.
 ROS_LAYER_PATHS = (
-    'src/tinyalign_ros/nodes/__init__.py', 'src/tinyalign_ros/nodes/adapter_manager.py',
-    'src/tinyalign_ros/nodes/assistant_node.py', 'src/tinyalign_ros/nodes/audio_input.py',
-    'src/tinyalign_ros/nodes/audio_file_publisher.py', 'src/tinyalign_ros/nodes/diagnostics.py',
-    'src/tinyalign_ros/nodes/messages.py', 'src/tinyalign_ros/nodes/parameters.py',
-    'src/tinyalign_ros/nodes/personalize_server.py', 'src/tinyalign_ros/nodes/ros_audio.py',
-    'launch', 'test/rclpy_standin', 'test/ros_env.py',
+    'src/tinyalign_ros/nodes', 'launch', 'test/rclpy_standin', 'test/ros_env.py',
     'test/lint_runner.py', 'test/test_assistant_node.py', 'test/test_personalize_action.py',
     'test/test_launch.py', 'test/test_interfaces.py', 'test/test_ros_audio.py', 'test/test_rosbag_replay.py',
     'test/test_flake8.py', 'test/test_pep257.py', 'test/test_style.py', 'test/test_rosidl.py',
