@@ -81,6 +81,30 @@ def run_latency(repeats: int) -> None:
                         '--config', str(config), '--json-out', str(OUT / 'latency_float32.json')], check=True)
 
 
+def run_routing() -> None:
+    subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_routing.py'), '--out', str(OUT / 'routing.json')], check=True)
+
+
+def plot_routing(plt: Any) -> None:
+    """Accuracy against mean latency of aligned, cascade and auto, on questions and on commands."""
+    path = OUT / 'routing.json'
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text())['summary']
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, task in zip(axes, ('qa', 'command')):
+        for mode, marker in (('aligned', 'o'), ('cascade', 's'), ('auto', '^')):
+            row = summary[task][mode]
+            ax.plot(row['mean_latency_ms'], row['accuracy'], marker, markersize=9, label=mode)
+        ax.set_xlabel('mean latency per utterance (ms)')
+        ax.set_ylabel('accuracy')
+        ax.set_title(f'{task} (n={summary[task]["n"]})')
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(OUT / 'routing.png', dpi=120)
+    plt.close(fig)
+
+
 def plot_memory(plt: Any) -> None:
     """Peak RSS per `respond` variant against the 1 GB budget."""
     path = OUT / 'memory.json'
@@ -182,6 +206,7 @@ def plot() -> None:
         plt.close(fig)
     plot_memory(plt)
     plot_latency(plt)
+    plot_routing(plt)
 
 
 def main() -> int:
@@ -189,7 +214,7 @@ def main() -> int:
     parser.add_argument('--data', type=Path, default=ROOT.parent / 'shared' / 'data')
     parser.add_argument('--skip-large', action='store_true', help='only the embedded LLM in the cost benchmark')
     parser.add_argument('--plots-only', action='store_true')
-    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head', 'memory', 'latency'],
+    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head', 'memory', 'latency', 'routing'],
                         help='run one benchmark')
     parser.add_argument('--latency-repeats', type=int, default=5, help='answers per length and mode')
     args = parser.parse_args()
@@ -206,6 +231,8 @@ def main() -> int:
             run_memory(args.data)
         if args.only in (None, 'latency'):
             run_latency(args.latency_repeats)
+        if args.only in (None, 'routing'):
+            run_routing()
     plot()
     return 0
 
