@@ -179,7 +179,7 @@ def test_the_recipe_refuses_bad_rounds(tmp_path: Path) -> None:
 
 
 def test_the_continuation_recipe_differs_from_the_base_one_only_where_it_says() -> None:
-    """align_continue.yaml (the shipped adapter's second stage) keeps every value of align.yaml but three."""
+    """align_continue.yaml (a second training stage) keeps every value of align.yaml but three."""
     from dataclasses import asdict
 
     from tinyalign_ros.training.align import RECIPE_FILE
