@@ -179,16 +179,17 @@ def test_the_recipe_refuses_bad_rounds(tmp_path: Path) -> None:
 
 
 def test_the_continuation_recipe_differs_from_the_base_one_only_where_it_says() -> None:
-    """align_continue.yaml (a second training stage) keeps every value of align.yaml but three."""
+    """align_continue.yaml (the shipped adapter's second stage) keeps align.yaml's voices, rates and training."""
     from dataclasses import asdict
 
     from tinyalign_ros.training.align import RECIPE_FILE
 
     base, base_train, base_projector = load_recipe()
     more, more_train, more_projector = load_recipe(RECIPE_FILE.with_name('align_continue.yaml'))
-    assert more.rounds == [0, 1] and base.rounds == [0]
-    assert {k: v for k, v in asdict(more).items() if k != 'rounds'} == \
-        {k: v for k, v in asdict(base).items() if k != 'rounds'}
+    assert more.rounds == [1] and base.rounds == [0]  # a new draw, never the first stage's utterances
+    assert {k: v for k, v in asdict(more).items() if k not in ('rounds', 'mix')} == \
+        {k: v for k, v in asdict(base).items() if k not in ('rounds', 'mix')}
+    assert set(more.mix) == set(base.mix) and more.mix['questions'] < base.mix['questions']
     assert more_projector == base_projector
     changed = {k for k in set(base_train) | set(more_train) if base_train.get(k) != more_train.get(k)}
     assert changed == {'lr', 'max_time_s'} and more_train['lr'] < base_train['lr']
