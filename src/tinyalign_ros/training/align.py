@@ -97,6 +97,10 @@ class AlignRecipe:
     max_train_utterances: int | None = None  # use only the first N synthesized utterances
     score_cascade: bool = True  # also transcribe the held-out sets with Whisper (slow, the same every run)
 
+    def __post_init__(self) -> None:
+        if not self.rounds or len(set(self.rounds)) != len(self.rounds) or min(self.rounds) < 0:
+            raise ValueError(f'rounds must be distinct non-negative integers, got {self.rounds}')
+
 
 # The held-out families: unseen espeak-ng voices (clean), the unseen engine (festival, clean), and
 # held-out commands in noise and rooms spoken by both (the robot's everyday condition).
@@ -141,8 +145,6 @@ def load_recipe(path: str | Path | None = None) -> tuple[AlignRecipe, dict[str, 
         recipe = AlignRecipe(**(data.get('recipe') or {}))
     except (TypeError, ValueError, TrainError) as error:
         raise RecipeError(f'{path}: {error}') from error
-    if not recipe.rounds or len(set(recipe.rounds)) != len(recipe.rounds) or min(recipe.rounds) < 0:
-        raise RecipeError(f'{path}: rounds must be distinct non-negative integers, got {recipe.rounds}')
     return recipe, train_, projector
 
 
@@ -157,12 +159,13 @@ def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int 
     if not (text_dir / 'summary.json').is_file():
         build_corpus(text_dir, text, CorpusConfig(seed=recipe.seed), log=log)
     train_manifests: list[list[Path]] = []
+    sentences_of = {source: read_corpus(text_dir, source, 'train') for source, n in recipe.mix.items() if n > 0}
     for round_ in recipe.rounds:
         train_manifests.append([])
         for k, (source, n) in enumerate(sorted(recipe.mix.items())):
             if n <= 0:
                 continue
-            sentences = read_corpus(text_dir, source, 'train')
+            sentences = sentences_of[source]
             folder = source if round_ == 0 else f'{source}.r{round_}'
             train_manifests[-1].append(Path(synthesize_corpus(
                 sentences, work_dir / 'train' / folder, list(recipe.train_voices), rates=recipe.train_rates,
