@@ -240,6 +240,20 @@ def test_kv_cache_gives_the_same_tokens_as_recomputing(tiny: LLM, prompt_embeds:
     assert result.token_ids == ids
 
 
+def test_the_prompts_cached_keys_and_values_give_the_same_answer(tiny: LLM) -> None:
+    prompt = bare(placement='both')
+    before, _ = tiny.prompt_parts(prompt)
+    for seed in (3, 4, 3):  # two utterances and the first again: the kept cache is not grown by a call
+        inputs = tiny.build_inputs(audio_like(tiny, n=5, seed=seed), prompt)
+        fresh = tiny.generate(inputs, plain(max_new_tokens=10))
+        cached = tiny.generate(inputs, plain(max_new_tokens=10), prefix_ids=before)
+        assert cached.token_ids == fresh.token_ids and cached.n_tokens == 10
+        with torch.no_grad():
+            first = int(tiny.model(inputs_embeds=inputs).logits[0, -1].argmax())
+        assert cached.token_ids[0] == first
+    assert tiny._prompt_keys_values(before, inputs[:, :len(before)]) is None  # nothing after the prefix
+
+
 def test_sampling_is_reproducible_with_a_seed(tiny: LLM, prompt_embeds: torch.Tensor) -> None:
     def sample(seed: int) -> list[int]:
         config = plain(max_new_tokens=15, do_sample=True, temperature=1.0, top_p=1.0, seed=seed)

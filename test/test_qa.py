@@ -145,10 +145,14 @@ class _StubLLM:
     def build_text_inputs(self, text: str, prompt: PromptConfig) -> str:
         return text
 
+    def prompt_parts(self, prompt: PromptConfig) -> tuple[list[int], list[int]]:
+        return [7, 8, 9], [10]
+
     def generate(self, inputs: str, config: GenerationConfig, on_token: Any = None,
-                 question_tokens: int | None = None) -> GenerationResult:
+                 question_tokens: int | None = None, prefix_ids: list[int] | None = None) -> GenerationResult:
         self.asked.append(inputs)
         assert question_tokens == len(inputs.split())
+        assert prefix_ids == [7, 8, 9]  # the prompt's keys and values are reused across questions
         return GenerationResult(text=self.answers[inputs], first_token_s=0.1, total_s=0.3)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 from .audio import load_audio
 from .data import Item
 from .encoder import WhisperEncoder
-from .fusion import fuse_reading, FusionConfig, lattice_size
+from .fusion import fuse, FusionConfig
 from .llm import GenerationConfig, LLM, PromptConfig
 from .metrics import wer
 from .projector import Projector
@@ -97,7 +97,8 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
     refs = [item.text or '' for item in items]
     hyps: dict[str, list[str]] = {name: [] for name in ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade')}
     fusion = fusion or FusionConfig()
-    context = llm.prompt_parts(PromptConfig())[0] if 'fused' in readings and aligned_model(llm) else None
+    context, after = llm.prompt_parts(PromptConfig()) if 'fused' in readings and aligned_model(llm) else (None, None)
+    end_id = after[0] if after else None
     nll_audio: list[float] = []
     nll_text: list[float] = []
     details: list[dict[str, Any]] = []
@@ -110,15 +111,11 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
             audio = load_audio(item.audio)
         if aligned and any(r in readings for r in ('nearest', 'fused', 'repeat', 'nll')):
             feats = features(item) if features is not None else encoder.features(audio)
-            # One projector pass serves both readings: the lattice's best column is the nearest one.
-            lattice = projector.lattice(feats, lattice_size(projector, fusion)) \
-                if 'fused' in readings and context is not None else None
             if 'nearest' in readings:
-                ids = lattice.ids[:, 0].tolist() if lattice is not None else projector.decode_ids(feats)
-                row['nearest'] = llm.tokenizer.decode(ids, skip_special_tokens=True)
+                row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True)
                 hyps['nearest'].append(row['nearest'])
-            if lattice is not None:
-                row['fused'] = llm.tokenizer.decode(fuse_reading(lattice, projector, llm, context, fusion)[0],
+            if 'fused' in readings and context is not None:
+                row['fused'] = llm.tokenizer.decode(fuse(projector, llm, feats, context, fusion, end_id)[0],
                                                     skip_special_tokens=True)
                 hyps['fused'].append(row['fused'])
             if 'repeat' in readings or 'nll' in readings:

@@ -17,26 +17,43 @@ LLM fusion: the frozen LLM's own prior chooses between the projector's close alt
 
 Why: the projector hears sounds, the LLM knows language. When the token head is torn between
 " friends" and " France" after "What is the capital of", the LLM that will read the audio knows which
-one a person asks about. Fusion reads the projector's lattice (:meth:`Projector.lattice`: the k best
-tokens per emitted position), scores every alternative with the LLM teacher-forced on the hypothesis
-so far, inside the same prompt the answer is generated in, and keeps per position the token that
-maximizes ``log p_projector + weight * log p_llm``. A second pass re-reads with the corrected
-left context. The injected embeddings stay mixes of the LLM's own rows, now weighted by the fused
-scores, so the answer is still generated from projected audio, not from a transcript.
+one a person asks about. Its prior is read inside the same prompt the answer is generated in, and a
+reading's score is ``log p_projector + weight * log p_llm``. Two searches use it:
 
-Cost: one teacher-forced LLM pass over prompt + utterance per pass (the prompt's keys and values are
-computed once per prompt and reused). Nothing is trained, and weight 0 is exactly the projector alone.
+- ``beam`` (the default): a CTC prefix beam search over the token head's frames. Each hypothesis is
+  a prefix of tokens with its CTC probability (summed over the frame paths that spell it); a token
+  that extends a prefix adds the LLM's weighted log-probability of that token after the prefix and an
+  insertion bonus (the LLM's log-probabilities are negative, so without it the search would drop
+  words), and at the end the LLM judges whether the prompt's continuation (the end of the user's
+  turn) follows the reading, so a sentence cut short loses. Because it searches frames, it can also
+  mend what the greedy collapse decided alone: a word split in two, a short word the blank won, a
+  stutter.
+- ``lattice``: the greedy CTC collapse fixes the positions, and per position the LLM re-ranks the
+  head's k best tokens teacher-forced on the hypothesis so far (two passes).
+
+The injected embeddings stay mixes of the LLM's own rows at the frame each token was read, weighted
+by the fused scores, so the answer is still generated from projected audio, not from a transcript.
+
+Cost: the prompt's keys and values are computed once per prompt; every prefix the search extends
+costs one teacher-forced LLM pass over it (remembered per prefix, and a pass fills in every shorter
+prefix too), and hypotheses scoring far below the best are not extended. The lattice search costs one
+or two passes. Nothing is trained, and weight 0 is exactly the projector alone.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import asdict, dataclass
+import math
 from typing import Any
 
 import numpy as np
 import torch
 
 from .projector import Lattice, Projector
+
+
+SEARCHES = ('beam', 'lattice')
 
 
 class FusionError(ValueError):
@@ -47,17 +64,32 @@ class FusionError(ValueError):
 class FusionConfig:
     """How strongly the LLM's prior weighs in; the one home of these defaults (YAML: ``fusion``)."""
 
-    weight: float = 1.0  # 0 = the projector alone; chosen on the QA dev split (docs/results.md)
-    candidates: int = 4  # alternatives per emitted position the LLM chooses among
-    passes: int = 2  # re-reads with the corrected left context
+    # 0 = the projector alone. Chosen on the QA dev split (docs/results.md, "LLM fusion").
+    weight: float = 0.5
+    search: str = 'beam'  # 'beam' over the head's frames, or 'lattice' re-ranking of the greedy positions
+    candidates: int = 4  # tokens per frame (beam) or alternatives per position (lattice) the LLM weighs
+    passes: int = 2  # lattice: re-reads with the corrected left context
+    beam: int = 4  # beam: hypotheses kept after each frame
+    insertion_bonus: float = 0.5  # beam: added per token read, against the prior's bias to short readings
+    end_weight: float = 0.5  # beam: weight of the LLM's log-probability that the turn ends after the reading
+    margin: float = 5.0  # beam: a hypothesis this far below the frame's best is not extended
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.weight) <= 10.0:
             raise FusionError(f'fusion weight must be in [0, 10], got {self.weight}')
+        if self.search not in SEARCHES:
+            raise FusionError(f'fusion search must be one of {SEARCHES}, got {self.search!r}')
         if not 1 <= int(self.candidates) <= 64:
             raise FusionError(f'fusion candidates must be in [1, 64], got {self.candidates}')
         if not 1 <= int(self.passes) <= 8:
             raise FusionError(f'fusion passes must be in [1, 8], got {self.passes}')
+        if not 1 <= int(self.beam) <= 64:
+            raise FusionError(f'fusion beam must be in [1, 64], got {self.beam}')
+        if not 0.0 <= float(self.end_weight) <= 10.0 or not -10.0 <= float(self.insertion_bonus) <= 10.0:
+            raise FusionError('fusion end_weight must be in [0, 10] and insertion_bonus in [-10, 10], got '
+                              f'{self.end_weight} and {self.insertion_bonus}')
+        if not float(self.margin) > 0.0:
+            raise FusionError(f'fusion margin must be > 0, got {self.margin}')
 
     @property
     def enabled(self) -> bool:
@@ -68,20 +100,191 @@ class FusionConfig:
 
 
 def fuse(projector: Projector, llm: Any, features: torch.Tensor | np.ndarray, context_ids: list[int],
-         config: FusionConfig) -> tuple[list[int], torch.Tensor]:
+         config: FusionConfig, end_id: int | None = None) -> tuple[list[int], torch.Tensor]:
     """
     Read one utterance with the LLM's prior: (token ids, embeddings to inject [n, llm_dim]).
 
-    ``context_ids`` is what precedes the audio in the prompt (:meth:`LLM.prompt_parts`), so the LLM
-    judges each word where it will read it.
+    ``context_ids`` is what precedes the audio in the prompt and ``end_id`` the prompt's first token
+    after it (:meth:`LLM.prompt_parts`), so the LLM judges each word where it will read it.
     """
-    return fuse_reading(projector.lattice(features, lattice_size(projector, config)), projector, llm, context_ids,
-                        config)
+    if not config.enabled:
+        return projector.read(features)
+    if config.search == 'lattice':
+        return fuse_reading(projector.lattice(features, lattice_size(projector, config)), projector, llm, context_ids,
+                            config)
+    return beam_read(projector, llm, features, context_ids, config, end_id)
 
 
 def lattice_size(projector: Projector, config: FusionConfig) -> int:
     """Alternatives per position a fused reading needs: the LLM's candidates and the injected mix."""
     return max(int(config.candidates), int(projector.config.top_k))
+
+
+class Prior:
+    """
+    The LLM's next-token log-probabilities after each prefix of a reading, inside the prompt.
+
+    Remembered per prefix: a teacher-forced pass over a prefix gives the distribution after each of
+    its shorter prefixes too, so reading the greedy hypothesis once answers most of a search's asks.
+    """
+
+    def __init__(self, llm: Any, context_ids: list[int]) -> None:
+        self.llm, self.context = llm, list(context_ids)
+        self.known: dict[tuple[int, ...], torch.Tensor] = {}
+        self.passes = 0
+
+    def after(self, prefix: tuple[int, ...], then: tuple[int, ...] = ()) -> torch.Tensor:
+        """
+        Return log p_llm(next token | prompt, prefix): [V].
+
+        If it must be read, the pass also reads on along ``then`` (a likely continuation): on a CPU a
+        pass over a dozen more tokens costs about what one over the prefix alone does, and the prefixes
+        a search asks for next are mostly along it.
+        """
+        if prefix not in self.known:
+            self.read(prefix + tuple(then))
+        return self.known[prefix]
+
+    def read(self, ids: tuple[int, ...]) -> None:
+        """One pass over ``ids`` (plus a placeholder) fills in the distribution after every prefix of it."""
+        self.read_many([ids])
+
+    def read_many(self, asks: list[tuple[int, ...]]) -> None:
+        """Read several hypotheses in one batched pass when the LLM can (:meth:`LLM.next_token_logprobs_many`)."""
+        asks = [tuple(int(i) for i in ids) for ids in asks]
+        if not asks:
+            return
+        many = getattr(self.llm, 'next_token_logprobs_many', None)
+        hypotheses = [list(ids) + [0] for ids in asks]
+        if many is not None and len(asks) > 1:
+            results = many(self.context, hypotheses)
+        else:
+            results = [self.llm.next_token_logprobs(self.context, ids) for ids in hypotheses]
+        self.passes += 1 if many is not None else len(asks)
+        for ids, rows in zip(asks, results):
+            for i in range(len(ids) + 1):
+                self.known.setdefault(ids[:i], rows[i])
+
+    def prepare(self, asks: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+        """Make sure the prefixes of ``asks`` (prefix, likely continuation) are known, reading what is not together."""
+        missing: dict[tuple[int, ...], tuple[int, ...]] = {}
+        for prefix, then in asks:
+            if prefix not in self.known and prefix not in missing:
+                missing[prefix] = prefix + tuple(then)
+        self.read_many(list(missing.values()))
+
+
+NEG_INF = float('-inf')
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    high, low = (a, b) if a > b else (b, a)
+    return high + math.log1p(math.exp(low - high))
+
+
+def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior: Prior, config: FusionConfig,
+                       end_id: int | None = None) -> tuple[tuple[int, ...], list[int]]:
+    """
+    CTC prefix beam search with the LLM's prior: (the best prefix as head rows, the frame each was read at).
+
+    ``frame_logp`` is [T, 1 + V] log-probabilities with the blank first. A hypothesis's score is its
+    CTC log-probability (blank- and token-ending paths kept apart, so "a a" needs a blank between)
+    plus its language score: per token, ``weight * log p_llm + insertion_bonus``.
+    """
+    weight, bonus = float(config.weight), float(config.insertion_bonus)
+    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}  # prefix -> [ends in blank, ends in token]
+    language: dict[tuple[int, ...], float] = {(): 0.0}
+    first_frame: dict[tuple[int, ...], int] = {}
+
+    def llm_ids(prefix: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(int(vocab_ids[r]) for r in prefix)
+
+    # What the greedy collapse reads after each frame: the continuation a prefix's prior is read along.
+    greedy = frame_logp.argmax(dim=-1).tolist()
+    ahead: list[tuple[int, ...]] = [()] * (len(greedy) + 1)
+    for t in range(len(greedy) - 1, -1, -1):
+        emits = greedy[t] != 0 and (t == 0 or greedy[t] != greedy[t - 1])
+        ahead[t] = ((int(vocab_ids[greedy[t] - 1]),) if emits else ()) + ahead[t + 1]
+
+    for t in range(frame_logp.shape[0]):
+        blank = float(frame_logp[t, 0])
+        top_logp, top_rows = frame_logp[t, 1:].topk(min(int(config.candidates), frame_logp.shape[1] - 1))
+        best_here = max(_logaddexp(*p) + language[k] for k, p in beams.items()) + float(top_logp[0])
+        grown: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
+        # The hypotheses that will grow at this frame need the prior after them: read those together.
+        prior.prepare([(llm_ids(prefix), ahead[t]) for prefix, p in beams.items()
+                       if _logaddexp(*p) + language[prefix] + float(top_logp[0]) >= best_here - config.margin
+                       and any(prefix + (row,) not in language for row in top_rows.tolist())])
+        for prefix, (p_blank, p_token) in beams.items():
+            total = _logaddexp(p_blank, p_token)
+            stay = grown[prefix]
+            stay[0] = _logaddexp(stay[0], total + blank)
+            if prefix:  # the last token held over this frame
+                stay[1] = _logaddexp(stay[1], p_token + float(frame_logp[t, 1 + prefix[-1]]))
+            for logp, row in zip(top_logp.tolist(), top_rows.tolist()):
+                if total + language[prefix] + logp < best_here - config.margin:
+                    continue
+                longer = prefix + (row,)
+                if longer not in language:
+                    prior_logp = float(prior.after(llm_ids(prefix), ahead[t])[int(vocab_ids[row])])
+                    language[longer] = language[prefix] + weight * prior_logp + bonus
+                first_frame.setdefault(longer, t)
+                entry = grown[longer]
+                # The same token again is a new token only after a blank.
+                entry[1] = _logaddexp(entry[1], (p_blank if prefix and row == prefix[-1] else total) + logp)
+        ranked = sorted(grown.items(), key=lambda kv: _logaddexp(*kv[1]) + language[kv[0]], reverse=True)
+        beams = dict(ranked[:int(config.beam)])
+
+    def final(prefix: tuple[int, ...]) -> float:
+        score = _logaddexp(*beams[prefix]) + language[prefix]
+        if end_id is not None and config.end_weight > 0:
+            score += float(config.end_weight) * float(prior.after(llm_ids(prefix))[end_id])
+        return score
+
+    if end_id is not None and config.end_weight > 0:
+        prior.prepare([(llm_ids(prefix), ()) for prefix in beams])
+    best = max(beams, key=final)
+    return best, [first_frame[best[:i + 1]] for i in range(len(best))]
+
+
+def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarray, context_ids: list[int],
+              config: FusionConfig, end_id: int | None = None) -> tuple[list[int], torch.Tensor]:
+    """
+    Read one utterance by :func:`prefix_beam_search`: (token ids, embeddings to inject [n, llm_dim]).
+
+    Each token is embedded as the mix of the head's best rows at its own frame (where the head is surest
+    of it before the next token starts; the chosen token always among them), weighted by their fused
+    scores after the same prefix.
+    """
+    logits = projector.frame_logits(features).cpu()
+    frame_logp = logits.log_softmax(dim=-1)
+    vocab_ids = projector.vocab_ids.cpu()
+    prior = Prior(llm, context_ids)
+    greedy = logits.argmax(dim=-1)
+    keep = (greedy != 0) & torch.cat([torch.tensor([True]), greedy[1:] != greedy[:-1]])
+    if not bool(keep.any()):
+        return [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))
+    prior.read(tuple(int(vocab_ids[r - 1]) for r in greedy[keep].tolist()))  # most asks are prefixes of this
+    rows, frames = prefix_beam_search(frame_logp, vocab_ids, prior, config, end_id)
+    if not rows:
+        return [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))
+    k = max(1, int(projector.config.top_k))
+    mixed_rows, scores = [], []
+    ends = list(frames[1:]) + [logits.shape[0]]
+    for i, (row, start, end) in enumerate(zip(rows, frames, ends)):
+        # The token's own frame: where the head is surest of it, between its first frame and the next token's.
+        frame = start + int(frame_logp[start:max(end, start + 1), 1 + row].argmax())
+        token_logp = logits[frame, 1:].log_softmax(dim=-1)
+        others = [r for r in token_logp.topk(k + 1).indices.tolist() if r != row][:k - 1]
+        chosen = torch.tensor([row] + others)
+        after = prior.after(tuple(int(vocab_ids[r]) for r in rows[:i]))
+        scores.append(token_logp[chosen] + float(config.weight) * after[vocab_ids[chosen]])
+        mixed_rows.append(chosen)
+    return [int(vocab_ids[r]) for r in rows], projector.mix(torch.stack(mixed_rows), torch.stack(scores))
 
 
 def fuse_reading(reading: Lattice, projector: Projector, llm: Any, context_ids: list[int],

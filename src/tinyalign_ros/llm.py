@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import contextlib
+import copy
 from dataclasses import dataclass, field
 import hashlib
 import inspect
@@ -55,8 +56,9 @@ WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth')
 
 
 # What the assistant is, said once before every exchange. A 135M-parameter LLM answers more questions
-# and more briefly when told its role and shown two questions and a command answered in one sentence
-# (docs/results.md, "The prompt"). The examples are deliberately far from the packaged question sets;
+# and more briefly when told its role and shown questions and a command answered in one sentence that
+# names the answer (docs/results.md, "The prompt"; four more factual exchanges raised the text LLM on
+# the QA dev split from 0.71 to 0.82). The examples are deliberately far from the packaged question sets;
 # the garbled one teaches it to ask again instead of echoing an example (or claiming an action) when it
 # cannot make sense of what it heard.
 ROBOT_SYSTEM = 'You are the voice assistant of a robot. Answer the question in one short sentence.'
@@ -64,6 +66,10 @@ ROBOT_EXAMPLES = (
     'Who invented the telephone?', 'Alexander Graham Bell invented the telephone.',
     'How many players are on a soccer team?', 'A soccer team has eleven players.',
     'Please turn on the lights.', 'Okay, I am turning on the lights.',
+    'Which metal is liquid at room temperature?', 'Mercury is liquid at room temperature.',
+    'What do caterpillars turn into?', 'Caterpillars turn into butterflies.',
+    'How many strings does a violin have?', 'A violin has four strings.',
+    'Who was the first person on the moon?', 'Neil Armstrong was the first person on the moon.',
     'Grey the quickly under of sing?', 'Sorry, I did not understand. Could you say that again?',
 )
 
@@ -565,9 +571,13 @@ class LLM:
 
     def generate(self, inputs_embeds: torch.Tensor, config: GenerationConfig | None = None,
                  on_token: Callable[[str], None] | None = None,
-                 question_tokens: int | None = None) -> GenerationResult:
+                 question_tokens: int | None = None, prefix_ids: Sequence[int] | None = None) -> GenerationResult:
         """
         Decode from a prompt given as embeddings with transformers' ``generate``.
+
+        ``prefix_ids``: the token ids whose embeddings begin ``inputs_embeds`` (the prompt before the
+        user content, :meth:`prompt_parts`). Their keys and values are computed once per prompt and
+        reused, so an answer does not pay for reading the same system text and examples again.
 
         The repetition controls are its logits processors; stop strings and loops are stopping
         criteria; a streamer turns each new token into settled text for ``on_token`` (the pieces
@@ -646,7 +656,8 @@ class LLM:
             if seeded:
                 torch.manual_seed(config.seed)
             attention = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-            model.generate(inputs_embeds=embeds, attention_mask=attention,
+            past = self._prompt_keys_values(prefix_ids, embeds)
+            model.generate(inputs_embeds=embeds, attention_mask=attention, past_key_values=past,
                            generation_config=self._hf_generation_config(config, budget),
                            stopping_criteria=StoppingCriteriaList([_Stop()]), streamer=_Streamer())
         tail = stream.finish()
@@ -686,6 +697,47 @@ class LLM:
                 logits = self.model(input_ids=rest, past_key_values=cache, use_cache=True).logits[0]
                 _crop(cache, len(context) - 1)
         return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+    def _prompt_keys_values(self, prefix_ids: Sequence[int] | None, embeds: torch.Tensor) -> Any:
+        """Return a private copy of the cached keys and values of ``prefix_ids`` minus its last token, or None."""
+        prefix = [int(i) for i in prefix_ids or ()]
+        if len(prefix) < 2 or embeds.shape[1] <= len(prefix):
+            return None
+        with self._prefix_lock:
+            cache = self._prefix_cache(tuple(prefix))
+            if cache is None:
+                return None
+            _crop(cache, len(prefix) - 1)
+            return copy.deepcopy(cache)  # generate appends to it; the kept one stays the prompt's
+
+    def next_token_logprobs_many(self, context_ids: Sequence[int],
+                                 hypotheses: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """
+        :meth:`next_token_logprobs` for several hypotheses after the same context, in one batched pass.
+
+        On a CPU a forward pass costs about the same for one row as for a few, so a search that needs
+        several prefixes at once asks for them together. Rows are padded at the end (a causal model's
+        real positions never see the padding), and the prompt's cached keys and values are shared.
+        """
+        hypotheses = [list(ids) for ids in hypotheses]
+        if len(hypotheses) < 2 or any(not ids for ids in hypotheses):
+            return [self.next_token_logprobs(context_ids, ids) for ids in hypotheses]
+        self.require_model()
+        context = list(context_ids)
+        if not context:
+            raise LLMError('next_token_logprobs needs at least one context token')
+        with self._prefix_lock, torch.inference_mode():
+            cache = self._prefix_cache(tuple(context))
+            if cache is None or not hasattr(cache, 'batch_repeat_interleave'):
+                return [self.next_token_logprobs(context, ids) for ids in hypotheses]
+            _crop(cache, len(context) - 1)
+            batch = copy.deepcopy(cache)
+            batch.batch_repeat_interleave(len(hypotheses))
+            width = max(len(ids) for ids in hypotheses)
+            rows = [context[-1:] + ids[:-1] + [context[-1]] * (width - len(ids)) for ids in hypotheses]
+            inputs = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+            logits = self.model(input_ids=inputs, past_key_values=batch, use_cache=True).logits
+        return [torch.log_softmax(logits[i, :len(ids)].float(), dim=-1).cpu() for i, ids in enumerate(hypotheses)]
 
     def _prefix_cache(self, context: tuple[int, ...]) -> Any:
         """Keys and values of ``context`` minus its last token (one prompt is kept), or None if unsupported."""

@@ -222,7 +222,8 @@ class Pipeline:
         else:
             # The answer budget follows the question's length: audio positions or transcript tokens.
             question = n_audio if path == 'aligned' else len(self.llm.tokenize(transcript or ''))
-            result = self.llm.generate(inputs, generation, on_token=on_token, question_tokens=question)
+            result = self.llm.generate(inputs, generation, on_token=on_token, question_tokens=question,
+                                       prefix_ids=self.llm.prompt_parts(prompt)[0])
         end = time.perf_counter()
         latency = {
             'encode': (t_encoded - start) * 1000.0,
@@ -245,8 +246,8 @@ class Pipeline:
         """
         if not self.fusion.enabled or self.llm.model is None:
             return projector.read(features)
-        context, _ = self.llm.prompt_parts(prompt or self.prompt)
-        return fuse(projector, self.llm, features, context, self.fusion)
+        context, after = self.llm.prompt_parts(prompt or self.prompt)
+        return fuse(projector, self.llm, features, context, self.fusion, end_id=after[0] if after else None)
 
     def with_prompt(self, **changes: Any) -> PromptConfig:
         """Copy the current prompt with some fields changed (used by evaluation)."""

@@ -282,6 +282,23 @@ class Projector(nn.Module):
         return embeds
 
     @torch.no_grad()
+    def frame_logits(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Head logits of one utterance per reduced frame, blank first and ``blank_bias`` added: [T', 1 + V]."""
+        was_training = self.training
+        self.eval()
+        try:
+            x = torch.as_tensor(np.asarray(features, dtype=np.float32)).float()
+            if x.dim() == 2:
+                x = x.unsqueeze(0)
+            out = self(x)
+            if out.logits is None:
+                raise ProjectorConfigError('the projector has no token head bound; call bind_llm first')
+            logits = out.logits[0, :int(out.lengths[0])].float().clone()
+            logits[:, 0] += self.config.blank_bias
+            return logits
+        finally:
+            self.train(was_training)
+
     def lattice(self, features: torch.Tensor | np.ndarray, k: int | None = None) -> Lattice:
         """
         Read one utterance as a short lattice: per emitted position, the k best tokens and their log-probs.
@@ -290,28 +307,15 @@ class Projector(nn.Module):
         the previous frame's); the log-probs are over tokens only, renormalized without the blank, so
         a later stage (:mod:`tinyalign_ros.fusion`) can weigh the alternatives against the LLM's prior.
         """
-        was_training = self.training
-        self.eval()
-        try:
-            x = torch.as_tensor(np.asarray(features, dtype=np.float32)).float()
-            if x.dim() == 2:
-                x = x.unsqueeze(0)
-            out = self(x)
-            n = int(out.lengths[0])
-            if out.logits is None:
-                raise ProjectorConfigError('the projector has no token head bound; call bind_llm first')
-            logits = out.logits[0, :n].clone()
-            logits[:, 0] += self.config.blank_bias
-            best = logits.argmax(dim=-1)
-            keep = (best != 0) & torch.cat([torch.tensor([True], device=best.device), best[1:] != best[:-1]])
-            positions = keep.nonzero().flatten()
-            k = min(k or self.config.top_k, logits.shape[1] - 1)
-            token_logp = logits[positions, 1:].log_softmax(dim=-1)
-            top_logp, top_idx = token_logp.topk(k, dim=-1)
-            # The lattice is small and read by the CPU side (fusion, routing): it lives in host memory.
-            return Lattice(ids=self.vocab_ids[top_idx].cpu(), logp=top_logp.cpu(), rows=top_idx.cpu())
-        finally:
-            self.train(was_training)
+        logits = self.frame_logits(features)
+        best = logits.argmax(dim=-1)
+        keep = (best != 0) & torch.cat([torch.tensor([True], device=best.device), best[1:] != best[:-1]])
+        positions = keep.nonzero().flatten()
+        k = min(k or self.config.top_k, logits.shape[1] - 1)
+        token_logp = logits[positions, 1:].log_softmax(dim=-1)
+        top_logp, top_idx = token_logp.topk(k, dim=-1)
+        # The lattice is small and read by the CPU side (fusion, routing): it lives in host memory.
+        return Lattice(ids=self.vocab_ids[top_idx].cpu(), logp=top_logp.cpu(), rows=top_idx.cpu())
 
     def mix(self, rows: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Embed each position as the softmax(``scores``)-weighted mix of its head ``rows``: [n, llm_dim]."""

@@ -237,8 +237,8 @@ def evaluate_qa(items: Sequence[Item], pipeline: Any, paths: Sequence[str] = PAT
         if 'text' in paths:
             if item.text not in text_cache:
                 inputs = llm.build_text_inputs(item.text, pipeline.prompt)
-                result = llm.generate(inputs, pipeline.generation,
-                                      question_tokens=len(llm.tokenize(item.text)))
+                result = llm.generate(inputs, pipeline.generation, question_tokens=len(llm.tokenize(item.text)),
+                                      prefix_ids=llm.prompt_parts(pipeline.prompt)[0])
                 text_cache[item.text] = {'answer': result.text, 'first_token': result.first_token_s * 1000.0,
                                          'total': result.total_s * 1000.0}
             row['text'] = dict(text_cache[item.text], correct=contains_answer(text_cache[item.text]['answer'],

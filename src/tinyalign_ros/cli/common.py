@@ -63,6 +63,8 @@ def generation_args(p: argparse.ArgumentParser) -> None:
                    help='answer tokens allowed per question token (0 = always --max-new-tokens)')
     p.add_argument('--fusion-weight', type=float,
                    help="weight of the LLM's prior in the aligned reading (0 = the projector alone)")
+    p.add_argument('--fusion-search', choices=('beam', 'lattice'),  # fusion.SEARCHES (a test keeps them equal)
+                   help="how the aligned reading is searched: beam over the head's frames or lattice re-ranking")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -89,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         overrides['prompt.instruction'] = args.instruction
     if getattr(args, 'fusion_weight', None) is not None:
         overrides['fusion.weight'] = args.fusion_weight
+    if getattr(args, 'fusion_search', None) is not None:
+        overrides['fusion.search'] = args.fusion_search
     return load_config(getattr(args, 'config', None), overrides)
 
 

@@ -329,7 +329,8 @@ class AssistantNode(LifecycleNode):
             'generation.do_sample': p('generation.do_sample'), 'generation.temperature': p('generation.temperature'),
             'generation.top_p': p('generation.top_p'),
             'generation.seed': None if p('generation.seed') < 0 else p('generation.seed'),
-            'fusion.weight': p('fusion.weight'), 'fusion.candidates': p('fusion.candidates'),
+            'fusion.weight': p('fusion.weight'), 'fusion.search': p('fusion.search'),
+            'fusion.candidates': p('fusion.candidates'), 'fusion.beam': p('fusion.beam'),
             'max_utterance_s': p('segmenter.max_utterance_s'),
         }
         try:

@@ -35,7 +35,7 @@ from tinyalign_ros.audio import normalize_format, SAMPLE_FORMATS
 from tinyalign_ros.audio_messages import FLAVOURS, MAX_MESSAGE_BYTES, MESSAGE_NAMES
 from tinyalign_ros.config import EncoderSettings, LLMSettings
 from tinyalign_ros.device import DeviceError, DEVICES, DTYPES, resolve_device
-from tinyalign_ros.fusion import FusionConfig
+from tinyalign_ros.fusion import FusionConfig, SEARCHES
 from tinyalign_ros.llm import PromptConfig
 from tinyalign_ros.personalization.api import OPERATOR_ID_PATTERN, OperatorIdError, validate_operator_id
 from tinyalign_ros.pipeline import MODES
@@ -167,8 +167,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('fusion.weight', FusionConfig().weight, "Weight of the LLM's own prior when the aligned path reads "
               "the audio (0 = the projector alone): among the projector's close alternatives the LLM picks the "
               'likelier words.', float_range=(0.0, 10.0)),
-    ParamSpec('fusion.candidates', FusionConfig().candidates, 'Alternatives per heard position the LLM chooses '
-              'among.', int_range=(1, 64)),
+    ParamSpec('fusion.search', FusionConfig().search, 'How the aligned reading is searched: beam (over the token '
+              "head's frames, can mend a split or dropped word) or lattice (re-ranks each greedy position).",
+              choices=SEARCHES),
+    ParamSpec('fusion.candidates', FusionConfig().candidates, 'Tokens per frame (beam) or alternatives per heard '
+              'position (lattice) the LLM chooses among.', int_range=(1, 64)),
+    ParamSpec('fusion.beam', FusionConfig().beam, 'Beam search: hypotheses kept after each frame.',
+              int_range=(1, 64)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
     ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
