@@ -124,6 +124,19 @@ def test_next_token_logprobs_agree_with_the_teacher_forced_nll(llm: LLM) -> None
         llm.next_token_logprobs([], ids)
 
 
+def test_a_context_that_grows_or_shrinks_reuses_the_cached_one_and_reads_the_same(llm: LLM) -> None:
+    prompt = llm.tokenize('hello there robot')
+    ids = llm.tokenize(' arm moves')
+    fresh = {}
+    for context in (prompt, prompt + ids[:1], prompt[:2]):
+        llm._prefix = None  # computed from nothing
+        fresh[len(context)] = llm.next_token_logprobs(context, ids)
+    llm.next_token_logprobs(prompt, ids)
+    for context in (prompt + ids[:1], prompt, prompt[:2], prompt):  # grow, shrink back, shrink, grow
+        torch.testing.assert_close(llm.next_token_logprobs(context, ids), fresh[len(context)], atol=1e-4, rtol=1e-4)
+        assert llm._prefix[0] == tuple(context)
+
+
 def test_hypotheses_read_together_match_hypotheses_read_alone(llm: LLM) -> None:
     context = llm.tokenize('hello there')
     hypotheses = [llm.tokenize(' robot arm moves'), llm.tokenize(' stop'), llm.tokenize(' go to the kitchen now')]
@@ -147,7 +160,7 @@ def test_an_utterance_with_nothing_heard_fuses_to_nothing(llm: LLM, search: str)
 @pytest.mark.parametrize('changes, match', [
     ({'weight': -0.1}, 'weight'), ({'weight': 11.0}, 'weight'), ({'candidates': 0}, 'candidates'),
     ({'passes': 0}, 'passes'), ({'search': 'greedy'}, 'search'), ({'beam': 0}, 'beam'), ({'margin': 0.0}, 'margin'),
-    ({'end_weight': -1.0}, 'end_weight'),
+    ({'end_weight': -1.0}, 'end_weight'), ({'prior_passes': 0}, 'prior_passes'),
 ])
 def test_config_validation(changes: dict, match: str) -> None:
     with pytest.raises(FusionError, match=match):
@@ -260,7 +273,7 @@ def test_the_prior_is_read_once_per_prefix_and_one_pass_fills_in_the_shorter_one
             return torch.arange(len(ids), dtype=torch.float32)[:, None].expand(len(ids), 3).clone()
 
     prior = Prior(Counting(), [7])
-    prior.read((5, 6))
+    prior.read_many([(5, 6)])
     assert calls == [[5, 6, 0]]  # the prefix plus a placeholder: one row per prefix, the empty one first
     assert [float(prior.after(prefix)[0]) for prefix in ((), (5,), (5, 6))] == [0.0, 1.0, 2.0]
     assert len(calls) == 1
@@ -270,6 +283,27 @@ def test_the_prior_is_read_once_per_prefix_and_one_pass_fills_in_the_shorter_one
     prior.after((8,), then=(3, 4))
     assert calls[-1] == [8, 3, 4, 0]
     assert [float(prior.after(prefix)[0]) for prefix in ((8, 3), (8, 3, 4))] == [2.0, 3.0] and len(calls) == 3
+
+
+def test_past_its_budget_the_prior_answers_from_the_reading_read_first() -> None:
+    calls = []
+
+    class Counting:
+        def next_token_logprobs(self, context: list[int], ids: list[int]) -> torch.Tensor:
+            calls.append(list(ids))
+            return torch.arange(len(ids), dtype=torch.float32)[:, None].expand(len(ids), 3).clone() + 10 * len(calls)
+
+    prior = Prior(Counting(), [7])
+    prior.read_along((5, 6, 4), budget=2)
+    first = prior.after((5, 6))
+    assert len(calls) == 1
+    prior.after((5, 9))  # within the budget: read
+    assert len(calls) == 2
+    # Past it: no pass, the prior at the same position of the first reading (exact for its own prefixes).
+    torch.testing.assert_close(prior.after((5, 8)), first)
+    torch.testing.assert_close(prior.after((1, 2, 3, 4, 5)), prior.after((5, 6, 4)))
+    prior.prepare([((2, 2), ())])
+    assert len(calls) == 2
 
 
 def test_the_beam_reading_injects_the_chosen_tokens_rows(llm: LLM) -> None:

@@ -31,13 +31,16 @@ reading's score is ``log p_projector + weight * log p_llm``. Two searches use it
 - ``lattice``: the greedy CTC collapse fixes the positions, and per position the LLM re-ranks the
   head's k best tokens teacher-forced on the hypothesis so far (two passes).
 
-The injected embeddings stay mixes of the LLM's own rows at the frame each token was read, weighted
-by the fused scores, so the answer is still generated from projected audio, not from a transcript.
+The injected embeddings stay mixes of the LLM's own rows at each token's frame, weighted by the
+fused scores, so the answer is still generated from projected audio, not from a transcript.
 
-Cost: the prompt's keys and values are computed once per prompt; every prefix the search extends
-costs one teacher-forced LLM pass over it (remembered per prefix, and a pass fills in every shorter
-prefix too), and hypotheses scoring far below the best are not extended. The lattice search costs one
-or two passes. Nothing is trained, and weight 0 is exactly the projector alone.
+Cost: the prompt's keys and values are computed once per prompt. The beam search first reads the
+greedy reading in one pass; the hypotheses that grow at a frame and are not yet known are read
+together in one batched pass along the greedy continuation, and the words every hypothesis shares
+are settled into the cached context, so a pass reads only where they differ. After ``prior_passes``
+passes, a prefix not yet read gets the prior at the same position of the greedy reading, which
+bounds a long utterance's cost. Hypotheses scoring far below the frame's best are not extended. The
+lattice search costs one or two passes. Nothing is trained, and weight 0 is exactly the projector alone.
 """
 
 from __future__ import annotations
@@ -73,6 +76,9 @@ class FusionConfig:
     insertion_bonus: float = 0.5  # beam: added per token read, against the prior's bias to short readings
     end_weight: float = 0.5  # beam: weight of the LLM's log-probability that the turn ends after the reading
     margin: float = 5.0  # beam: a hypothesis this far below the frame's best is not extended
+    # beam: LLM passes one reading may take (the first reads the greedy reading); past them an unread
+    # prefix gets the prior at the same position of the greedy reading. Bounds a long utterance's cost.
+    prior_passes: int = 4
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.weight) <= 10.0:
@@ -88,6 +94,8 @@ class FusionConfig:
         if not 0.0 <= float(self.end_weight) <= 10.0 or not -10.0 <= float(self.insertion_bonus) <= 10.0:
             raise FusionError('fusion end_weight must be in [0, 10] and insertion_bonus in [-10, 10], got '
                               f'{self.end_weight} and {self.insertion_bonus}')
+        if not 1 <= int(self.prior_passes) <= 64:
+            raise FusionError(f'fusion prior_passes must be in [1, 64], got {self.prior_passes}')
         if not float(self.margin) > 0.0:
             raise FusionError(f'fusion margin must be > 0, got {self.margin}')
 
@@ -125,53 +133,89 @@ class Prior:
     The LLM's next-token log-probabilities after each prefix of a reading, inside the prompt.
 
     Remembered per prefix: a teacher-forced pass over a prefix gives the distribution after each of
-    its shorter prefixes too, so reading the greedy hypothesis once answers most of a search's asks.
+    its shorter prefixes too, so one pass along a likely continuation answers most of a search's next
+    asks. The words every hypothesis shares are *settled* into the LLM's cached context
+    (:meth:`settle`), so a pass reads only where the hypotheses differ, whatever the utterance's length.
     """
 
     def __init__(self, llm: Any, context_ids: list[int]) -> None:
         self.llm, self.context = llm, list(context_ids)
+        self.settled: tuple[int, ...] = ()
         self.known: dict[tuple[int, ...], torch.Tensor] = {}
         self.passes = 0
+        self.along: tuple[int, ...] | None = None
+        self.budget: int | None = None
+
+    def read_along(self, reading: tuple[int, ...], budget: int | None = None) -> None:
+        """
+        Read the prior along ``reading`` (the greedy one) first; past ``budget`` passes, answer.
+
+        Past the budget, a prefix not yet read gets the prior at the same position of ``reading``:
+        exact wherever the prefix is a prefix of it, an approximation elsewhere. It bounds what a
+        long utterance costs.
+        """
+        self.read_many([tuple(reading)])
+        self.along, self.budget = tuple(reading), budget
+
+    def _over_budget(self) -> bool:
+        return self.along is not None and self.budget is not None and self.passes >= self.budget
+
+    def settle(self, prefix: tuple[int, ...]) -> None:
+        """Take ``prefix`` (shared by every hypothesis from now on) into the context the LLM has cached."""
+        self.settled = tuple(int(i) for i in prefix)
 
     def after(self, prefix: tuple[int, ...], then: tuple[int, ...] = ()) -> torch.Tensor:
         """
         Return log p_llm(next token | prompt, prefix): [V].
 
-        If it must be read, the pass also reads on along ``then`` (a likely continuation): on a CPU a
-        pass over a dozen more tokens costs about what one over the prefix alone does, and the prefixes
-        a search asks for next are mostly along it.
+        If it must be read, the pass also reads on along ``then`` (a likely continuation, at most
+        :data:`READ_AHEAD` tokens): on a CPU a pass over a few more tokens costs about what one over
+        the prefix alone does.
         """
         if prefix not in self.known:
-            self.read(prefix + tuple(then))
+            if self._over_budget():  # the prior at the same position of the reading read first
+                return self.known[self.along[:min(len(prefix), len(self.along))]]
+            self.read_many([prefix + tuple(then)[:READ_AHEAD]])
         return self.known[prefix]
-
-    def read(self, ids: tuple[int, ...]) -> None:
-        """One pass over ``ids`` (plus a placeholder) fills in the distribution after every prefix of it."""
-        self.read_many([ids])
 
     def read_many(self, asks: list[tuple[int, ...]]) -> None:
         """Read several hypotheses in one batched pass when the LLM can (:meth:`LLM.next_token_logprobs_many`)."""
         asks = [tuple(int(i) for i in ids) for ids in asks]
-        if not asks:
-            return
-        many = getattr(self.llm, 'next_token_logprobs_many', None)
-        hypotheses = [list(ids) + [0] for ids in asks]
-        if many is not None and len(asks) > 1:
-            results = many(self.context, hypotheses)
-        else:
-            results = [self.llm.next_token_logprobs(self.context, ids) for ids in hypotheses]
-        self.passes += 1 if many is not None else len(asks)
-        for ids, rows in zip(asks, results):
-            for i in range(len(ids) + 1):
-                self.known.setdefault(ids[:i], rows[i])
+        base = self.settled
+        inside = [ids for ids in asks if ids[:len(base)] == base]
+        outside = [ids for ids in asks if ids[:len(base)] != base]  # none in a search; read in the bare prompt
+        for start, group in ((len(base), inside), (0, outside)):
+            if not group:
+                continue
+            context = self.context + list(group[0][:start])
+            hypotheses = [list(ids[start:]) + [0] for ids in group]
+            many = getattr(self.llm, 'next_token_logprobs_many', None)
+            if many is not None and len(group) > 1:
+                results = many(context, hypotheses)
+                self.passes += 1
+            else:
+                results = [self.llm.next_token_logprobs(context, ids) for ids in hypotheses]
+                self.passes += len(group)
+            for ids, rows in zip(group, results):
+                for i in range(len(ids) - start + 1):
+                    self.known.setdefault(ids[:start + i], rows[i])
 
     def prepare(self, asks: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
         """Make sure the prefixes of ``asks`` (prefix, likely continuation) are known, reading what is not together."""
+        if self._over_budget():
+            return
         missing: dict[tuple[int, ...], tuple[int, ...]] = {}
         for prefix, then in asks:
             if prefix not in self.known and prefix not in missing:
-                missing[prefix] = prefix + tuple(then)
+                missing[prefix] = prefix + tuple(then)[:READ_AHEAD]
         self.read_many(list(missing.values()))
+
+
+# Tokens of the greedy continuation a pass reads on along (more cost a CPU pass more than they save).
+READ_AHEAD = 6
+# Shared tokens gathered before they are settled into the cached context: each settling is an LLM call,
+# and a few unsettled tokens cost a pass next to nothing.
+SETTLE_EVERY = 6
 
 
 NEG_INF = float('-inf')
@@ -184,6 +228,15 @@ def _logaddexp(a: float, b: float) -> float:
         return a
     high, low = (a, b) if a > b else (b, a)
     return high + math.log1p(math.exp(low - high))
+
+
+def _shared_prefix(prefixes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    first = prefixes[0]
+    n = len(first)
+    for other in prefixes[1:]:
+        n = min(n, len(other))
+        n = next((i for i in range(n) if other[i] != first[i]), n)
+    return first[:n]
 
 
 def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior: Prior, config: FusionConfig,
@@ -238,6 +291,9 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
                 entry[1] = _logaddexp(entry[1], (p_blank if prefix and row == prefix[-1] else total) + logp)
         ranked = sorted(grown.items(), key=lambda kv: _logaddexp(*kv[1]) + language[kv[0]], reverse=True)
         beams = dict(ranked[:int(config.beam)])
+        shared = _shared_prefix(list(beams))
+        if hasattr(prior, 'settle') and len(shared) >= len(prior.settled) + SETTLE_EVERY:
+            prior.settle(llm_ids(shared))
 
     def final(prefix: tuple[int, ...]) -> float:
         score = _logaddexp(*beams[prefix]) + language[prefix]
@@ -268,7 +324,8 @@ def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarra
     keep = (greedy != 0) & torch.cat([torch.tensor([True]), greedy[1:] != greedy[:-1]])
     if not bool(keep.any()):
         return [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))
-    prior.read(tuple(int(vocab_ids[r - 1]) for r in greedy[keep].tolist()))  # most asks are prefixes of this
+    # Most asks are prefixes of the greedy reading: read it first.
+    prior.read_along(tuple(int(vocab_ids[r - 1]) for r in greedy[keep].tolist()), int(config.prior_passes))
     rows, frames = prefix_beam_search(frame_logp, vocab_ids, prior, config, end_id)
     if not rows:
         return [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))

@@ -740,9 +740,31 @@ class LLM:
         return [torch.log_softmax(logits[i, :len(ids)].float(), dim=-1).cpu() for i, ids in enumerate(hypotheses)]
 
     def _prefix_cache(self, context: tuple[int, ...]) -> Any:
-        """Keys and values of ``context`` minus its last token (one prompt is kept), or None if unsupported."""
+        """
+        Keys and values of ``context`` minus its last token (one context is kept), or None if unsupported.
+
+        A context that shares a beginning with the kept one reuses it: the kept cache is cut back to
+        what they share and only the rest is read. So a search may move its settled words into the
+        context and back to the bare prompt for the next utterance at the cost of the new tokens only.
+        """
         if self._prefix is not None and self._prefix[0] == context:
             return self._prefix[1]
+        if self._prefix is not None and len(context) > 1:
+            old, cache = self._prefix
+            shared = 0
+            for a, b in zip(old, context):
+                if a != b:
+                    break
+                shared += 1
+            keep = min(shared, len(old) - 1, len(context) - 1)
+            if keep >= 1:
+                _crop(cache, keep)
+                rest = list(context[keep:len(context) - 1])
+                if rest:
+                    self.model(input_ids=torch.as_tensor([rest], device=self.device), past_key_values=cache,
+                               use_cache=True)
+                self._prefix = (context, cache)
+                return cache
         try:
             from transformers import DynamicCache
         except ImportError:  # an older transformers: fusion then re-reads the prompt on each call
