@@ -285,23 +285,23 @@ def test_the_prior_is_read_once_per_prefix_and_one_pass_fills_in_the_shorter_one
     assert [float(prior.after(prefix)[0]) for prefix in ((8, 3), (8, 3, 4))] == [2.0, 3.0] and len(calls) == 3
 
 
-def test_past_its_budget_the_prior_answers_from_the_reading_read_first() -> None:
+def test_past_its_budget_the_prior_is_flat_at_the_greedy_readings_mean() -> None:
     calls = []
 
     class Counting:
         def next_token_logprobs(self, context: list[int], ids: list[int]) -> torch.Tensor:
             calls.append(list(ids))
-            return torch.arange(len(ids), dtype=torch.float32)[:, None].expand(len(ids), 3).clone() + 10 * len(calls)
+            return torch.arange(len(ids), dtype=torch.float32)[:, None].expand(len(ids), 10).clone() - 10 * len(calls)
 
     prior = Prior(Counting(), [7])
-    prior.read_along((5, 6, 4), budget=2)
-    first = prior.after((5, 6))
-    assert len(calls) == 1
+    prior.read_along((5, 6, 4), budget=2)  # the greedy tokens score -10, -9, -8 after their prefixes
+    assert len(calls) == 1 and prior.typical == pytest.approx(-9.0)
     prior.after((5, 9))  # within the budget: read
     assert len(calls) == 2
-    # Past it: no pass, the prior at the same position of the first reading (exact for its own prefixes).
-    torch.testing.assert_close(prior.after((5, 8)), first)
-    torch.testing.assert_close(prior.after((1, 2, 3, 4, 5)), prior.after((5, 6, 4)))
+    # Past it: no pass; a prefix already read keeps its own prior, an unread one gets the flat mean.
+    assert float(prior.after((5, 6))[0]) == -8.0
+    flat = prior.after((5, 8))
+    assert torch.equal(flat, torch.full((10,), -9.0))
     prior.prepare([((2, 2), ())])
     assert len(calls) == 2
 

@@ -38,8 +38,7 @@ Cost: the prompt's keys and values are computed once per prompt. The beam search
 greedy reading in one pass; the hypotheses that grow at a frame and are not yet known are read
 together in one batched pass along the greedy continuation, and the words every hypothesis shares
 are settled into the cached context, so a pass reads only where they differ. After ``prior_passes``
-passes, a prefix not yet read gets the prior at the same position of the greedy reading, which
-bounds a long utterance's cost. Hypotheses scoring far below the frame's best are not extended. The
+passes, a prefix not yet read gets a flat prior, which bounds a long utterance's cost. Hypotheses scoring far below the frame's best are not extended. The
 lattice search costs one or two passes. Nothing is trained, and weight 0 is exactly the projector alone.
 """
 
@@ -77,8 +76,8 @@ class FusionConfig:
     end_weight: float = 0.5  # beam: weight of the LLM's log-probability that the turn ends after the reading
     margin: float = 5.0  # beam: a hypothesis this far below the frame's best is not extended
     # beam: LLM passes one reading may take (the first reads the greedy reading); past them an unread
-    # prefix gets the prior at the same position of the greedy reading. Bounds a long utterance's cost.
-    prior_passes: int = 4
+    # prefix gets a flat prior (Prior.read_along). A spoken question takes fewer; bounds a long one's cost.
+    prior_passes: int = 16
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.weight) <= 10.0:
@@ -145,17 +144,23 @@ class Prior:
         self.passes = 0
         self.along: tuple[int, ...] | None = None
         self.budget: int | None = None
+        self.typical = 0.0
 
     def read_along(self, reading: tuple[int, ...], budget: int | None = None) -> None:
         """
-        Read the prior along ``reading`` (the greedy one) first; past ``budget`` passes, answer.
+        Read the prior along ``reading`` (the greedy one) first, and allow ``budget`` passes in all.
 
-        Past the budget, a prefix not yet read gets the prior at the same position of ``reading``:
-        exact wherever the prefix is a prefix of it, an approximation elsewhere. It bounds what a
-        long utterance costs.
+        Past the budget, a prefix not yet read gets a flat prior: the mean log-probability the LLM gave
+        the greedy reading's own tokens, so no hypothesis is favoured for not having been read. (The
+        prior at the same position of the greedy reading was tried and misled the search wherever
+        the hypotheses' lengths differed from it.) It bounds what a long utterance costs.
         """
-        self.read_many([tuple(reading)])
-        self.along, self.budget = tuple(reading), budget
+        reading = tuple(reading)
+        self.read_many([reading])
+        self.along, self.budget = reading, budget
+        if reading:
+            picked = [float(self.known[reading[:i]][token]) for i, token in enumerate(reading)]
+            self.typical = sum(picked) / len(picked)
 
     def _over_budget(self) -> bool:
         return self.along is not None and self.budget is not None and self.passes >= self.budget
@@ -173,8 +178,8 @@ class Prior:
         the prefix alone does.
         """
         if prefix not in self.known:
-            if self._over_budget():  # the prior at the same position of the reading read first
-                return self.known[self.along[:min(len(prefix), len(self.along))]]
+            if self._over_budget():  # neutral: what the greedy reading's own tokens scored on average
+                return torch.full_like(self.known[()], self.typical)
             self.read_many([prefix + tuple(then)[:READ_AHEAD]])
         return self.known[prefix]
 
