@@ -38,8 +38,9 @@ Cost: the prompt's keys and values are computed once per prompt. The beam search
 greedy reading in one pass; the hypotheses that grow at a frame and are not yet known are read
 together in one batched pass along the greedy continuation, and the words every hypothesis shares
 are settled into the cached context, so a pass reads only where they differ. After ``prior_passes``
-passes, a prefix not yet read gets a flat prior, which bounds a long utterance's cost. Hypotheses scoring far below the frame's best are not extended. The
-lattice search costs one or two passes. Nothing is trained, and weight 0 is exactly the projector alone.
+passes, a prefix not yet read gets a flat prior, which bounds a long utterance's cost. Hypotheses
+scoring far below the frame's best are not extended. The lattice search costs one or two passes.
+Nothing is trained, and weight 0 is exactly the projector alone.
 """
 
 from __future__ import annotations
