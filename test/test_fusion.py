@@ -187,9 +187,13 @@ class TablePrior:
 
     def __init__(self, table: dict[tuple[int, ...], dict[int, float]] | None = None) -> None:
         self.table, self.asked = table or {}, []
+        self.settled: tuple[int, ...] = ()
 
     def prepare(self, asks: list) -> None:
         pass  # the table needs no reading ahead
+
+    def settle(self, prefix: tuple[int, ...]) -> None:
+        self.settled = tuple(prefix)  # a table has no cached context; remembered for the search's bookkeeping
 
     def after(self, prefix: tuple[int, ...], then: tuple[int, ...] = ()) -> torch.Tensor:
         self.asked.append(prefix)

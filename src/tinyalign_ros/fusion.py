@@ -298,7 +298,7 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
         ranked = sorted(grown.items(), key=lambda kv: _logaddexp(*kv[1]) + language[kv[0]], reverse=True)
         beams = dict(ranked[:int(config.beam)])
         shared = _shared_prefix(list(beams))
-        if hasattr(prior, 'settle') and len(shared) >= len(prior.settled) + SETTLE_EVERY:
+        if len(shared) >= len(prior.settled) + SETTLE_EVERY:
             prior.settle(llm_ids(shared))
 
     def final(prefix: tuple[int, ...]) -> float:

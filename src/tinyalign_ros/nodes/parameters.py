@@ -124,8 +124,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('segmenter.padding_s', 0.2, 'Audio kept around detected speech.', float_range=(0.0, 2.0)),
     ParamSpec('segmenter.end_silence_s', 0.6, 'Silence that ends an utterance.', float_range=(0.05, 5.0)),
     ParamSpec('segmenter.max_buffer_s', 60.0, 'Upper bound on buffered audio.', float_range=(5.0, 600.0)),
-    # pipeline
-    # responses
+    # responses and the pipeline (models, devices, fusion, prompt, generation)
     ParamSpec('response.frame_id', '', 'header.frame_id of responses; empty = the frame_id of the stamped '
               'audio message the utterance came from (empty for unstamped audio). Runtime-changeable.',
               read_only=False),
