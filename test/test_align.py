@@ -193,3 +193,19 @@ def test_the_continuation_recipe_differs_from_the_base_one_only_where_it_says() 
     assert more_projector == base_projector
     changed = {k for k in set(base_train) | set(more_train) if base_train.get(k) != more_train.get(k)}
     assert changed == {'lr', 'max_time_s'} and more_train['lr'] < base_train['lr']
+
+
+def test_the_mix_names_known_sources_and_the_llm_source_needs_the_llm(tmp_path: Path) -> None:
+    from tinyalign_ros.corpus import LLM_SOURCE
+    from tinyalign_ros.training.align import build_corpora, RECIPE_FILE
+
+    with pytest.raises(ValueError, match='unknown text sources'):
+        AlignRecipe(mix={'wordnet': 10, 'poems': 5})
+    recipe = AlignRecipe(mix={'wordnet': 10, LLM_SOURCE: 5})
+    text_dir = tmp_path / 'corpus' / 'text'
+    text_dir.mkdir(parents=True)
+    (text_dir / 'summary.json').write_text('{"sources": {}}')  # a built corpus without the LLM source
+    with pytest.raises(RecipeError, match='needs the LLM'):
+        build_corpora(tmp_path / 'lj.txt', tmp_path / 'corpus', recipe, progress=False, log=lambda _m: None)
+    stage3, _, _ = load_recipe(RECIPE_FILE.with_name('align_stage3.yaml'))
+    assert stage3.mix[LLM_SOURCE] == max(stage3.mix.values()) and stage3.rounds == [3]

@@ -27,8 +27,8 @@ import re
 
 import pytest
 from tinyalign_ros.corpus import (
-    build_corpus, CorpusConfig, CorpusError, fortune_sentences, Grammar, read_corpus, SOURCES, spell_number, tidy,
-    wordnet_examples,
+    add_llm_source, build_corpus, CorpusConfig, CorpusError, coverage_gaps, fortune_sentences, Grammar,
+    LLM_SOURCE, llm_sentences, read_corpus, SOURCES, spell_number, tidy, wordnet_examples, WRITING_REQUEST,
 )
 
 
@@ -89,3 +89,63 @@ def test_numbers_are_spoken_words_and_templates_are_broad() -> None:
         assert all(m[-1] in '.!?' and not re.search(r'\d', m) and tidy(m) == m for m in made), kind
     objects = {grammar.templates('questions')['questions000']() for _ in range(200)}
     assert len(objects) > 150  # slots come from thousands of words, not a short list
+
+
+# -- the LLM source: sentences written around the words the other sources lack -----------------------------
+
+
+def test_coverage_gaps_are_frequent_words_heard_too_rarely_in_frequency_order() -> None:
+    from wordfreq import top_n_list
+
+    top = [w for w in top_n_list('en', 300) if re.fullmatch(r'[a-z]{3,}', w)]
+    often, once = top[20], top[30]
+    sentences = [f'{often.title()} {often}, {often}.', f'{once.title()}.']
+    gaps = coverage_gaps(sentences, top_n=300, min_count=3)
+    assert gaps == [w for w in top if w != often]  # three times is enough, once is not; frequency order
+    assert coverage_gaps(sentences, top_n=300, min_count=1) == [w for w in top if w not in (often, once)]
+
+
+def test_llm_sentences_keep_replies_that_use_the_word_as_people_write() -> None:
+    replies = {
+        'kettle': 'the kettle boiled over on the stove\nSecond line.',  # kept: first sentence, tidied
+        'thunder': 'Thunderous applause followed.',  # not the word itself
+        'lemon': 'A simple sentence using the word lemon is here.',  # talks about the request
+        'garlic': 'I bought 3 heads of garlic.',  # digits are not spoken words
+        'pillow': '',  # nothing written
+        'saddle': 'He put the saddle on the horse. Then he rode away into the hills.',
+    }
+    asked: list[list[str]] = []
+
+    def write(requests: list[str]) -> list[str]:
+        asked.append(requests)
+        return [replies[re.search(r'"(\w+)"', r).group(1)] for r in requests]
+
+    kept = llm_sentences(list(replies), write, batch=4, log=lambda _m: None)
+    assert kept == ['The kettle boiled over on the stove Second line.', 'He put the saddle on the horse.']
+    assert [len(a) for a in asked] == [4, 2] and asked[0][0] == WRITING_REQUEST.format(word='kettle')
+
+
+def test_the_llm_source_holds_out_whole_words_and_is_added_to_the_summary(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / 'text'
+    shutil.copytree(corpus, folder)
+
+    def write(requests: list[str]) -> list[str]:
+        words = [re.search(r'"(\w+)"', r).group(1) for r in requests]
+        return [f'They talked about the {w} all day.' for w in words]
+
+    summary = add_llm_source(folder, write, CorpusConfig(heldout_share=0.2), top_n=3000, log=lambda _m: None)
+    train_, held = read_corpus(folder, LLM_SOURCE, 'train'), read_corpus(folder, LLM_SOURCE, 'heldout')
+    assert train_ and held and not set(train_) & set(held)
+    held_words = {s.split()[4] for s in held}
+    assert not any(set(s.lower().rstrip('.').split()) & held_words for s in train_)
+    entry = json.loads((folder / 'summary.json').read_text())['sources'][LLM_SOURCE]
+    assert entry == summary['sources'][LLM_SOURCE] and entry['train'] == len(train_)
+    assert entry['words_asked'] == len(train_) + len(held)
+    again = tmp_path / 'again'
+    shutil.copytree(corpus, again)
+    add_llm_source(again, write, CorpusConfig(heldout_share=0.2), top_n=3000, log=lambda _m: None)
+    assert read_corpus(again, LLM_SOURCE, 'heldout') == held  # deterministic for a seed
+    with pytest.raises(CorpusError, match='no built corpus'):
+        add_llm_source(tmp_path / 'empty', write)

@@ -714,3 +714,17 @@ def test_example_turns_must_pair_up(examples: tuple[str, ...]) -> None:
 def test_example_turns_in_the_plain_layout_of_a_base_model(base: LLM) -> None:
     prompt = PromptConfig(system='Be brief.', examples=('Who are you?', 'A robot.'), instruction=INSTRUCTION)
     assert decode(base, base.prompt_parts(prompt)[0]) == f'Be brief.\nWho are you?\nA robot.\n{INSTRUCTION}\n'
+
+
+# ------------------------------------------------------------------ writing the corpus's LLM source
+
+
+def test_write_many_is_greedy_and_a_batch_answers_as_its_rows_alone(tiny: LLM) -> None:
+    """The corpus's LLM source must not depend on how requests were batched (left padding is masked)."""
+    requests = ['Write one short sentence that uses the word "kettle".', 'Hi', 'Name a colour, please, now.']
+    side = tiny.tokenizer.padding_side
+    together = tiny.write_many(requests, max_new_tokens=6)
+    assert tiny.tokenizer.padding_side == side  # the shared tokenizer is left as it was
+    assert together == tiny.write_many(requests, max_new_tokens=6)
+    assert together == [tiny.write_many([r], max_new_tokens=6)[0] for r in requests]
+    assert all(isinstance(t, str) for t in together) and tiny.write_many([]) == []

@@ -213,6 +213,97 @@ def token_coverage(sentences: Iterable[str], tokenize: Callable[[str], list[int]
             'distinct_tokens': len(seen)}
 
 
+# -- sentences the LLM writes around the words the other sources lack ---------------------------------
+LLM_SOURCE = 'llm'
+# What the LLM is asked per word. (Asked for questions too, it wrote mostly "What's <word>?": a
+# sentence shape the projector would learn as a prior, as it did from the question templates.)
+WRITING_REQUEST = 'Write one short, simple sentence that uses the word "{word}".'
+# Replies that talk about the request instead of using the word ("A sentence using the word ...").
+# The LLM writes in this precision (its replies, and so the source, depend on it).
+WRITING_DTYPE = 'bfloat16'
+_META = re.compile(r'\b(word|sentence|example|question)s?\b', re.IGNORECASE)
+
+
+def coverage_gaps(sentences: Iterable[str], top_n: int = 20000, min_count: int = 3) -> list[str]:
+    """
+    Return the frequent English words (wordfreq's ``top_n``) the sentences hold fewer than ``min_count`` times.
+
+    A word the projector hears once or twice in training it does not learn; these are the words the
+    LLM source writes sentences around. In frequency order, so any prefix is the most useful part.
+    """
+    try:
+        from wordfreq import top_n_list
+    except ImportError as error:
+        raise CorpusError('the LLM source needs the wordfreq package (requirements.lock)') from error
+    counts = Counter(w for s in sentences for w in re.findall(r"[a-z']+", s.lower()))
+    return [w for w in top_n_list('en', top_n) if re.fullmatch(r'[a-z]{3,}', w) and counts[w] < min_count]
+
+
+def llm_sentences(words: list[str], write: Callable[[list[str]], list[str]], config: CorpusConfig | None = None,
+                  batch: int = 32, log: Callable[[str], None] = print) -> list[str]:
+    """
+    Ask the LLM (``write``: requests -> replies) for one sentence per word; keep the replies that use it.
+
+    A reply is kept when its first sentence, tidied, fits the corpus's rules (length, characters, no
+    digits), contains the word as a whole word and does not talk about the request itself.
+    """
+    config = config or CorpusConfig()
+    out: list[str] = []
+    for start in range(0, len(words), batch):
+        chunk = words[start:start + batch]
+        requests = [WRITING_REQUEST.format(word=w) for w in chunk]
+        for word, reply in zip(chunk, write(requests)):
+            first = _SENTENCE_END.split(' '.join(reply.split()))[0] if reply.strip() else ''
+            sentence = tidy(first)
+            if sentence and _fits(sentence, config) and not _META.search(sentence) \
+                    and re.search(rf'\b{re.escape(word)}\b', sentence, re.IGNORECASE):
+                out.append(sentence)
+        log(f'llm source: {min(start + batch, len(words))}/{len(words)} words asked, {len(out)} sentences kept')
+    return _unique(out)
+
+
+def add_llm_source(out_dir: str | Path, write: Callable[[list[str]], list[str]], config: CorpusConfig | None = None,
+                   top_n: int = 20000, min_count: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """
+    Add the LLM source to a built corpus: ``llm.train.txt`` / ``llm.heldout.txt``, and its summary entry.
+
+    The words are the gaps of the corpus's own training sentences (:func:`coverage_gaps`); a share of
+    the words (``heldout_share``) is held out whole, with their sentences. Deterministic for a seed and
+    an LLM (greedy replies).
+    """
+    config = config or CorpusConfig()
+    out = Path(out_dir)
+    summary_path = out / 'summary.json'
+    if not summary_path.is_file():
+        raise CorpusError(f'{out} holds no built corpus: run `tinyalign corpus --out {out}` first')
+    existing = [s for source in SOURCES for s in read_corpus(out, source, 'train')]
+    words = coverage_gaps(existing, top_n, min_count)
+    held_words = set(random.Random(f'{config.seed}-{LLM_SOURCE}-held').sample(
+        words, int(len(words) * config.heldout_share)))
+    sentences = llm_sentences(words, write, config, log=log)
+    held = [s for s in sentences if set(re.findall(r'[a-z]+', s.lower())) & held_words]
+    train_ = [s for s in sentences if s not in set(held) and s not in set(existing)]
+    (out / f'{LLM_SOURCE}.train.txt').write_text('\n'.join(train_) + '\n', encoding='utf-8')
+    (out / f'{LLM_SOURCE}.heldout.txt').write_text('\n'.join(held) + '\n', encoding='utf-8')
+    summary = json.loads(summary_path.read_text(encoding='utf-8'))
+    summary['sources'][LLM_SOURCE] = {'train': len(train_), 'heldout': len(held), 'words_asked': len(words),
+                                      'top_n': top_n, 'min_count': min_count}
+    summary['coverage_with_llm'] = coverage(existing + train_)
+    summary_path.write_text(json.dumps(summary, indent=1) + '\n', encoding='utf-8')
+    log(f'{LLM_SOURCE}: {len(train_)} training sentences, {len(held)} held out, from {len(words)} words')
+    return summary
+
+
+def write_llm_source(out_dir: str | Path, llm_path: str | Path | None = None, seed: int = 0,
+                     top_n: int = 20000, threads: int | None = None,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Load the whole LLM (in :data:`WRITING_DTYPE`: the replies depend on it) and add its source to a corpus."""
+    from .llm import LLM
+
+    writer = LLM(llm_path, dtype=WRITING_DTYPE, threads=threads)
+    return add_llm_source(out_dir, writer.write_many, CorpusConfig(seed=seed), top_n=top_n, log=log)
+
+
 # -- template grammars ----------------------------------------------------------------------------------
 def spell_number(n: int) -> str:
     """0-999999 in words ("three hundred and twelve" is written without "and", as Americans say it)."""
@@ -436,4 +527,5 @@ def wordnet_frequent_lemmas(root: Path = WORDNET_DIR) -> tuple[list[str], list[s
 
 
 __all__ = ['CorpusConfig', 'CorpusError', 'build_corpus', 'read_corpus', 'wordnet_examples', 'fortune_sentences',
-           'tidy', 'coverage', 'token_coverage', 'spell_number', 'Grammar', 'wordnet_frequent_lemmas', 'SOURCES']
+           'tidy', 'coverage', 'token_coverage', 'coverage_gaps', 'llm_sentences',
+           'add_llm_source', 'write_llm_source', 'LLM_SOURCE', 'spell_number', 'Grammar', 'wordnet_frequent_lemmas', 'SOURCES']

@@ -710,6 +710,37 @@ class LLM:
             _crop(cache, len(prefix) - 1)
             return copy.deepcopy(cache)  # generate appends to it; the kept one stays the prompt's
 
+    def write_many(self, requests: Sequence[str], max_new_tokens: int = 28) -> list[str]:
+        """
+        Answer several user messages at once, greedily (deterministic): the text corpus's LLM source.
+
+        Each request is one user turn of the chat template (or a plain line for a base model); the
+        batch is padded on the left so every row's next token follows its own last one.
+        """
+        self.require_model()
+        if not requests:
+            return []
+        if getattr(self.tokenizer, 'chat_template', None):
+            texts = [self.tokenizer.apply_chat_template([{'role': 'user', 'content': r}], tokenize=False,
+                                                        add_generation_prompt=True) for r in requests]
+        else:
+            texts = [r + '\n' for r in requests]
+        side, pad_token = self.tokenizer.padding_side, self.tokenizer.pad_token
+        try:
+            self.tokenizer.padding_side = 'left'
+            if pad_token is None:  # a tokenizer without one pads with its end of text (masked anyway)
+                self.tokenizer.pad_token = self.tokenizer.eos_token
+            pad = self.tokenizer.pad_token_id
+            batch = self.tokenizer(texts, return_tensors='pt', padding=True, add_special_tokens=False)
+        finally:
+            self.tokenizer.padding_side, self.tokenizer.pad_token = side, pad_token
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            out = self.model.generate(**batch, max_new_tokens=int(max_new_tokens), do_sample=False,
+                                      pad_token_id=pad, repetition_penalty=1.1)
+        return [t.strip() for t in self.tokenizer.batch_decode(out[:, batch['input_ids'].shape[1]:],
+                                                              skip_special_tokens=True)]
+
     def next_token_logprobs_many(self, context_ids: Sequence[int],
                                  hypotheses: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """

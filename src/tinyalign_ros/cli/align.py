@@ -32,6 +32,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     """
     import dataclasses
 
+    from ..corpus import build_corpus, CorpusConfig, LLM_SOURCE, write_llm_source
     from ..encoder import WhisperEncoder
     from ..llm import LLM
     from ..memory import bound_heap
@@ -64,6 +65,12 @@ def cmd_align(args: argparse.Namespace) -> int:
         resolve_train_device(train_config.device, dist.local_rank)  # refuse a missing GPU before loading models
         bound_heap()  # a long run of differently sized batches: keep the heap from creeping up
         work = Path(args.work_dir)
+        text_dir = work / 'corpus' / 'text'
+        if dist.is_main and recipe.mix.get(LLM_SOURCE, 0) > 0 and not (text_dir / f'{LLM_SOURCE}.train.txt').is_file():
+            # Written by the whole LLM, which training (embeddings only) does not load.
+            if not (text_dir / 'summary.json').is_file():
+                build_corpus(text_dir, Path(args.text), CorpusConfig(seed=recipe.seed))
+            write_llm_source(text_dir, args.llm, seed=recipe.seed, threads=args.threads)
         encoder = WhisperEncoder(args.whisper, cache_dir=work / 'features')
         # The LLM-free objectives need only the tokenizer and the embedding table (most of the memory
         # saved); the conventional one runs the whole LLM.

@@ -77,10 +77,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_corpus(args: argparse.Namespace) -> int:
     """Build the assistant text corpus (deterministic for a seed) and print its summary."""
-    from ..corpus import CorpusConfig, build_corpus
+    from ..corpus import build_corpus, CorpusConfig, write_llm_source
 
     log = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    summary = build_corpus(args.out, args.text, CorpusConfig(seed=args.seed), log=log)
+    config = CorpusConfig(seed=args.seed)
+    built = Path(args.out) / 'summary.json'
+    if args.llm_source and built.is_file():  # add the LLM source to the corpus already there
+        summary = json.loads(built.read_text(encoding='utf-8'))
+    else:
+        summary = build_corpus(args.out, args.text, config, log=log)
+    if args.llm_source:
+        summary = write_llm_source(args.out, args.llm, seed=args.seed, top_n=args.llm_top_words, log=log)
     if args.json:
         print_json(summary)
     else:

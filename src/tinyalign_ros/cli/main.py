@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--text', type=Path, default=DEFAULT_DATA / 'text' / 'ljspeech_sentences.txt',
                    help='the LJ Speech sentences (one source among several)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--llm-source', action='store_true',
+                   help='also have the LLM write a sentence around each frequent word the corpus lacks '
+                        '(added to a corpus already in --out, or to the one built)')
+    p.add_argument('--llm', default=None, help='LLM folder for --llm-source; default: the embedded one')
+    p.add_argument('--llm-top-words', type=int, default=20000,
+                   help='--llm-source: the gaps are looked for among this many most frequent English words')
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_corpus)
 

@@ -46,7 +46,7 @@ from .trainer import Progress, summarize, train, TrainResult
 from ..adapter import load_adapter, save_adapter
 from ..audio import load_audio
 from ..augment import AugmentConfig
-from ..corpus import build_corpus, CorpusConfig, read_corpus, SOURCES
+from ..corpus import build_corpus, CorpusConfig, LLM_SOURCE, read_corpus, SOURCES
 from ..data import Item, load_dataset
 from ..encoder import WhisperEncoder
 from ..evaluate import evaluate
@@ -100,6 +100,9 @@ class AlignRecipe:
     def __post_init__(self) -> None:
         if not self.rounds or len(set(self.rounds)) != len(self.rounds) or min(self.rounds) < 0:
             raise ValueError(f'rounds must be distinct non-negative integers, got {self.rounds}')
+        unknown = sorted(set(self.mix) - set(SOURCES) - {LLM_SOURCE})
+        if unknown:
+            raise ValueError(f'mix names unknown text sources {unknown}; known: {[*SOURCES, LLM_SOURCE]}')
 
 
 # The held-out families: unseen espeak-ng voices (clean), the unseen engine (festival, clean), and
@@ -153,11 +156,17 @@ def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int 
     """
     Build the text corpus and synthesize (or reuse) the training mix and the held-out families.
 
+    A mix that draws on the LLM source needs it written first (`tinyalign align` does, with the whole
+    LLM, before training loads only its embedding table).
+
     Returns the training manifests (per round, one per text source) and the held-out manifests by family.
     """
     text_dir = work_dir / 'text'
     if not (text_dir / 'summary.json').is_file():
         build_corpus(text_dir, text, CorpusConfig(seed=recipe.seed), log=log)
+    if recipe.mix.get(LLM_SOURCE, 0) > 0 and not (text_dir / f'{LLM_SOURCE}.train.txt').is_file():
+        raise RecipeError(f'the mix draws on the {LLM_SOURCE!r} source, which needs the LLM to write it first: '
+                          f'`tinyalign corpus --out {text_dir} --llm-source`')
     train_manifests: list[list[Path]] = []
     sentences_of = {source: read_corpus(text_dir, source, 'train') for source, n in recipe.mix.items() if n > 0}
     for round_ in recipe.rounds:
