@@ -26,6 +26,7 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
+from tinyalign_ros.audio import load_audio
 from tinyalign_ros.data import Item, load_dataset, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.evaluate import evaluate, Evaluation, READINGS, repeat_generation, REPEAT_PROMPT
@@ -90,6 +91,18 @@ def test_all_readings_on_a_small_manifest(items: list[Item], encoder: WhisperEnc
     data = result.to_dict()
     assert {'n', 'seconds'} | METRICS == set(data)
     assert 'details' in result.to_dict(with_details=True)
+
+
+def test_repeat_readings_reuse_the_prompt_cache_and_read_as_a_fresh_generation(
+        items: list[Item], encoder: WhisperEncoder, llm: LLM, projector: Projector) -> None:
+    """The repeat prompt's cached keys and values change no word of the slow readings."""
+    result = evaluate(items, encoder, llm, projector, readings=('repeat', 'repeat_text'))
+    for item, row in zip(items, result.details):
+        target = llm.tokenize(item.text)
+        embeds = projector.project(encoder.features(load_audio(item.audio)))
+        fresh = llm.generate(llm.build_inputs(embeds, REPEAT_PROMPT), repeat_generation(target)).text.strip()
+        text = llm.generate(llm.build_text_inputs(item.text, REPEAT_PROMPT), repeat_generation(target)).text.strip()
+        assert (row['repeat'], row['repeat_text']) == (fresh, text)
 
 
 def test_nll_readings_match_the_llm_scores(items: list[Item], encoder: WhisperEncoder, llm: LLM,

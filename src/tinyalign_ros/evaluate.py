@@ -99,6 +99,8 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
     fusion = fusion or FusionConfig()
     context, after = llm.prompt_parts(PromptConfig()) if 'fused' in readings and aligned_model(llm) else (None, None)
     end_id = after[0] if after else None
+    # The repeat prompt's keys and values are computed once and reused by every generation.
+    prefix = llm.prompt_parts(prompt)[0] if {'repeat', 'repeat_text'} & set(readings) and aligned_model(llm) else None
     nll_audio: list[float] = []
     nll_text: list[float] = []
     details: list[dict[str, Any]] = []
@@ -123,15 +125,16 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
                 # A projector that hears nothing scores an empty repeat, and no audio NLL.
                 audio_inputs = llm.build_inputs(embeds, prompt) if embeds.shape[0] else None
                 if 'repeat' in readings:
-                    row['repeat'] = llm.generate(audio_inputs, repeat_generation(target)).text.strip() \
-                        if audio_inputs is not None else ''
+                    row['repeat'] = '' if audio_inputs is None else \
+                        llm.generate(audio_inputs, repeat_generation(target), prefix_ids=prefix).text.strip()
                     hyps['repeat'].append(row['repeat'])
                 if 'nll' in readings and audio_inputs is not None:
                     nll_audio.append(llm.nll(audio_inputs, target))
         if 'repeat_text' in readings or 'nll' in readings:
             text_inputs = llm.build_text_inputs(item.text or '', prompt)
             if 'repeat_text' in readings:
-                row['repeat_text'] = llm.generate(text_inputs, repeat_generation(target)).text.strip()
+                row['repeat_text'] = llm.generate(text_inputs, repeat_generation(target),
+                                                  prefix_ids=prefix).text.strip()
                 hyps['repeat_text'].append(row['repeat_text'])
             if 'nll' in readings:
                 nll_text.append(llm.nll(text_inputs, target))
