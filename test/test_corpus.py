@@ -28,7 +28,7 @@ import re
 import pytest
 from tinyalign_ros.corpus import (
     add_llm_source, build_corpus, CorpusConfig, CorpusError, coverage_gaps, fortune_sentences, Grammar,
-    LLM_SOURCE, llm_sentences, read_corpus, SOURCES, spell_number, tidy, wordnet_examples, WRITING_REQUEST,
+    llm_sentences, LLM_SOURCE, read_corpus, SOURCES, spell_number, tidy, wordnet_examples, WRITING_REQUEST,
 )
 
 

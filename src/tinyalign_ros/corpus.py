@@ -218,9 +218,9 @@ LLM_SOURCE = 'llm'
 # What the LLM is asked per word. (Asked for questions too, it wrote mostly "What's <word>?": a
 # sentence shape the projector would learn as a prior, as it did from the question templates.)
 WRITING_REQUEST = 'Write one short, simple sentence that uses the word "{word}".'
-# Replies that talk about the request instead of using the word ("A sentence using the word ...").
 # The LLM writes in this precision (its replies, and so the source, depend on it).
 WRITING_DTYPE = 'bfloat16'
+# Replies that talk about the request instead of using the word ("A sentence using the word ...").
 _META = re.compile(r'\b(word|sentence|example|question)s?\b', re.IGNORECASE)
 
 
@@ -282,7 +282,8 @@ def add_llm_source(out_dir: str | Path, write: Callable[[list[str]], list[str]],
         words, int(len(words) * config.heldout_share)))
     sentences = llm_sentences(words, write, config, log=log)
     held = [s for s in sentences if set(re.findall(r'[a-z]+', s.lower())) & held_words]
-    train_ = [s for s in sentences if s not in set(held) and s not in set(existing)]
+    taken = set(held) | set(existing)
+    train_ = [s for s in sentences if s not in taken]
     (out / f'{LLM_SOURCE}.train.txt').write_text('\n'.join(train_) + '\n', encoding='utf-8')
     (out / f'{LLM_SOURCE}.heldout.txt').write_text('\n'.join(held) + '\n', encoding='utf-8')
     summary = json.loads(summary_path.read_text(encoding='utf-8'))
@@ -527,5 +528,5 @@ def wordnet_frequent_lemmas(root: Path = WORDNET_DIR) -> tuple[list[str], list[s
 
 
 __all__ = ['CorpusConfig', 'CorpusError', 'build_corpus', 'read_corpus', 'wordnet_examples', 'fortune_sentences',
-           'tidy', 'coverage', 'token_coverage', 'coverage_gaps', 'llm_sentences',
-           'add_llm_source', 'write_llm_source', 'LLM_SOURCE', 'spell_number', 'Grammar', 'wordnet_frequent_lemmas', 'SOURCES']
+           'tidy', 'coverage', 'token_coverage', 'coverage_gaps', 'llm_sentences', 'add_llm_source',
+           'write_llm_source', 'LLM_SOURCE', 'spell_number', 'Grammar', 'wordnet_frequent_lemmas', 'SOURCES']
