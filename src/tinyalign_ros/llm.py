@@ -738,8 +738,8 @@ class LLM:
         with torch.inference_mode():
             out = self.model.generate(**batch, max_new_tokens=int(max_new_tokens), do_sample=False,
                                       pad_token_id=pad, repetition_penalty=1.1)
-        return [t.strip() for t in self.tokenizer.batch_decode(out[:, batch['input_ids'].shape[1]:],
-                                                              skip_special_tokens=True)]
+        replies = self.tokenizer.batch_decode(out[:, batch['input_ids'].shape[1]:], skip_special_tokens=True)
+        return [t.strip() for t in replies]
 
     def next_token_logprobs_many(self, context_ids: Sequence[int],
                                  hypotheses: Sequence[Sequence[int]]) -> list[torch.Tensor]:
