@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .projector import Lattice, Projector
+from .projector import greedy_emits, Lattice, Projector
 
 
 SEARCHES = ('beam', 'lattice')
@@ -143,8 +143,7 @@ class Prior:
         self.settled: tuple[int, ...] = ()
         self.known: dict[tuple[int, ...], torch.Tensor] = {}
         self.passes = 0
-        self.along: tuple[int, ...] | None = None
-        self.budget: int | None = None
+        self.budget: int | None = None  # set by read_along
         self.typical = 0.0
 
     def read_along(self, reading: tuple[int, ...], budget: int | None = None) -> None:
@@ -158,13 +157,13 @@ class Prior:
         """
         reading = tuple(reading)
         self.read_many([reading])
-        self.along, self.budget = reading, budget
+        self.budget = budget
         if reading:
             picked = [float(self.known[reading[:i]][token]) for i, token in enumerate(reading)]
             self.typical = sum(picked) / len(picked)
 
     def _over_budget(self) -> bool:
-        return self.along is not None and self.budget is not None and self.passes >= self.budget
+        return self.budget is not None and self.passes >= self.budget
 
     def settle(self, prefix: tuple[int, ...]) -> None:
         """Take ``prefix`` (shared by every hypothesis from now on) into the context the LLM has cached."""
@@ -326,15 +325,16 @@ def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarra
     frame_logp = logits.log_softmax(dim=-1)
     vocab_ids = projector.vocab_ids.cpu()
     prior = Prior(llm, context_ids)
+    nothing = [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))
     greedy = logits.argmax(dim=-1)
-    keep = (greedy != 0) & torch.cat([torch.tensor([True]), greedy[1:] != greedy[:-1]])
+    keep = greedy_emits(greedy)
     if not bool(keep.any()):
-        return [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))
+        return nothing
     # Most asks are prefixes of the greedy reading: read it first.
     prior.read_along(tuple(int(vocab_ids[r - 1]) for r in greedy[keep].tolist()), int(config.prior_passes))
     rows, frames = prefix_beam_search(frame_logp, vocab_ids, prior, config, end_id)
     if not rows:
-        return [], projector.mix(torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1))
+        return nothing
     k = max(1, int(projector.config.top_k))
     mixed_rows, scores = [], []
     ends = list(frames[1:]) + [logits.shape[0]]

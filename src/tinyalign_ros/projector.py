@@ -115,6 +115,11 @@ class Lattice:
         return int(self.ids.shape[0])
 
 
+def greedy_emits(best: torch.Tensor) -> torch.Tensor:
+    """Mark the frames where the greedy CTC collapse emits a token: not blank (row 0), not a repeat of the previous."""
+    return (best != 0) & torch.cat([torch.tensor([True], device=best.device), best[1:] != best[:-1]])
+
+
 def reduce_lengths(lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
     """Count the valid output positions for input frame counts (ceil division, or fixed slots)."""
     if config.reduction == 'adaptive':
@@ -308,9 +313,7 @@ class Projector(nn.Module):
         a later stage (:mod:`tinyalign_ros.fusion`) can weigh the alternatives against the LLM's prior.
         """
         logits = self.frame_logits(features)
-        best = logits.argmax(dim=-1)
-        keep = (best != 0) & torch.cat([torch.tensor([True], device=best.device), best[1:] != best[:-1]])
-        positions = keep.nonzero().flatten()
+        positions = greedy_emits(logits.argmax(dim=-1)).nonzero().flatten()
         k = min(k or self.config.top_k, logits.shape[1] - 1)
         token_logp = logits[positions, 1:].log_softmax(dim=-1)
         top_logp, top_idx = token_logp.topk(k, dim=-1)
