@@ -176,7 +176,8 @@ class _StubPipeline:
             text = f'{right}!' if item.id == 'q1-a' else 'but but'
         latency = {'first_token': 100.0 if mode == 'cascade' else 50.0, 'total': 400.0}
         return Response(text=text, mode=mode, audio_s=1.0, latency_ms=latency,
-                        transcript=item.text if mode == 'cascade' else None)
+                        transcript=item.text if mode == 'cascade' else None,
+                        heard=item.text.lower() if mode == 'aligned' else None)
 
 
 def test_accuracy_and_latency_are_counted_per_path_and_voice(tmp_path: Path) -> None:
@@ -202,6 +203,7 @@ def test_accuracy_and_latency_are_counted_per_path_and_voice(tmp_path: Path) -> 
     out = result.to_dict(with_details=True)
     assert out['aligned_over_cascade'] == 0.5
     assert out['details'][0]['cascade']['heard'] == 'What is two plus two?'
+    assert out['details'][0]['aligned']['heard'] == 'what is two plus two?'  # what the projector read
     only_text = evaluate_qa(items, _StubPipeline(llm, lookup), paths=['text'])
     assert only_text.accuracy['cascade'] is None and only_text.latency_ms['aligned'] is None
 

@@ -251,8 +251,9 @@ def evaluate_qa(items: Sequence[Item], pipeline: Any, paths: Sequence[str] = PAT
                 row[mode] = {'answer': response.text, 'correct': contains_answer(response.text, answers),
                              'first_token': response.latency_ms['first_token'],
                              'total': response.latency_ms['total']}
-                if response.transcript is not None:
-                    row[mode]['heard'] = response.transcript
+                heard = response.transcript if response.transcript is not None else response.heard
+                if heard is not None:
+                    row[mode]['heard'] = heard
         details.append(row)
         if progress is not None:
             progress(i + 1, len(items))
