@@ -161,6 +161,7 @@ def test_an_utterance_with_nothing_heard_fuses_to_nothing(llm: LLM, search: str)
     ({'weight': -0.1}, 'weight'), ({'weight': 11.0}, 'weight'), ({'candidates': 0}, 'candidates'),
     ({'passes': 0}, 'passes'), ({'search': 'greedy'}, 'search'), ({'beam': 0}, 'beam'), ({'margin': 0.0}, 'margin'),
     ({'end_weight': -1.0}, 'end_weight'), ({'prior_passes': 0}, 'prior_passes'),
+    ({'punctuation_weight': -0.5}, 'punctuation_weight'), ({'punctuation_weight': 11.0}, 'punctuation_weight'),
 ])
 def test_config_validation(changes: dict, match: str) -> None:
     with pytest.raises(FusionError, match=match):
@@ -257,6 +258,22 @@ def test_the_insertion_bonus_offsets_the_priors_cost_per_word() -> None:
     prior = TablePrior({(A - 1,): {C - 1: -1.0}})
     assert search(logp, prior) == (A - 1,)
     assert search(logp, prior, insertion_bonus=1.5) == (A - 1, C - 1)
+
+
+def test_the_prior_decides_punctuation_the_head_only_guesses() -> None:
+    # After A the head guesses B (".") over C ("?"); the LLM is sure a "?" follows. At the words' weight
+    # the head's guess stands; at a higher weight on punctuation the LLM's choice wins.
+    class Marks:
+        punctuation_ids = frozenset({B - 1, C - 1})
+
+    logp = frames({A: 0.95, BLANK: 0.05}, {B: 0.9, C: 0.1})
+    prior = TablePrior({(A - 1,): {B - 1: -3.0, C - 1: -0.1}})
+    prior.llm = Marks()
+    assert search(logp, prior, weight=0.5, punctuation_weight=0.5) == (A - 1, B - 1)
+    assert search(logp, prior, weight=0.5, punctuation_weight=2.0) == (A - 1, C - 1)
+    words = TablePrior({(A - 1,): {B - 1: -3.0, C - 1: -0.1}})
+    words.llm = type('Words', (), {'punctuation_ids': frozenset()})()
+    assert search(logp, words, weight=0.5, punctuation_weight=2.0) == (A - 1, B - 1)  # only punctuation
 
 
 def test_a_hypothesis_far_below_the_best_is_not_extended() -> None:

@@ -111,6 +111,15 @@ def test_template_special_tokens_are_single_ids(tiny: LLM) -> None:
     assert after_ids[0] == end
 
 
+def test_punctuation_ids_hold_marks_and_no_words(tiny: LLM) -> None:
+    marks = tiny.punctuation_ids
+    for text in ('?', '.', ','):
+        ids = tiny.tokenize(text)
+        assert len(ids) == 1 and ids[0] in marks, text
+    for word in ('the', ' the', 'a', '1'):
+        assert not set(tiny.tokenize(word)) & marks, word
+
+
 def test_system_prompt_replaces_the_templates_default(tiny: LLM) -> None:
     before_ids, _ = tiny.prompt_parts(PromptConfig(system='Be brief.'))
     before = decode(tiny, before_ids)

@@ -74,6 +74,10 @@ class FusionConfig:
     passes: int = 2  # lattice: re-reads with the corrected left context
     beam: int = 4  # beam: hypotheses kept after each frame
     insertion_bonus: float = 0.5  # beam: added per token read, against the prior's bias to short readings
+    # beam: the prior's weight on punctuation-only tokens ("?", ".", ","), which a speaker does not say:
+    # the head guesses them from the words, and the LLM knows better that "What ..." ends in "?".
+    # Chosen on the QA dev split (docs/results.md, "Punctuation from the LLM's prior").
+    punctuation_weight: float = 1.5
     end_weight: float = 0.5  # beam: weight of the LLM's log-probability that the turn ends after the reading
     margin: float = 5.0  # beam: a hypothesis this far below the frame's best is not extended
     # beam: LLM passes one reading may take (the first reads the greedy reading); past them an unread
@@ -94,6 +98,8 @@ class FusionConfig:
         if not 0.0 <= float(self.end_weight) <= 10.0 or not -10.0 <= float(self.insertion_bonus) <= 10.0:
             raise FusionError('fusion end_weight must be in [0, 10] and insertion_bonus in [-10, 10], got '
                               f'{self.end_weight} and {self.insertion_bonus}')
+        if not 0.0 <= float(self.punctuation_weight) <= 10.0:
+            raise FusionError(f'fusion punctuation_weight must be in [0, 10], got {self.punctuation_weight}')
         if not 1 <= int(self.prior_passes) <= 64:
             raise FusionError(f'fusion prior_passes must be in [1, 64], got {self.prior_passes}')
         if not float(self.margin) > 0.0:
@@ -244,6 +250,12 @@ def _shared_prefix(prefixes: list[tuple[int, ...]]) -> tuple[int, ...]:
     return first[:n]
 
 
+def prior_weights(config: FusionConfig, llm: Any) -> dict[int, float]:
+    """The prior's weight per LLM token id where it differs from ``config.weight`` (punctuation)."""
+    marks = getattr(llm, 'punctuation_ids', frozenset())
+    return {} if config.punctuation_weight == config.weight else dict.fromkeys(marks, float(config.punctuation_weight))
+
+
 def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior: Prior, config: FusionConfig,
                        end_id: int | None = None) -> tuple[tuple[int, ...], list[int]]:
     """
@@ -251,9 +263,11 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
 
     ``frame_logp`` is [T, 1 + V] log-probabilities with the blank first. A hypothesis's score is its
     CTC log-probability (blank- and token-ending paths kept apart, so "a a" needs a blank between)
-    plus its language score: per token, ``weight * log p_llm + insertion_bonus``.
+    plus its language score: per token, ``weight * log p_llm + insertion_bonus`` (with
+    ``punctuation_weight`` for punctuation tokens, :func:`prior_weights`).
     """
     weight, bonus = float(config.weight), float(config.insertion_bonus)
+    weights = prior_weights(config, getattr(prior, 'llm', None))
     beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}  # prefix -> [ends in blank, ends in token]
     language: dict[tuple[int, ...], float] = {(): 0.0}
     first_frame: dict[tuple[int, ...], int] = {}
@@ -288,8 +302,9 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
                     continue
                 longer = prefix + (row,)
                 if longer not in language:
-                    prior_logp = float(prior.after(llm_ids(prefix), ahead[t])[int(vocab_ids[row])])
-                    language[longer] = language[prefix] + weight * prior_logp + bonus
+                    token = int(vocab_ids[row])
+                    prior_logp = float(prior.after(llm_ids(prefix), ahead[t])[token])
+                    language[longer] = language[prefix] + weights.get(token, weight) * prior_logp + bonus
                 first_frame.setdefault(longer, t)
                 entry = grown[longer]
                 # The same token again is a new token only after a blank.
@@ -336,6 +351,7 @@ def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarra
     if not rows:
         return nothing
     k = max(1, int(projector.config.top_k))
+    weights = prior_weights(config, llm)
     mixed_rows, scores = [], []
     ends = list(frames[1:]) + [logits.shape[0]]
     for i, (row, start, end) in enumerate(zip(rows, frames, ends)):
@@ -345,7 +361,9 @@ def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarra
         others = [r for r in token_logp.topk(k + 1).indices.tolist() if r != row][:k - 1]
         chosen = torch.tensor([row] + others)
         after = prior.after(tuple(int(vocab_ids[r]) for r in rows[:i]))
-        scores.append(token_logp[chosen] + float(config.weight) * after[vocab_ids[chosen]])
+        chosen_ids = vocab_ids[chosen]
+        weight = torch.tensor([weights.get(int(i), float(config.weight)) for i in chosen_ids])
+        scores.append(token_logp[chosen] + weight * after[chosen_ids])
         mixed_rows.append(chosen)
     return [int(vocab_ids[r]) for r in rows], projector.mix(torch.stack(mixed_rows), torch.stack(scores))
 

@@ -49,6 +49,8 @@ PLACEMENTS = ('before', 'after', 'both')
 # The audio (or user text) goes where this string lands in the rendered chat template.
 PLACEHOLDER = '<<TINYALIGN_USER_CONTENT>>'
 WEIGHT_SUFFIXES = ('.safetensors', '.bin', '.pt', '.pth')
+# What a punctuation-only token may hold (:attr:`LLM.punctuation_ids`).
+PUNCTUATION = '.,?!;:\'"-()[]…'
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,6 +385,7 @@ class LLM:
         self._last_logits_only = {'logits_to_keep': 1} if 'logits_to_keep' in accepts else {}
         self._sha256: str | None = None
         self._parts_cache: dict[tuple, tuple[list[int], list[int]]] = {}
+        self._punctuation: frozenset[int] | None = None
         self._prefix_lock = threading.Lock()
         self._prefix: tuple[tuple[int, ...], Any] | None = None
 
@@ -422,6 +425,21 @@ class LLM:
         if self.model is None:
             return self._embeddings
         return self.model.get_input_embeddings().weight
+
+    @property
+    def punctuation_ids(self) -> frozenset[int]:
+        """
+        Ids of the tokens that are only punctuation ("?", ".", ", ...").
+
+        Why: a speaker does not say "?" or "."; the token head guesses them from the words, and the
+        fusion lets the LLM's prior decide them instead (:attr:`FusionConfig.punctuation_weight`).
+        """
+        if self._punctuation is None:
+            marks = set(PUNCTUATION)
+            texts = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+            pieces = [self.tokenizer.convert_tokens_to_string([t]).strip() if t is not None else '' for t in texts]
+            self._punctuation = frozenset(i for i, text in enumerate(pieces) if text and set(text) <= marks)
+        return self._punctuation
 
     def require_model(self) -> Any:
         """Return the transformers model; raise a clear error when only the embedding table was loaded."""

@@ -331,6 +331,7 @@ class AssistantNode(LifecycleNode):
             'generation.seed': None if p('generation.seed') < 0 else p('generation.seed'),
             'fusion.weight': p('fusion.weight'), 'fusion.search': p('fusion.search'),
             'fusion.candidates': p('fusion.candidates'), 'fusion.beam': p('fusion.beam'),
+            'fusion.punctuation_weight': p('fusion.punctuation_weight'),
             'max_utterance_s': p('segmenter.max_utterance_s'),
         }
         try:

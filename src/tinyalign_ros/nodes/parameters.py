@@ -173,6 +173,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               'position (lattice) the LLM chooses among.', int_range=(1, 64)),
     ParamSpec('fusion.beam', FusionConfig().beam, 'Beam search: hypotheses kept after each frame.',
               int_range=(1, 64)),
+    ParamSpec('fusion.punctuation_weight', FusionConfig().punctuation_weight, "Beam search: weight of the LLM's "
+              'prior on punctuation tokens, which a speaker does not say ("?" after "What ...").',
+              float_range=(0.0, 10.0)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
     ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
