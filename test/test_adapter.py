@@ -30,7 +30,8 @@ import struct
 import pytest
 import tinyalign_ros.adapter as adapter_module
 from tinyalign_ros.adapter import (
-    AdapterError, FORMAT_VERSION, load_adapter, METADATA, new_adapter_id, read_metadata, save_adapter, WEIGHTS,
+    AdapterError, average_adapters, FORMAT_VERSION, load_adapter, METADATA, new_adapter_id, read_metadata, save_adapter,
+    WEIGHTS,
 )
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
@@ -98,6 +99,50 @@ def test_full_precision_round_trip_is_exact(llm: LLM, tmp_path: Path) -> None:
     loaded, _ = load_adapter(tmp_path / 'a', embedding_matrix=llm.embedding_matrix)
     for name, value in projector.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
+
+
+def test_averaging_gives_the_weighted_mean_of_every_weight(llm: LLM, tmp_path: Path) -> None:
+    parts = [projector_for(llm, seed=seed, type='concat_mlp', reduction='mean') for seed in (0, 1)]
+    for name, projector in zip('ab', parts):
+        save_adapter(tmp_path / name, projector, meta_for(llm, metrics={'real': {'wer_nearest': 0.3}}), half=False)
+    averaged, meta = average_adapters([tmp_path / 'a', tmp_path / 'b'], [1.0, 3.0])
+    a, b = (p.state_dict() for p in parts)
+    for name, value in averaged.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.25 * a[name] + 0.75 * b[name], atol=1e-6), name
+    assert torch.equal(averaged.vocab_ids, VOCAB)
+    assert 'metrics' not in meta  # the average was not scored: its parts' scores are not its own
+    assert [part['weight'] for part in meta['averaged_from']] == [0.25, 0.75]
+    save_adapter(tmp_path / 'avg', averaged, meta)
+    assert read_metadata(tmp_path / 'avg')['averaged_from'][1]['path'] == str(tmp_path / 'b')
+
+
+def test_the_cli_averages_adapters_and_refuses_a_bad_set(llm: LLM, tmp_path: Path, capsys) -> None:
+    from tinyalign_ros.cli.main import main
+
+    for name, seed in (('a', 0), ('b', 1)):
+        save_adapter(tmp_path / name, projector_for(llm, seed=seed, type='concat_mlp', reduction='mean'), meta_for(llm))
+    assert main(['average', str(tmp_path / 'a'), str(tmp_path / 'b'), '--out', str(tmp_path / 'avg')]) == 0
+    assert [p['weight'] for p in read_metadata(tmp_path / 'avg')['averaged_from']] == [0.5, 0.5]
+    assert main(['average', str(tmp_path / 'a'), '--out', str(tmp_path / 'one')]) == 2
+    assert 'at least two' in capsys.readouterr().out and not (tmp_path / 'one').exists()
+
+
+def test_averaging_refuses_adapters_of_different_lineages(llm: LLM, tmp_path: Path) -> None:
+    save_adapter(tmp_path / 'a', projector_for(llm, type='concat_mlp', reduction='mean'), meta_for(llm))
+    save_adapter(tmp_path / 'wider', projector_for(llm, type='concat_mlp', reduction='mean', d_model=48),
+                 meta_for(llm))
+    other_vocab = projector_for(llm, type='concat_mlp', reduction='mean')
+    other_vocab.bind_llm(llm.embedding_matrix, VOCAB + 1)
+    save_adapter(tmp_path / 'vocab', other_vocab, meta_for(llm))
+    with pytest.raises(AdapterError, match='projector config'):
+        average_adapters([tmp_path / 'a', tmp_path / 'wider'])
+    with pytest.raises(AdapterError, match='head vocabulary'):
+        average_adapters([tmp_path / 'a', tmp_path / 'vocab'])
+    with pytest.raises(AdapterError, match='at least two'):
+        average_adapters([tmp_path / 'a'])
+    with pytest.raises(AdapterError, match='weight'):
+        average_adapters([tmp_path / 'a', tmp_path / 'a'], [1.0, -1.0])
 
 
 def test_loading_without_the_llm_keeps_the_vocabulary_for_a_later_bind(llm: LLM, tmp_path: Path) -> None:

@@ -260,3 +260,40 @@ def _check_tensors(path: Path, tensors: dict[str, torch.Tensor], projector: Proj
                                f'{embedding_matrix.shape[0]} tokens')
         if int(torch.unique(vocab).numel()) != int(vocab.numel()):
             raise AdapterError(f'adapter {path}: vocab_ids repeats token ids')
+
+
+def average_adapters(paths: list[str | Path], weights: list[float] | None = None) -> tuple[Projector, dict[str, Any]]:
+    """
+    Average adapters' weights (a weight-space ensemble): (the averaged projector, its metadata).
+
+    Why: a continuation trained on a new draw of the mix learns what the draw holds and forgets some
+    of what its starting point knew; the average of the two often keeps both (WiSE-FT, model soups),
+    at no inference cost. The adapters must share one lineage: the same projector config, head
+    vocabulary and models. ``weights`` (default equal) must be non-negative and are normalized.
+    The metadata is the first adapter's, without its metrics (the average was not scored), with
+    ``averaged_from`` naming the parts.
+    """
+    if len(paths) < 2:
+        raise AdapterError(f'averaging needs at least two adapters, got {len(paths)}')
+    weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
+    if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
+        raise AdapterError(f'averaging needs one non-negative weight per adapter, not all zero; got {weights}')
+    loaded = [load_adapter(p) for p in paths]
+    first, meta = loaded[0]
+    for (projector, other), path in zip(loaded[1:], paths[1:]):
+        if other.get('projector', {}).get('config') != meta.get('projector', {}).get('config'):
+            raise AdapterError(f'adapter {path} has another projector config than {paths[0]}')
+        if other.get('encoder') != meta.get('encoder') or other.get('llm') != meta.get('llm'):
+            raise AdapterError(f'adapter {path} was made for other models than {paths[0]}')
+        if not torch.equal(projector.vocab_ids, first.vocab_ids):
+            raise AdapterError(f'adapter {path} has another head vocabulary than {paths[0]}')
+    total = sum(weights)
+    states = [projector.state_dict() for projector, _ in loaded]
+    with torch.no_grad():
+        for name, value in states[0].items():
+            if value.is_floating_point():
+                value.copy_(sum(w / total * s[name].float() for w, s in zip(weights, states)))
+    averaged = {k: v for k, v in meta.items() if k not in ('metrics', 'adapter_id', 'created', WEIGHTS_KEY)}
+    averaged['averaged_from'] = [{'path': str(p), 'adapter_id': m.get('adapter_id'), 'weight': w / total}
+                                 for p, (_, m), w in zip(paths, loaded, weights)]
+    return first, averaged

@@ -91,3 +91,17 @@ def cmd_align(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    """Average adapters of one lineage into a new adapter (:func:`adapter.average_adapters`)."""
+    from ..adapter import AdapterError, average_adapters, save_adapter
+
+    try:
+        projector, meta = average_adapters(list(args.adapters), args.weights)
+    except AdapterError as exc:
+        print(f'error: {exc}')
+        return 2
+    save_adapter(args.out, projector, meta)
+    print_json({'out': str(args.out), 'averaged_from': meta['averaged_from']})
+    return 0

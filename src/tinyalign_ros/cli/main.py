@@ -28,7 +28,7 @@ from pathlib import Path
 import sys
 from typing import Sequence
 
-from .align import cmd_align
+from .align import cmd_align, cmd_average
 from .bench import cmd_bench_train
 from .common import DEFAULT_DATA, generation_args, model_args
 from .data import cmd_corpus, cmd_synth
@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--json', action='store_true')
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser('average', help='average the weights of adapters of one lineage into a new adapter')
+    p.add_argument('adapters', nargs='+', type=Path, help='adapter folders (a base and its continuations)')
+    p.add_argument('--weights', nargs='+', type=float, help='one weight per adapter (default: equal)')
+    p.add_argument('--out', type=Path, required=True, help='the new adapter folder')
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser('align', help='train the base adapter from synthesized speech (LLM-free objective)')
     p.add_argument('--recipe', type=Path, help='recipe YAML (default: the shipped assets/recipes/align.yaml)')
