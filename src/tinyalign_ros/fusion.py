@@ -251,7 +251,7 @@ def _shared_prefix(prefixes: list[tuple[int, ...]]) -> tuple[int, ...]:
 
 
 def prior_weights(config: FusionConfig, llm: Any) -> dict[int, float]:
-    """The prior's weight per LLM token id where it differs from ``config.weight`` (punctuation)."""
+    """Return the prior's weight per LLM token id where it differs from ``config.weight`` (punctuation)."""
     marks = getattr(llm, 'punctuation_ids', frozenset())
     return {} if config.punctuation_weight == config.weight else dict.fromkeys(marks, float(config.punctuation_weight))
 
