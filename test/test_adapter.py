@@ -112,6 +112,7 @@ def test_averaging_gives_the_weighted_mean_of_every_weight(llm: LLM, tmp_path: P
             assert torch.allclose(value, 0.25 * a[name] + 0.75 * b[name], atol=1e-6), name
     assert torch.equal(averaged.vocab_ids, VOCAB)
     assert 'metrics' not in meta  # the average was not scored: its parts' scores are not its own
+    assert meta['llm'] == llm.identity and meta['averaged_from'][0]['data'] is None
     assert [part['weight'] for part in meta['averaged_from']] == [0.25, 0.75]
     save_adapter(tmp_path / 'avg', averaged, meta)
     assert read_metadata(tmp_path / 'avg')['averaged_from'][1]['path'] == str(tmp_path / 'b')

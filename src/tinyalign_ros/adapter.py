@@ -270,8 +270,8 @@ def average_adapters(paths: list[str | Path], weights: list[float] | None = None
     of what its starting point knew; the average of the two often keeps both (WiSE-FT, model soups),
     at no inference cost. The adapters must share one lineage: the same projector config, head
     vocabulary and models. ``weights`` (default equal) must be non-negative and are normalized.
-    The metadata is the first adapter's, without its metrics (the average was not scored), with
-    ``averaged_from`` naming the parts.
+    The metadata keeps the models the adapters were made for and names the parts (``averaged_from``,
+    each with its own training data summary); it has no metrics, as the average was not scored.
     """
     if len(paths) < 2:
         raise AdapterError(f'averaging needs at least two adapters, got {len(paths)}')
@@ -293,7 +293,8 @@ def average_adapters(paths: list[str | Path], weights: list[float] | None = None
         for name, value in states[0].items():
             if value.is_floating_point():
                 value.copy_(sum(w / total * s[name].float() for w, s in zip(weights, states)))
-    averaged = {k: v for k, v in meta.items() if k not in ('metrics', 'adapter_id', 'created', WEIGHTS_KEY)}
-    averaged['averaged_from'] = [{'path': str(p), 'adapter_id': m.get('adapter_id'), 'weight': w / total}
+    averaged = {k: meta[k] for k in ('encoder', 'llm') if k in meta}
+    averaged['averaged_from'] = [{'path': str(p), 'adapter_id': m.get('adapter_id'), 'weight': w / total,
+                                  'initialized_from': m.get('initialized_from'), 'data': m.get('data')}
                                  for p, (_, m), w in zip(paths, loaded, weights)]
     return first, averaged
