@@ -362,7 +362,7 @@ def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarra
         chosen = torch.tensor([row] + others)
         after = prior.after(tuple(int(vocab_ids[r]) for r in rows[:i]))
         chosen_ids = vocab_ids[chosen]
-        weight = torch.tensor([weights.get(int(i), float(config.weight)) for i in chosen_ids])
+        weight = torch.tensor([weights.get(int(token), float(config.weight)) for token in chosen_ids])
         scores.append(token_logp[chosen] + weight * after[chosen_ids])
         mixed_rows.append(chosen)
     return [int(vocab_ids[r]) for r in rows], projector.mix(torch.stack(mixed_rows), torch.stack(scores))

@@ -429,7 +429,7 @@ class LLM:
     @property
     def punctuation_ids(self) -> frozenset[int]:
         """
-        Ids of the tokens that are only punctuation ("?", ".", ", ...").
+        Ids of the tokens that are only punctuation: "?", ".", ",", quotes, brackets and the like.
 
         Why: a speaker does not say "?" or "."; the token head guesses them from the words, and the
         fusion lets the LLM's prior decide them instead (:attr:`FusionConfig.punctuation_weight`).
