@@ -209,3 +209,23 @@ def test_the_mix_names_known_sources_and_the_llm_source_needs_the_llm(tmp_path: 
         build_corpora(tmp_path / 'lj.txt', tmp_path / 'corpus', recipe, progress=False, log=lambda _m: None)
     stage3, _, _ = load_recipe(RECIPE_FILE.with_name('align_stage3.yaml'))
     assert stage3.mix[LLM_SOURCE] == max(stage3.mix.values()) and stage3.rounds == [3]
+
+
+def test_the_coverage_source_draws_training_sentences_of_every_source_and_nothing_held_out(tmp_path: Path) -> None:
+    """The mix's coverage source synthesizes a draw of the training split's sentences (all sources)."""
+    from dataclasses import replace
+
+    from tinyalign_ros.corpus import COVERAGE_SOURCE
+    from tinyalign_ros.data import load_dataset
+    from tinyalign_ros.training.align import build_corpora
+
+    _text_corpus(tmp_path)
+    recipe = replace(_recipe(), mix={'questions': 1, COVERAGE_SOURCE: 4}, n_test=1)
+    manifests, _ = build_corpora(Path('unused.txt'), tmp_path / 'corpus', recipe, progress=False,
+                                 log=lambda _m: None)
+    by_folder = {m.parent.name: [item.text for item in load_dataset(m)] for m in manifests[0]}
+    assert set(by_folder) == {'questions', COVERAGE_SOURCE}
+    drawn = by_folder[COVERAGE_SOURCE]
+    every_train = {s for texts in TRAIN.values() for s in texts}
+    assert len(drawn) == 4 and len(set(drawn)) == 4 and set(drawn) <= every_train
+    assert {s for texts in TRAIN.values() if texts is not TRAIN['questions'] for s in texts} & set(drawn)

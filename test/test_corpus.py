@@ -27,7 +27,7 @@ import re
 
 import pytest
 from tinyalign_ros.corpus import (
-    add_llm_source, build_corpus, CorpusConfig, CorpusError, coverage_gaps, fortune_sentences, Grammar,
+    add_llm_source, build_corpus, CorpusConfig, CorpusError, coverage_draw, coverage_gaps, fortune_sentences, Grammar,
     llm_sentences, LLM_SOURCE, read_corpus, SOURCES, spell_number, tidy, wordnet_examples, WRITING_REQUEST,
 )
 
@@ -103,6 +103,35 @@ def test_coverage_gaps_are_frequent_words_heard_too_rarely_in_frequency_order() 
     gaps = coverage_gaps(sentences, top_n=300, min_count=3)
     assert gaps == [w for w in top if w != often]  # three times is enough, once is not; frequency order
     assert coverage_gaps(sentences, top_n=300, min_count=1) == [w for w in top if w not in (often, once)]
+
+
+def test_the_coverage_draw_plays_the_rarely_held_frequent_words_in_frequency_order() -> None:
+    """
+    Check what a round's coverage source holds: each rarely held frequent word ``per_word`` times.
+
+    A word many pool sentences hold is left to the uniform draws; the rare ones are served most
+    frequent first (so a short draw keeps the most useful), and the draw is the same for a seed.
+    """
+    from wordfreq import top_n_list
+
+    top = [w for w in top_n_list('en', 3000) if re.fullmatch(r'[a-z]{4,}', w)]
+    common, frequent_rare, less_rare = top[10], top[100], top[2000]
+    pool = [f'{common.title()} zqx {k}.' for k in range(30)]  # "zqx" is no English word: never targeted
+    pool += [f'{frequent_rare.title()} zqx {k}.' for k in range(3)]
+    pool += [f'{less_rare.title()} zqx {k}.' for k in range(3)]
+    drawn = coverage_draw(pool, 100, top_n=3000, per_word=2, max_pool_count=20, seed=0)
+    assert drawn == coverage_draw(pool, 100, top_n=3000, per_word=2, max_pool_count=20, seed=0)
+    assert len(set(drawn)) == len(drawn) and set(drawn) <= set(pool)
+
+    def heard(word: str, sentences: list[str]) -> int:
+        return sum(1 for s in sentences if word in s.lower().split())
+
+    assert len(drawn) == 4 and heard(frequent_rare, drawn) == 2 and heard(less_rare, drawn) == 2
+    assert heard(common, drawn) == 0  # 30 pool sentences hold it: a uniform draw plays it anyway
+    assert heard(frequent_rare, drawn[:2]) == 2  # the more frequent word is served first
+    assert coverage_draw(pool, 3, top_n=3000, per_word=2, max_pool_count=20, seed=0) == drawn[:3]
+    wider = coverage_draw(pool, 100, top_n=3000, per_word=2, max_pool_count=40, seed=0)
+    assert heard(common, wider[:2]) == 2 and len(wider) == 6  # held 30 times < 40: now it is served, first
 
 
 def test_llm_sentences_keep_replies_that_use_the_word_as_people_write() -> None:

@@ -43,7 +43,7 @@ import json
 from pathlib import Path
 import random
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 WORDNET_DIR = Path('/usr/share/wordnet')
 FORTUNES_DIR = Path('/usr/share/games/fortunes')
@@ -237,6 +237,53 @@ def coverage_gaps(sentences: Iterable[str], top_n: int = 20000, min_count: int =
         raise CorpusError('the LLM source needs the wordfreq package (requirements.lock)') from error
     counts = Counter(w for s in sentences for w in re.findall(r"[a-z']+", s.lower()))
     return [w for w in top_n_list('en', top_n) if re.fullmatch(r'[a-z]{3,}', w) and counts[w] < min_count]
+
+
+# The mix's coverage source: no new text, a draw from all the training sentences that favours the
+# frequent English words a uniform draw plays too rarely for the projector to learn them.
+COVERAGE_SOURCE = 'coverage'
+
+
+def coverage_draw(sentences: Sequence[str], n: int, top_n: int = 30000, per_word: int = 2,
+                  max_pool_count: int = 20, seed: int = 0) -> list[str]:
+    """
+    Draw up to ``n`` sentences so that each frequent word the pool holds rarely is heard ``per_word`` times.
+
+    Why: a uniform draw of a round plays a word about as often as the pool holds it, so a frequent
+    English word that only 2 of 95,000 sentences contain (" spider" was heard once in 53,700
+    training utterances) is almost never heard and never learnt. The words are wordfreq's ``top_n``
+    that fewer than ``max_pool_count`` pool sentences contain (the others a uniform draw already
+    plays), taken in frequency order, so any prefix of the draw serves the most useful words first.
+    Each needs ``per_word`` sentences (seeded choice among those that contain it; sentences drawn for
+    other words count). Deterministic for a pool and a seed.
+    """
+    try:
+        from wordfreq import top_n_list
+    except ImportError as error:
+        raise CorpusError('the coverage source needs the wordfreq package (requirements.lock)') from error
+    pool = _unique(sentences)
+    rank = {w: i for i, w in enumerate(w for w in top_n_list('en', top_n) if re.fullmatch(r'[a-z]{2,}', w))}
+    words_of = [set(re.findall(r"[a-z']+", s.lower())) & rank.keys() for s in pool]
+    holding: dict[str, list[int]] = {}
+    for i, words in enumerate(words_of):
+        for w in words:
+            holding.setdefault(w, []).append(i)
+    rng = random.Random(f'{seed}-{COVERAGE_SOURCE}')
+    heard: Counter[str] = Counter()
+    chosen: list[int] = []
+    taken: set[int] = set()
+    for word in sorted((w for w, held in holding.items() if len(held) < max_pool_count), key=rank.__getitem__):
+        need = per_word - heard[word]
+        if need <= 0:
+            continue
+        candidates = [i for i in holding[word] if i not in taken]
+        for i in rng.sample(candidates, min(need, len(candidates), n - len(chosen))):
+            chosen.append(i)
+            taken.add(i)
+            heard.update(words_of[i])
+        if len(chosen) >= n:
+            break
+    return [pool[i] for i in chosen]
 
 
 def llm_sentences(words: list[str], write: Callable[[list[str]], list[str]], config: CorpusConfig | None = None,
@@ -529,4 +576,5 @@ def wordnet_frequent_lemmas(root: Path = WORDNET_DIR) -> tuple[list[str], list[s
 
 __all__ = ['CorpusConfig', 'CorpusError', 'build_corpus', 'read_corpus', 'wordnet_examples', 'fortune_sentences',
            'tidy', 'coverage', 'token_coverage', 'coverage_gaps', 'llm_sentences', 'add_llm_source',
-           'write_llm_source', 'LLM_SOURCE', 'spell_number', 'Grammar', 'wordnet_frequent_lemmas', 'SOURCES']
+           'write_llm_source', 'LLM_SOURCE', 'COVERAGE_SOURCE', 'coverage_draw', 'spell_number', 'Grammar',
+           'wordnet_frequent_lemmas', 'SOURCES']

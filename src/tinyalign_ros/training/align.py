@@ -46,7 +46,7 @@ from .trainer import Progress, summarize, train, TrainResult
 from ..adapter import load_adapter, save_adapter
 from ..audio import load_audio
 from ..augment import AugmentConfig
-from ..corpus import build_corpus, CorpusConfig, LLM_SOURCE, read_corpus, SOURCES
+from ..corpus import build_corpus, CorpusConfig, COVERAGE_SOURCE, coverage_draw, LLM_SOURCE, read_corpus, SOURCES
 from ..data import Item, load_dataset
 from ..encoder import WhisperEncoder
 from ..evaluate import evaluate
@@ -100,9 +100,10 @@ class AlignRecipe:
     def __post_init__(self) -> None:
         if not self.rounds or len(set(self.rounds)) != len(self.rounds) or min(self.rounds) < 0:
             raise ValueError(f'rounds must be distinct non-negative integers, got {self.rounds}')
-        unknown = sorted(set(self.mix) - set(SOURCES) - {LLM_SOURCE})
+        known = [*SOURCES, LLM_SOURCE, COVERAGE_SOURCE]
+        unknown = sorted(set(self.mix) - set(known))
         if unknown:
-            raise ValueError(f'mix names unknown text sources {unknown}; known: {[*SOURCES, LLM_SOURCE]}')
+            raise ValueError(f'mix names unknown text sources {unknown}; known: {known}')
 
 
 # The held-out families: unseen espeak-ng voices (clean), the unseen engine (festival, clean), and
@@ -168,13 +169,20 @@ def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int 
         raise RecipeError(f'the mix draws on the {LLM_SOURCE!r} source, which needs the LLM to write it first: '
                           f'`tinyalign corpus --out {text_dir} --llm-source`')
     train_manifests: list[list[Path]] = []
-    sentences_of = {source: read_corpus(text_dir, source, 'train') for source, n in recipe.mix.items() if n > 0}
+    sentences_of = {source: read_corpus(text_dir, source, 'train') for source, n in recipe.mix.items()
+                    if n > 0 and source != COVERAGE_SOURCE}
     for round_ in recipe.rounds:
         train_manifests.append([])
         for k, (source, n) in enumerate(sorted(recipe.mix.items())):
             if n <= 0:
                 continue
-            sentences = sentences_of[source]
+            if source == COVERAGE_SOURCE:  # a draw from every training sentence the corpus holds
+                pool = [s for other in (*SOURCES, LLM_SOURCE) if (text_dir / f'{other}.train.txt').is_file()
+                        for s in read_corpus(text_dir, other, 'train')]
+                sentences = coverage_draw(pool, n, seed=recipe.seed + ROUND_SEED_STEP * round_)
+                n = len(sentences)
+            else:
+                sentences = sentences_of[source]
             folder = source if round_ == 0 else f'{source}.r{round_}'
             train_manifests[-1].append(Path(synthesize_corpus(
                 sentences, work_dir / 'train' / folder, list(recipe.train_voices), rates=recipe.train_rates,
