@@ -46,7 +46,7 @@ from .trainer import Progress, summarize, train, TrainResult
 from ..adapter import load_adapter, save_adapter
 from ..audio import load_audio
 from ..augment import AugmentConfig
-from ..corpus import build_corpus, CorpusConfig, COVERAGE_SOURCE, coverage_draw, LLM_SOURCE, read_corpus, SOURCES
+from ..corpus import build_corpus, CorpusConfig, coverage_draw, COVERAGE_SOURCE, LLM_SOURCE, read_corpus, SOURCES
 from ..data import Item, load_dataset
 from ..encoder import WhisperEncoder
 from ..evaluate import evaluate
