@@ -93,14 +93,24 @@ def test_all_readings_on_a_small_manifest(items: list[Item], encoder: WhisperEnc
     assert 'details' in result.to_dict(with_details=True)
 
 
-def test_repeat_readings_reuse_the_prompt_cache_and_read_as_a_fresh_generation(
+def test_repeat_reads_what_the_aligned_path_injects_and_reuses_the_prompt_cache(
         items: list[Item], encoder: WhisperEncoder, llm: LLM, projector: Projector) -> None:
-    """The repeat prompt's cached keys and values change no word of the slow readings."""
-    result = evaluate(items, encoder, llm, projector, readings=('repeat', 'repeat_text'))
+    """
+    Check the repeat reading: the LLM is given the fused reading's mix, as the assistant gives it.
+
+    The raw projected frames are not what the aligned path injects, so a repeat of them would judge
+    a path the product never takes. The repeat prompt's cached keys and values change no word.
+    """
+    from tinyalign_ros.fusion import fuse, FusionConfig
+    from tinyalign_ros.llm import PromptConfig
+
+    fusion = FusionConfig()
+    result = evaluate(items, encoder, llm, projector, readings=('repeat', 'repeat_text'), fusion=fusion)
+    context, after = llm.prompt_parts(PromptConfig())
     for item, row in zip(items, result.details):
         target = llm.tokenize(item.text)
-        embeds = projector.project(encoder.features(load_audio(item.audio)))
-        fresh = llm.generate(llm.build_inputs(embeds, REPEAT_PROMPT), repeat_generation(target)).text.strip()
+        _ids, mix = fuse(projector, llm, encoder.features(load_audio(item.audio)), context, fusion, after[0])
+        fresh = llm.generate(llm.build_inputs(mix, REPEAT_PROMPT), repeat_generation(target)).text.strip()
         text = llm.generate(llm.build_text_inputs(item.text, REPEAT_PROMPT), repeat_generation(target)).text.strip()
         assert (row['repeat'], row['repeat_text']) == (fresh, text)
 
@@ -181,7 +191,7 @@ def test_an_utterance_the_projector_hears_nothing_in_is_scored_not_fatal(
     projector.bind_llm(llm.embedding_matrix)
     result = evaluate(items, encoder, llm, projector.eval(), readings=('nearest', 'repeat', 'nll'))
     assert result.metrics['wer_nearest'] == 1.0
-    assert result.metrics['wer_repeat'] is not None
+    assert result.metrics['wer_repeat'] == 1.0 and all(row['repeat'] == '' for row in result.details)
 
 
 def test_repeat_generation_leaves_room_for_the_sentence() -> None:

@@ -19,12 +19,13 @@ Four readings of the same utterances, so a regression can be located:
 
 - ``wer_cascade``: Whisper's own transcription (the reference system robots run today);
 - ``wer_nearest``: the projector alone, its outputs read back as the nearest LLM tokens (CTC greedy);
-- ``wer_repeat``: end to end, the frozen LLM asked to repeat what it was given as projected audio;
+- ``wer_repeat``: end to end, the frozen LLM asked to repeat what it was given: the embeddings the
+  aligned path injects (the fused reading's mix, as :meth:`Pipeline.read` makes it);
 - ``wer_repeat_text``: the ceiling of that reading, the same LLM and instruction fed the true
   transcript's embeddings (a small LLM drops and paraphrases words even then);
 
-plus ``nll_audio`` / ``nll_text``: the LLM's teacher-forced loss of the transcript after the audio
-embeddings vs after the transcript itself.
+plus ``nll_audio`` / ``nll_text``: the LLM's teacher-forced loss of the transcript after the
+projector's raw output frames vs after the transcript itself (cheap: no reading, no search).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ from .projector import Projector
 REPEAT_PROMPT = PromptConfig(instruction='Repeat exactly the sentence that follows:', placement='before', system=None,
                              examples=())
 READINGS = ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade', 'nll')
+# Changes whenever a reading's definition changes, so remembered scores of the old one are not reused
+# (2: ``repeat`` reads the injected mix, no longer the raw projected frames).
+READINGS_VERSION = 2
 
 
 @dataclass
@@ -97,7 +101,8 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
     refs = [item.text or '' for item in items]
     hyps: dict[str, list[str]] = {name: [] for name in ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade')}
     fusion = fusion or FusionConfig()
-    context, after = llm.prompt_parts(PromptConfig()) if 'fused' in readings and aligned_model(llm) else (None, None)
+    needs_reading = {'fused', 'repeat'} & set(readings) and aligned_model(llm)
+    context, after = llm.prompt_parts(PromptConfig()) if needs_reading else (None, None)
     end_id = after[0] if after else None
     # The repeat prompt's keys and values are computed once and reused by every generation.
     prefix = llm.prompt_parts(prompt)[0] if {'repeat', 'repeat_text'} & set(readings) and aligned_model(llm) else None
@@ -116,20 +121,20 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
             if 'nearest' in readings:
                 row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True)
                 hyps['nearest'].append(row['nearest'])
-            if 'fused' in readings and context is not None:
-                row['fused'] = llm.tokenizer.decode(fuse(projector, llm, feats, context, fusion, end_id)[0],
-                                                    skip_special_tokens=True)
+            read = fuse(projector, llm, feats, context, fusion, end_id) if context is not None else None
+            if 'fused' in readings and read is not None:
+                row['fused'] = llm.tokenizer.decode(read[0], skip_special_tokens=True)
                 hyps['fused'].append(row['fused'])
-            if 'repeat' in readings or 'nll' in readings:
+            if 'repeat' in readings and read is not None:
+                # What the assistant injects; a reading that heard nothing repeats nothing.
+                injected = llm.build_inputs(read[1], prompt) if read[1].shape[0] else None
+                row['repeat'] = '' if injected is None else \
+                    llm.generate(injected, repeat_generation(target), prefix_ids=prefix).text.strip()
+                hyps['repeat'].append(row['repeat'])
+            if 'nll' in readings:
                 embeds = projector.project(feats)
-                # A projector that hears nothing scores an empty repeat, and no audio NLL.
-                audio_inputs = llm.build_inputs(embeds, prompt) if embeds.shape[0] else None
-                if 'repeat' in readings:
-                    row['repeat'] = '' if audio_inputs is None else \
-                        llm.generate(audio_inputs, repeat_generation(target), prefix_ids=prefix).text.strip()
-                    hyps['repeat'].append(row['repeat'])
-                if 'nll' in readings and audio_inputs is not None:
-                    nll_audio.append(llm.nll(audio_inputs, target))
+                if embeds.shape[0]:  # a projector that hears nothing has no audio NLL
+                    nll_audio.append(llm.nll(llm.build_inputs(embeds, prompt), target))
         if 'repeat_text' in readings or 'nll' in readings:
             text_inputs = llm.build_text_inputs(item.text or '', prompt)
             if 'repeat_text' in readings:

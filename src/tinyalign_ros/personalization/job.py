@@ -81,7 +81,8 @@ from ..data import DatasetError, Item, load_dataset, split
 from ..durable import is_disk_full
 from ..encoder import FeatureCache, WhisperEncoder
 from ..enrollment import ENROLLMENT_PROMPTS
-from ..evaluate import evaluate
+from ..evaluate import evaluate, READINGS_VERSION
+from ..fusion import FusionConfig
 from ..memory import peak_rss_mb, release_memory
 from ..metrics import wer
 from ..projector import new_projector, Projector
@@ -184,6 +185,7 @@ class Models:
     llm: Any
     projector: Projector | None = None
     adapter_id: str | None = None
+    fusion: FusionConfig | None = None  # how the aligned path reads (the repeat reading injects the same)
 
 
 # -- the node's backend -------------------------------------------------------------------------
@@ -200,7 +202,7 @@ def ros_backend(context: BackendContext) -> Backend:
     # The projector loaded now is the base adapter: later the node swaps in operators' adapters, and
     # an operator without one of their own must start from the base, not from someone else's.
     models = Models(pipeline.encoder, pipeline.llm, getattr(pipeline, 'projector', None),
-                    getattr(pipeline, 'adapter_id', None))
+                    getattr(pipeline, 'adapter_id', None), getattr(pipeline, 'fusion', None))
     return Backend(job=PersonalizationJob(models, store, config, log_fn=context.log), store=store)
 
 
@@ -518,8 +520,9 @@ class _Run:
         if not self.config.score_cache or not items:
             return None
         h = hashlib.sha256()
-        h.update(json.dumps([reading, str(llm.identity), str(encoder.identity)], sort_keys=True,
-                            default=str).encode())
+        fusion = getattr(self.job.models, 'fusion', None)  # the repeat reading injects the fused mix
+        h.update(json.dumps([reading, READINGS_VERSION, repr(fusion), str(llm.identity), str(encoder.identity)],
+                            sort_keys=True, default=str).encode())
         for item in items:
             h.update(f'{keys.get(item.id, item.id)}|{item.text}\n'.encode())
         return self.job.work_dir / 'scores' / f'{projector_digest(projector)}-{h.hexdigest()[:24]}.json'
@@ -544,7 +547,8 @@ class _Run:
             return feats if feats is not None else encoder.features(load_audio(item.audio))
 
         projector.eval()
-        scored = evaluate(items, encoder, llm, projector, readings, progress=progress, features=features)
+        scored = evaluate(items, encoder, llm, projector, readings, progress=progress, features=features,
+                          fusion=getattr(self.job.models, 'fusion', None))
         if path is not None:
             write_json_atomic(path, {'metrics': scored.metrics, 'details': scored.details,
                                      'seconds': round(scored.seconds, 3)})
