@@ -332,6 +332,7 @@ class AssistantNode(LifecycleNode):
             'fusion.weight': p('fusion.weight'), 'fusion.search': p('fusion.search'),
             'fusion.candidates': p('fusion.candidates'), 'fusion.beam': p('fusion.beam'),
             'fusion.punctuation_weight': p('fusion.punctuation_weight'),
+            'fusion.insertion_bonus': p('fusion.insertion_bonus'),
             'max_utterance_s': p('segmenter.max_utterance_s'),
         }
         try:

@@ -176,6 +176,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('fusion.punctuation_weight', FusionConfig().punctuation_weight, "Beam search: weight of the LLM's "
               'prior on punctuation tokens, which a speaker does not say ("?" after "What ...").',
               float_range=(0.0, 10.0)),
+    ParamSpec('fusion.insertion_bonus', FusionConfig().insertion_bonus, 'Beam search: score added per token read, '
+              "against the LLM prior's bias to readings that drop words.", float_range=(-10.0, 10.0)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
     ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
