@@ -209,6 +209,9 @@ def test_the_mix_names_known_sources_and_the_llm_source_needs_the_llm(tmp_path: 
         build_corpora(tmp_path / 'lj.txt', tmp_path / 'corpus', recipe, progress=False, log=lambda _m: None)
     stage3, _, _ = load_recipe(RECIPE_FILE.with_name('align_stage3.yaml'))
     assert stage3.mix[LLM_SOURCE] == max(stage3.mix.values()) and stage3.rounds == [3]
+    from tinyalign_ros.corpus import COVERAGE_SOURCE
+    coverage_round, _, _ = load_recipe(RECIPE_FILE.with_name('align_coverage.yaml'))
+    assert coverage_round.mix[COVERAGE_SOURCE] == max(coverage_round.mix.values()) and coverage_round.rounds == [5]
 
 
 def test_the_coverage_source_draws_training_sentences_of_every_source_and_nothing_held_out(tmp_path: Path) -> None:
