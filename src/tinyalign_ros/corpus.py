@@ -250,8 +250,8 @@ def coverage_draw(sentences: Sequence[str], n: int, top_n: int = 30000, per_word
     Draw up to ``n`` sentences so that each frequent word the pool holds rarely is heard ``per_word`` times.
 
     Why: a uniform draw of a round plays a word about as often as the pool holds it, so a frequent
-    English word that only 2 of 95,000 sentences contain (" spider" was heard once in 53,700
-    training utterances) is almost never heard and never learnt. The words are wordfreq's ``top_n``
+    English word that only 2 of 95,000 sentences contain (" spider" was heard once in the 84,300
+    utterances of the first five draws) is almost never heard and never learnt. The words are wordfreq's ``top_n``
     that fewer than ``max_pool_count`` pool sentences contain (the others a uniform draw already
     plays), taken in frequency order, so any prefix of the draw serves the most useful words first.
     Each needs ``per_word`` sentences (seeded choice among those that contain it; sentences drawn for

@@ -95,7 +95,9 @@ from ..training.trainer import greedy_wer, Progress as TrainProgress, summarize,
 log = logging.getLogger(__name__)
 
 
-REPEAT_S_PER_ITEM = 1.5  # an LLM "repeat" reading of one held-out utterance on 2 cores (SmolLM2-135M)
+# An LLM "repeat" reading of one held-out utterance on 2 cores (SmolLM2-135M): the fused reading's
+# search, then the repeat (make demo: 16 of them took 26 s more than the repeat alone had).
+REPEAT_S_PER_ITEM = 3.0
 
 
 # Failures that come from the input or the machine, not from a bug: the result explains them, and
