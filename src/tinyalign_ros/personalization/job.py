@@ -219,6 +219,9 @@ class _Run:
         self.operator = request.operator_id
         self.started = time.monotonic()
         self.deadline = self.started + self.config.max_total_s if self.config.max_total_s else math.inf
+        # How the aligned path reads: the repeat reading injects the same mix, and its remembered
+        # scores are keyed by it (resolved here, so a changed default changes the key too).
+        self.fusion = getattr(job.models, 'fusion', None) or FusionConfig()
         self.durations: dict[str, float] = {}
         self.peak_rss_mb: dict[str, float] = {}
         self.session = f'{time.strftime("%Y%m%d-%H%M%S")}-{uuid.uuid4().hex[:4]}'
@@ -522,8 +525,7 @@ class _Run:
         if not self.config.score_cache or not items:
             return None
         h = hashlib.sha256()
-        fusion = getattr(self.job.models, 'fusion', None)  # the repeat reading injects the fused mix
-        h.update(json.dumps([reading, READINGS_VERSION, repr(fusion), str(llm.identity), str(encoder.identity)],
+        h.update(json.dumps([reading, READINGS_VERSION, repr(self.fusion), str(llm.identity), str(encoder.identity)],
                             sort_keys=True, default=str).encode())
         for item in items:
             h.update(f'{keys.get(item.id, item.id)}|{item.text}\n'.encode())
@@ -550,7 +552,7 @@ class _Run:
 
         projector.eval()
         scored = evaluate(items, encoder, llm, projector, readings, progress=progress, features=features,
-                          fusion=getattr(self.job.models, 'fusion', None))
+                          fusion=self.fusion)
         if path is not None:
             write_json_atomic(path, {'metrics': scored.metrics, 'details': scored.details,
                                      'seconds': round(scored.seconds, 3)})

@@ -171,14 +171,15 @@ def build_corpora(text: Path, work_dir: Path, recipe: AlignRecipe, workers: int 
     train_manifests: list[list[Path]] = []
     sentences_of = {source: read_corpus(text_dir, source, 'train') for source, n in recipe.mix.items()
                     if n > 0 and source != COVERAGE_SOURCE}
+    # The coverage source draws from every training sentence the corpus holds (read once for all rounds).
+    pool = [s for other in (*SOURCES, LLM_SOURCE) if (text_dir / f'{other}.train.txt').is_file()
+            for s in read_corpus(text_dir, other, 'train')] if recipe.mix.get(COVERAGE_SOURCE, 0) > 0 else []
     for round_ in recipe.rounds:
         train_manifests.append([])
         for k, (source, n) in enumerate(sorted(recipe.mix.items())):
             if n <= 0:
                 continue
-            if source == COVERAGE_SOURCE:  # a draw from every training sentence the corpus holds
-                pool = [s for other in (*SOURCES, LLM_SOURCE) if (text_dir / f'{other}.train.txt').is_file()
-                        for s in read_corpus(text_dir, other, 'train')]
+            if source == COVERAGE_SOURCE:
                 sentences = coverage_draw(pool, n, seed=recipe.seed + ROUND_SEED_STEP * round_)
                 n = len(sentences)
             else:
