@@ -35,7 +35,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# No wheel cache: the packages come from local indexes, and a cache would double the disk the
+# install takes (about 2.5 GB with the linters).
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check --no-cache-dir -q)
+NEED_MB=3000
+free_mb=$(df -Pm "$VENV" | awk 'NR==2 {print $4}')
+if [ "${free_mb:-0}" -lt "$NEED_MB" ] && [ ! -f "$VENV/.tinyalign-installed" ]; then
+  echo "[setup] WARNING: only ${free_mb} MB free on the disk of $VENV; a fresh install takes about" \
+       "${NEED_MB} MB (torch alone ~800 MB). Free some space if pip fails with 'No space left on device'." >&2
+fi
 
 # torch first, alone: an unpinned torch would pull several GB of CUDA packages.
 if ! "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
