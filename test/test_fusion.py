@@ -203,6 +203,9 @@ class TablePrior:
             logp[token] = value
         return logp
 
+    def likeliest(self, prefix: tuple[int, ...], n: int) -> list[int]:
+        return self.after(prefix).topk(min(n, 5)).indices.tolist()
+
 
 def frames(*rows: dict[int, float]) -> torch.Tensor:
     """Frame log-probabilities [T, 1 + 4] from per-frame probabilities (blank = column 0); the rest share 1e-6."""
@@ -217,7 +220,9 @@ VOCAB = torch.arange(4)  # head row r is LLM token r
 
 
 def search(logp: torch.Tensor, prior: TablePrior, end_id: int | None = None, **changes) -> tuple[int, ...]:
-    config = FusionConfig(**{'weight': 1.0, 'insertion_bonus': 0.0, 'end_weight': 0.0, **changes})
+    # The head's candidates only unless a test asks for the LLM's (test_the_llm_offers_...).
+    config = FusionConfig(**{'weight': 1.0, 'insertion_bonus': 0.0, 'end_weight': 0.0, 'llm_candidates': 0,
+                             **changes})
     rows, at = prefix_beam_search(logp, VOCAB, prior, config, end_id)
     assert len(at) == len(rows) and list(at) == sorted(at)  # each token's frame, in reading order
     return rows
@@ -274,6 +279,28 @@ def test_the_prior_decides_punctuation_the_head_only_guesses() -> None:
     words = TablePrior({(A - 1,): {B - 1: -3.0, C - 1: -0.1}})
     words.llm = type('Words', (), {'punctuation_ids': frozenset()})()
     assert search(logp, words, weight=0.5, punctuation_weight=2.0) == (A - 1, B - 1)  # only punctuation
+
+
+def test_the_llm_offers_a_word_the_head_ranks_too_low_to_offer() -> None:
+    # The head offers one candidate per frame: B after A, with C a distant second (0.09). The LLM is
+    # sure of C after A. Only when the LLM may propose its own candidates can C be read at all, and only
+    # while the head gives C at least the floor (log 0.09 = -2.4).
+    logp = frames({A: 0.999, BLANK: 0.001}, {B: 0.9, C: 0.09, BLANK: 0.01})
+    prior = TablePrior({(A - 1,): {B - 1: -6.0, C - 1: -0.01}})
+    assert search(logp, prior, weight=0.5, candidates=1) == (A - 1, B - 1)
+    assert search(logp, prior, weight=0.5, candidates=1, llm_candidates=2) == (A - 1, C - 1)
+    assert search(logp, prior, weight=0.5, candidates=1, llm_candidates=2, llm_floor=-2.0) == (A - 1, B - 1)
+
+
+def test_the_llm_offers_nothing_where_its_prior_was_not_read() -> None:
+    class Flat:
+        def next_token_logprobs(self, context: list[int], ids: list[int]) -> torch.Tensor:
+            return torch.tensor([[0.0, -1.0, -2.0]]).expand(len(ids), 3).clone()
+
+    prior = Prior(Flat(), [7])
+    assert prior.likeliest((5,), 2) is None
+    prior.read_many([(5,)])
+    assert prior.likeliest((5,), 2) == [0, 1] and prior.likeliest((), 1) == [0]
 
 
 def test_a_hypothesis_far_below_the_best_is_not_extended() -> None:

@@ -85,6 +85,12 @@ class FusionConfig:
     # beam: LLM passes one reading may take (the first reads the greedy reading); past them an unread
     # prefix gets a flat prior (Prior.read_along). A spoken question takes fewer; bounds a long one's cost.
     prior_passes: int = 16
+    # beam: the LLM's own most likely next tokens compete too, scored by what the head gives them at the
+    # frame, so a word the head ranks too low to offer ("spider" after "How many legs does a", rank 73
+    # of 49,152) can still win on the audio plus the prior. 0 = the head's candidates only. Chosen on the
+    # QA dev split and the held-out sets (docs/results.md, "The LLM proposes words too").
+    llm_candidates: int = 16
+    llm_floor: float = -8.0  # beam: the head's log-probability an LLM candidate needs at the frame
 
     def __post_init__(self) -> None:
         if not 0.0 <= float(self.weight) <= 10.0:
@@ -104,6 +110,10 @@ class FusionConfig:
             raise FusionError(f'fusion punctuation_weight must be in [0, 10], got {self.punctuation_weight}')
         if not 1 <= int(self.prior_passes) <= 64:
             raise FusionError(f'fusion prior_passes must be in [1, 64], got {self.prior_passes}')
+        if not 0 <= int(self.llm_candidates) <= 64:
+            raise FusionError(f'fusion llm_candidates must be in [0, 64], got {self.llm_candidates}')
+        if not -30.0 <= float(self.llm_floor) <= 0.0:
+            raise FusionError(f'fusion llm_floor must be in [-30, 0], got {self.llm_floor}')
         if not float(self.margin) > 0.0:
             raise FusionError(f'fusion margin must be > 0, got {self.margin}')
 
@@ -153,6 +163,7 @@ class Prior:
         self.passes = 0
         self.budget: int | None = None  # set by read_along
         self.typical = 0.0
+        self.top: dict[tuple[int, ...], list[int]] = {}  # memo of likeliest()
 
     def read_along(self, reading: tuple[int, ...], budget: int | None = None) -> None:
         """
@@ -169,6 +180,16 @@ class Prior:
         if reading:
             picked = [float(self.known[reading[:i]][token]) for i, token in enumerate(reading)]
             self.typical = sum(picked) / len(picked)
+
+    def likeliest(self, prefix: tuple[int, ...], n: int) -> list[int] | None:
+        """Return the ``n`` likeliest next tokens after ``prefix``, or None when its prior has not been read."""
+        if prefix not in self.known:
+            return None
+        top = self.top.get(prefix)
+        if top is None or len(top) < n:
+            row = self.known[prefix]
+            top = self.top[prefix] = row.topk(min(n, row.numel())).indices.tolist()
+        return top[:n]
 
     def _over_budget(self) -> bool:
         return self.budget is not None and self.passes >= self.budget
@@ -266,10 +287,17 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
     ``frame_logp`` is [T, 1 + V] log-probabilities with the blank first. A hypothesis's score is its
     CTC log-probability (blank- and token-ending paths kept apart, so "a a" needs a blank between)
     plus its language score: per token, ``weight * log p_llm + insertion_bonus`` (with
-    ``punctuation_weight`` for punctuation tokens, :func:`prior_weights`).
+    ``punctuation_weight`` for punctuation tokens, :func:`prior_weights`). With ``llm_candidates``, the
+    LLM's most likely next tokens after a prefix are offered beside the head's best rows at each frame
+    (where the head gives them at least ``llm_floor``), judged with their language score.
     """
     weight, bonus = float(config.weight), float(config.insertion_bonus)
     weights = prior_weights(config, getattr(prior, 'llm', None))
+    n_llm, floor = int(config.llm_candidates), float(config.llm_floor)
+    row_of: torch.Tensor | None = None
+    if n_llm:  # LLM token id -> head row (-1: not in the head)
+        row_of = torch.full((int(vocab_ids.max()) + 1,), -1, dtype=torch.long)
+        row_of[vocab_ids] = torch.arange(vocab_ids.numel())
     beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}  # prefix -> [ends in blank, ends in token]
     language: dict[tuple[int, ...], float] = {(): 0.0}
     first_frame: dict[tuple[int, ...], int] = {}
@@ -299,8 +327,15 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
             stay[0] = _logaddexp(stay[0], total + blank)
             if prefix:  # the last token held over this frame
                 stay[1] = _logaddexp(stay[1], p_token + float(frame_logp[t, 1 + prefix[-1]]))
-            for logp, row in zip(top_logp.tolist(), top_rows.tolist()):
-                if total + language[prefix] + logp < best_here - config.margin:
+            # (log p_head, row, already judged with its language score)
+            offered = [(logp, row, False) for logp, row in zip(top_logp.tolist(), top_rows.tolist())]
+            if row_of is not None:
+                slack = total + language[prefix] - best_here + config.margin
+                offered += [(logp, row, True) for logp, row in _llm_offers(
+                    prior, llm_ids(prefix), row_of, frame_logp[t], top_rows, n_llm, floor, slack, weights, weight,
+                    bonus)]
+            for logp, row, judged in offered:
+                if not judged and total + language[prefix] + logp < best_here - config.margin:
                     continue
                 longer = prefix + (row,)
                 if longer not in language:
@@ -327,6 +362,33 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
         prior.prepare([(llm_ids(prefix), ()) for prefix in beams])
     best = max(beams, key=final)
     return best, [first_frame[best[:i + 1]] for i in range(len(best))]
+
+
+def _llm_offers(prior: Prior, prefix: tuple[int, ...], row_of: torch.Tensor, frame: torch.Tensor,
+                head_rows: torch.Tensor, n: int, floor: float, slack: float, weights: dict[int, float],
+                weight: float, bonus: float) -> list[tuple[float, int]]:
+    """
+    Return the LLM's ``n`` likeliest next tokens after ``prefix`` as (log p_head, row) the search may try.
+
+    Only where the prior after ``prefix`` has been read (a prefix past the pass budget proposes
+    nothing), the head gives the token at least ``floor`` at this frame (``frame``: [1 + V] with the
+    blank first), it is not among the head's own offers, and its audio plus language score is within
+    ``slack`` of the frame's best.
+    """
+    likeliest = prior.likeliest(prefix, n)
+    if likeliest is None:
+        return []
+    after = prior.after(prefix)
+    offers = []
+    own = set(head_rows.tolist())
+    for token in likeliest:
+        row = int(row_of[token]) if token < row_of.numel() else -1
+        if row < 0 or row in own:
+            continue
+        logp = float(frame[1 + row])
+        if logp >= floor and logp + weights.get(token, weight) * float(after[token]) + bonus >= -slack:
+            offers.append((logp, row))
+    return offers
 
 
 def beam_read(projector: Projector, llm: Any, features: torch.Tensor | np.ndarray, context_ids: list[int],

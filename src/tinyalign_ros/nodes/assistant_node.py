@@ -333,6 +333,7 @@ class AssistantNode(LifecycleNode):
             'fusion.candidates': p('fusion.candidates'), 'fusion.beam': p('fusion.beam'),
             'fusion.punctuation_weight': p('fusion.punctuation_weight'),
             'fusion.insertion_bonus': p('fusion.insertion_bonus'),
+            'fusion.llm_candidates': p('fusion.llm_candidates'), 'fusion.llm_floor': p('fusion.llm_floor'),
             'max_utterance_s': p('segmenter.max_utterance_s'),
         }
         try:

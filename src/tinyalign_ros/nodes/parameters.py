@@ -178,6 +178,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 10.0)),
     ParamSpec('fusion.insertion_bonus', FusionConfig().insertion_bonus, 'Beam search: score added per token read, '
               "against the LLM prior's bias to readings that drop words.", float_range=(-10.0, 10.0)),
+    ParamSpec('fusion.llm_candidates', FusionConfig().llm_candidates, "Beam search: the LLM's likeliest next tokens "
+              "that compete beside the head's own at each frame (0 = the head's only).", int_range=(0, 64)),
+    ParamSpec('fusion.llm_floor', FusionConfig().llm_floor, "Beam search: the token head's log-probability an LLM "
+              'candidate needs at the frame.', float_range=(-30.0, 0.0)),
     # personalization
     ParamSpec('personalize.enabled', True, 'Offer the personalize action and the adapter services.'),
     ParamSpec('personalize.backend', 'tinyalign_ros.personalization.job:ros_backend',
