@@ -34,10 +34,12 @@ import threading
 from typing import Any
 
 import pytest
+import soundfile as sf
 import test_personalize as shared
 from test_personalize import config, HOLDOUT, Recorder, request, run
 from tinyalign_ros import enrollment, routing
 from tinyalign_ros.adapter import load_adapter, read_metadata
+from tinyalign_ros.data import load_dataset
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.personalization import config as pz_config, gate as pz_gate, job as pz_job, lora as pz_lora
 from tinyalign_ros.personalization.api import PersonalizeRequest, SOURCE_FOLDER
@@ -191,6 +193,44 @@ def test_scores_are_remembered_and_the_llm_reads_only_accepted_runs(
                 request(operator_data))
     assert again.metrics_before['wer_nearest'] == accepted.metrics_after['wer_nearest']
     assert calls.count(('nearest', 'nll')) == 1  # only the new, rejected one
+
+
+def test_training_leaves_time_for_the_llm_reading_of_both_adapters(
+        models: Models, operator_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A first run keeps back the LLM reading of its start and of the new adapter, a later run only the new one's.
+
+    The reading grows with the held-out audio; an estimate too low made a first run overrun its budget.
+    """
+    _always_keep(monkeypatch)  # the accepted adapter is the next run's start, its LLM reading then known
+    reserves, before_s = [], []
+    real_train, real_score = pz_job._Run._train, pz_job._Run._score
+
+    def train(self: Any, start: Any, mix: Any, encoder: Any, llm: Any, reserve_s: float, dev: Any = None) -> Any:
+        reserves.append(reserve_s)
+        return real_train(self, start, mix, encoder, llm, reserve_s, dev)
+
+    def score(self: Any, *args: Any) -> Any:
+        scores = real_score(self, *args)
+        if args[-1] == 'before':
+            before_s.append(scores.seconds)
+        return scores
+
+    monkeypatch.setattr(pz_job._Run, '_train', train)
+    monkeypatch.setattr(pz_job._Run, '_score', score)
+    store = AdapterStore(tmp_path / 'store')
+    cfg = config(tmp_path / 'work', max_steps=3, repeat_items=2)
+    audio = {item.id: item.audio for item in load_dataset(operator_data)}
+    kept_back = []
+    for _ in range(2):
+        job = PersonalizationJob(models, store, cfg)
+        result = run(job, request(operator_data))
+        assert result.success and result.accepted, result.message
+        read = job.last_run['holdout_ids'][:2]
+        kept_back.append(pz_job.repeat_seconds([sf.info(str(audio[i])).duration for i in read]))
+    assert kept_back[0] > 2 * pz_job.REPEAT_S_PER_ITEM  # it grows with the audio
+    assert reserves[0] - before_s[0] == pytest.approx(2 * kept_back[0], abs=0.05)  # nothing known yet
+    assert reserves[1] - before_s[1] == pytest.approx(kept_back[1], abs=0.05)  # the start's reading is known
 
 
 # ------------------------------------------------------------------ learning from few recordings

@@ -36,6 +36,7 @@ from .demo import cmd_demo, DEMO_VOICE
 from .evaluate import cmd_evaluate
 from .personalize import cmd_adapters, cmd_personalize
 from .respond import cmd_respond
+from ..personalization.config import PersonalizeConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,11 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--method', choices=['projector', 'lora', 'input', 'norms'], default='',
                    help='train all projector weights (default), LoRA on them, or the input layers only')
     p.add_argument('--pseudo-label', action='store_true', help='label untranscribed speech with the cascade ASR')
-    p.add_argument('--gate-margin', type=float, help='relative improvement required (default 0.05)')
-    p.add_argument('--lr', type=float, help='learning rate (default: PersonalizeConfig.lr, 1e-3)')
-    p.add_argument('--n-general', type=int, help='general utterances mixed in (default 32)')
-    p.add_argument('--n-canary', type=int, help='general canary utterances scored (default 12)')
-    p.add_argument('--repeat-items', type=int, help='held-out utterances scored with LLM repeat (default 8)')
+    p.add_argument('--gate-margin', type=float,
+                   help=f'relative improvement required (default {PersonalizeConfig.gate_margin})')
+    p.add_argument('--lr', type=float, help=f'learning rate (default {PersonalizeConfig.lr:g})')
+    p.add_argument('--n-general', type=int,
+                   help=f'general utterances mixed in (default {PersonalizeConfig.n_general})')
+    p.add_argument('--n-canary', type=int,
+                   help=f'general canary utterances scored (default {PersonalizeConfig.n_canary})')
+    p.add_argument('--repeat-items', type=int, help='held-out utterances scored with LLM repeat '
+                                                    f'(default {PersonalizeConfig.repeat_items})')
     p.add_argument('--seed', type=int)
     p.add_argument('--json', action='store_true')
     model_args(p)

@@ -79,7 +79,7 @@ from ..audio import AudioError, load_audio, SAMPLE_RATE, validate
 from ..augment import augment
 from ..data import DatasetError, Item, load_dataset, split
 from ..durable import is_disk_full
-from ..encoder import FeatureCache, WhisperEncoder
+from ..encoder import FeatureCache, FRAMES_PER_SECOND, WhisperEncoder
 from ..enrollment import ENROLLMENT_PROMPTS
 from ..evaluate import evaluate, READINGS_VERSION
 from ..fusion import FusionConfig
@@ -95,9 +95,18 @@ from ..training.trainer import greedy_wer, Progress as TrainProgress, summarize,
 log = logging.getLogger(__name__)
 
 
-# An LLM "repeat" reading of one held-out utterance on 2 cores (SmolLM2-135M): the fused reading's
-# search, then the repeat (make demo: 16 of them took 26 s more than the repeat alone had).
-REPEAT_S_PER_ITEM = 3.0
+# What the LLM "repeat" reading of one held-out utterance costs on 2 cores (SmolLM2-135M in bfloat16):
+# the fused reading's search, then the repeat, both growing with the utterance. Training is given
+# what is left of the budget after it, so an estimate too low overruns the budget. Measured on an idle
+# machine: 2.85 s per LJ recording (7.2 s of audio), 1.36 s per robot command (1.8 s); rounded up for
+# a run's own overheads (docs/results.md, "The LLM reading's time").
+REPEAT_S_PER_ITEM = 1.0
+REPEAT_S_PER_AUDIO_S = 0.4
+
+
+def repeat_seconds(audio_s: list[float]) -> float:
+    """Estimate what one adapter's LLM reading of utterances this long (seconds each) takes."""
+    return sum(REPEAT_S_PER_ITEM + REPEAT_S_PER_AUDIO_S * s for s in audio_s)
 
 
 # Failures that come from the input or the machine, not from a bug: the result explains them, and
@@ -324,7 +333,9 @@ class _Run:
         # LLM reading of both adapters when the run is accepted (the start's may be known already).
         n_repeat = min(cfg.repeat_items, len(holdout))
         known = self._score_cache_file(start, 'repeat', holdout[:n_repeat], keys, llm, encoder)
-        repeat_cost = REPEAT_S_PER_ITEM * n_repeat * (1 if known is not None and known.is_file() else 2)
+        frames = {ex.id: ex.n_frames for ex in examples}
+        per_adapter = repeat_seconds([frames.get(item.id, 0) / FRAMES_PER_SECOND for item in holdout[:n_repeat]])
+        repeat_cost = per_adapter * (1 if known is not None and known.is_file() else 2)
         t = time.monotonic()
         trained, result, curve = self._train(start, mix, encoder, llm, before.seconds + repeat_cost, dev_examples)
         self.timed('train', t)
