@@ -316,11 +316,13 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
         blank = float(frame_logp[t, 0])
         top_logp, top_rows = frame_logp[t, 1:].topk(min(int(config.candidates), frame_logp.shape[1] - 1))
         best_here = max(_logaddexp(*p) + language[k] for k, p in beams.items()) + float(top_logp[0])
+        head_rows = top_rows.tolist()
+        own_rows = set(head_rows)  # the head's own offers at this frame, which the LLM's need not repeat
         grown: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
         # The hypotheses that will grow at this frame need the prior after them: read those together.
         prior.prepare([(llm_ids(prefix), ahead[t]) for prefix, p in beams.items()
                        if _logaddexp(*p) + language[prefix] + float(top_logp[0]) >= best_here - config.margin
-                       and any(prefix + (row,) not in language for row in top_rows.tolist())])
+                       and any(prefix + (row,) not in language for row in head_rows)])
         for prefix, (p_blank, p_token) in beams.items():
             total = _logaddexp(p_blank, p_token)
             stay = grown[prefix]
@@ -328,11 +330,11 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
             if prefix:  # the last token held over this frame
                 stay[1] = _logaddexp(stay[1], p_token + float(frame_logp[t, 1 + prefix[-1]]))
             # (log p_head, row, already judged with its language score)
-            offered = [(logp, row, False) for logp, row in zip(top_logp.tolist(), top_rows.tolist())]
+            offered = [(logp, row, False) for logp, row in zip(top_logp.tolist(), head_rows)]
             if row_of is not None:
                 slack = total + language[prefix] - best_here + config.margin
                 offered += [(logp, row, True) for logp, row in _llm_offers(
-                    prior, llm_ids(prefix), row_of, frame_logp[t], top_rows, n_llm, floor, slack, weights, weight,
+                    prior, llm_ids(prefix), row_of, frame_logp[t], own_rows, n_llm, floor, slack, weights, weight,
                     bonus)]
             for logp, row, judged in offered:
                 if not judged and total + language[prefix] + logp < best_here - config.margin:
@@ -365,14 +367,14 @@ def prefix_beam_search(frame_logp: torch.Tensor, vocab_ids: torch.Tensor, prior:
 
 
 def _llm_offers(prior: Prior, prefix: tuple[int, ...], row_of: torch.Tensor, frame: torch.Tensor,
-                head_rows: torch.Tensor, n: int, floor: float, slack: float, weights: dict[int, float],
+                own: set[int], n: int, floor: float, slack: float, weights: dict[int, float],
                 weight: float, bonus: float) -> list[tuple[float, int]]:
     """
     Return the LLM's ``n`` likeliest next tokens after ``prefix`` as (log p_head, row) the search may try.
 
     Only where the prior after ``prefix`` has been read (a prefix past the pass budget proposes
     nothing), the head gives the token at least ``floor`` at this frame (``frame``: [1 + V] with the
-    blank first), it is not among the head's own offers, and its audio plus language score is within
+    blank first), it is not among the head's own offers (``own``), and its audio plus language score is within
     ``slack`` of the frame's best.
     """
     likeliest = prior.likeliest(prefix, n)
@@ -380,7 +382,6 @@ def _llm_offers(prior: Prior, prefix: tuple[int, ...], row_of: torch.Tensor, fra
         return []
     after = prior.after(prefix)
     offers = []
-    own = set(head_rows.tolist())
     for token in likeliest:
         row = int(row_of[token]) if token < row_of.numel() else -1
         if row < 0 or row in own:
