@@ -332,3 +332,56 @@ def test_real_fitted_window_features_agree_with_30s_window_on_speech(real: Whisp
     assert cos[speech].mean() >= 0.97, cos[speech].mean()
     assert np.percentile(cos[speech], 5) >= 0.94, np.percentile(cos[speech], 5)
     assert not np.allclose(fitted, padded, atol=1e-3), 'the two windowings should not coincide'
+
+
+# ------------------------------------------------------------------ Whisper's reading of a fitted window
+
+TB, EOT = 1000, 900  # a timestamp_begin and end-of-text id for the token-level tests
+
+
+def _ts(seconds: float) -> int:
+    return TB + round(seconds / 0.02)
+
+
+def test_window_text_ids_stops_where_the_decoder_starts_over() -> None:
+    from tinyalign_ros.encoder import window_text_ids
+
+    # one segment, then a second opened where the speech ends: only the first is read
+    looped = [_ts(0.0), 1, 2, 3, _ts(2.0), _ts(2.0), 1, 2, 3, _ts(3.9)]
+    assert window_text_ids(looped, TB, EOT, audio_s=2.2) == [1, 2, 3]
+    # a timestamp running backwards ends the reading
+    assert window_text_ids([_ts(0.0), 1, 2, _ts(1.0), _ts(0.0), 1, 2], TB, EOT, audio_s=4.0) == [1, 2]
+    # ... and so does one past the audio's end
+    assert window_text_ids([_ts(0.0), 1, _ts(1.0), _ts(1.0), 2, _ts(4.5), 3], TB, EOT, audio_s=3.0) == [1, 2]
+    # two segments inside the speech are both read; special tokens are dropped
+    two = [_ts(0.0), 1, 2, _ts(1.5), _ts(1.5), 3, 4, _ts(3.0), EOT]
+    assert window_text_ids(two, TB, EOT, audio_s=3.2) == [1, 2, 3, 4]
+
+
+def test_cut_repeat_drops_only_a_tail_that_restarts_the_reading() -> None:
+    from tinyalign_ros.encoder import cut_repeat
+
+    assert cut_repeat('Turn on the lights. Turn on the') == 'Turn on the lights.'
+    assert cut_repeat('What is 3 plus 4? What is 3 plus 4? What is') == 'What is 3 plus 4?'
+    # a sentence that uses its first words again inside keeps them
+    inside = 'The invention of movable letters may be considered as the invention of printing.'
+    assert cut_repeat(inside) == inside
+    assert cut_repeat('Stop. Stop.') == 'Stop. Stop.'  # two words: nothing to tell a loop from a command
+    assert cut_repeat('') == ''
+
+
+@pytest.mark.real
+def test_real_fitted_window_transcription_reads_a_sentence_once(real: WhisperEncoder, fox_audio: np.ndarray) -> None:
+    """
+    Auto mode's Whisper fallback: the same window the projector read, decoded with its stop rules.
+
+    Without them the decoder reads the sentence again and again until its 448-token limit.
+    """
+    import jiwer
+
+    encoding = real.encode_window(fox_audio)
+    np.testing.assert_allclose(encoding.features, real.features(fox_audio), atol=1e-4)
+    hypothesis = real.transcribe_encoded(encoding)
+    wer = jiwer.wer(_words(FOX), _words(hypothesis))
+    assert wer <= 0.45, f'{hypothesis!r}: WER {wer:.3f}'
+    assert len(hypothesis.split()) <= 2 * len(FOX.split()), hypothesis
