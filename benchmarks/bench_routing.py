@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                 margins.append(confidence(pipeline.projector, feats).margin)
                 n = len(text.split())
                 aligned_err.append(wer([text], [heard_by_aligned(pipeline, audio)]) * n)
-                cascade_err.append(wer([text], [pipeline.encoder.transcribe(audio)]) * n)
+                fallback = pipeline.encoder.transcribe_encoded(pipeline.encoder.encode_window(audio))  # auto's Whisper
+                cascade_err.append(wer([text], [fallback]) * n)
         threshold, numbers = learn_threshold(margins, aligned_err, cascade_err)
         pipeline.set_route_threshold(threshold)
         print(f'threshold {threshold:.3f} learned on {len(margins)} dev utterances: {numbers}', file=sys.stderr)

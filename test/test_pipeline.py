@@ -28,6 +28,7 @@ import math
 from pathlib import Path
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -333,7 +334,19 @@ def test_auto_answers_from_the_audio_when_the_head_is_sure(encoder: WhisperEncod
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = Pipeline(encoder, llm, one_token(encoder, llm), generation=GEN, adapter_id='sure', route_threshold=0.5)
     heard = []
-    monkeypatch.setattr(pipe.encoder, 'transcribe', lambda audio, **_: heard.append(1) or 'turn left')
+    n_frames = encoder.features(speech).shape[0]
+
+    def second_pass(audio: np.ndarray, **_: object) -> str:
+        raise AssertionError('auto mode encoded the utterance a second time')
+
+    def from_window(encoding: Any, **_: object) -> str:
+        assert encoding.features.shape[0] == n_frames
+        assert encoding.full.shape[0] >= encoding.features.shape[0]
+        heard.append(1)
+        return 'turn left'
+
+    monkeypatch.setattr(pipe.encoder, 'transcribe', second_pass)
+    monkeypatch.setattr(pipe.encoder, 'transcribe_encoded', from_window)
     response = pipe.respond(speech, mode='auto')
     assert response.mode == 'aligned' and response.n_audio_tokens == 1 and heard == []  # Whisper never ran
     assert response.extra['requested'] == 'auto' and response.extra['confidence'] > 0.5
@@ -342,8 +355,11 @@ def test_auto_answers_from_the_audio_when_the_head_is_sure(encoder: WhisperEncod
     assert response.text == pipe.respond(speech, mode='aligned').text  # the same answer as aligned mode
 
     pipe.set_route_threshold(1.2)  # no reading is that sure: every utterance goes to Whisper
+    calls = encoder.encode_calls
     response = pipe.respond(speech, mode='auto')
     assert response.mode == 'cascade' and response.transcript == 'turn left' and heard == [1]
+    assert encoder.encode_calls == calls + 1  # Whisper read the window the projector's features came from
+    assert response.extra['whisper_window'] == 'fitted'
     assert response.extra['confidence'] < 1.2 and response.adapter_id is None
     check_latency(response)
 
@@ -353,8 +369,9 @@ def test_auto_sends_what_the_projector_did_not_hear_to_whisper(encoder: WhisperE
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = Pipeline(encoder, llm, silent(encoder, llm), generation=GEN, adapter_id='deaf')
     monkeypatch.setattr(pipe.encoder, 'transcribe', lambda audio, **_: 'turn left')
+    monkeypatch.setattr(pipe.encoder, 'transcribe_encoded', lambda encoding, **_: 'turn left')
     response = pipe.respond(speech, mode='auto')
-    assert response.mode == 'cascade' and response.extra['confidence'] == 0.0
+    assert response.mode == 'cascade' and response.extra['confidence'] == 0.0 and response.transcript == 'turn left'
     no_adapter = Pipeline(encoder, llm, None, generation=GEN)
     assert no_adapter.respond(speech, mode='auto').mode == 'cascade'
 

@@ -19,9 +19,13 @@ Aligned mode runs encoder -> projector -> LLM (the projected audio is injected b
 instruction text); cascade mode runs Whisper transcription -> the same LLM and prompt with the
 transcript in place of the audio. Auto mode decides per utterance: the aligned path answers when its
 token head is sure enough of what it heard (:mod:`tinyalign_ros.routing`; the threshold is learned
-per operator at personalization time), else Whisper transcribes. Every response says which path
-answered and where the time went, so a robot engineer can see whether the encoder, the projector or
-the LLM is the bottleneck.
+per operator at personalization time), else Whisper transcribes. Both paths of auto mode share one
+encoder pass over the utterance's fitted window: Whisper's decoder reads that window's output
+(:meth:`WhisperEncoder.transcribe_encoded`) rather than a second, 30 s encoding, which is what lets
+an unsure utterance fall back without paying the cascade's whole encoder (on the CPU; elsewhere
+Whisper still encodes its 30 s window). Every response says which path answered and where the
+time went, so a robot engineer can see whether the encoder, the projector or the LLM is the
+bottleneck.
 """
 
 from __future__ import annotations
@@ -190,12 +194,16 @@ class Pipeline:
         extra: dict[str, Any] = {}
         path = mode
         features = None
+        encoding = None
         if mode == 'auto':
             if projector is None:  # nothing to route to but Whisper
                 path = 'cascade'
                 extra = {'requested': 'auto', 'confidence': None, 'threshold': threshold}
             else:
-                features = self.encoder.features(audio)
+                # One encoder pass serves both paths: the projector reads its features and, when
+                # it is unsure, Whisper's decoder reads the same window (module docstring).
+                encoding = self.encoder.encode_window(audio)
+                features = encoding.features
                 sure = confidence(projector, features)
                 path = 'aligned' if sure.margin >= threshold else 'cascade'
                 extra = {'requested': 'auto', 'confidence': round(sure.margin, 4), 'threshold': threshold,
@@ -211,7 +219,11 @@ class Pipeline:
             n_audio = int(embeds.shape[0])
             inputs = self.llm.build_inputs(embeds, prompt) if n_audio else None
         else:
-            transcript = self.encoder.transcribe(audio)
+            if encoding is not None and self.encoder.device == 'cpu':
+                transcript = self.encoder.transcribe_encoded(encoding)
+                extra['whisper_window'] = 'fitted'
+            else:
+                transcript = self.encoder.transcribe(audio)
             t_encoded = time.perf_counter()
             inputs = self.llm.build_text_inputs(transcript, prompt) if transcript.strip() else None
         t_projected = time.perf_counter()
