@@ -18,6 +18,7 @@ Regenerate every benchmark result in docs/benchmarks (JSON) and its plot (PNG) i
     make bench            # or: .venv/bin/python benchmarks/run_all.py [--skip-large] [--only train_cost]
     .venv/bin/python benchmarks/run_all.py --only memory     # peak RSS and the Jetson memory table
     .venv/bin/python benchmarks/run_all.py --only latency    # first token / total, aligned vs cascade
+    .venv/bin/python benchmarks/run_all.py --only whisper_window   # auto's Whisper: fitted vs 30 s window
 
 The GPU table (docs/benchmarks/train_cost_gpu.json) comes from a GPU machine, where neither Whisper
 nor espeak-ng is needed: save the inputs here with `python -m tinyalign_ros.training.bench --save-inputs F`,
@@ -83,6 +84,33 @@ def run_latency(repeats: int) -> None:
 
 def run_routing() -> None:
     subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_routing.py'), '--out', str(OUT / 'routing.json')], check=True)
+
+
+def run_whisper_window(data: Path) -> None:
+    subprocess.run([PY, str(ROOT / 'benchmarks' / 'bench_whisper_window.py'), '--data', str(data),
+                    '--json-out', str(OUT / 'whisper_window.json')], check=True)
+
+
+def plot_whisper_window(plt: Any) -> None:
+    """Word error rate and mean time of Whisper's reading from the 30 s window and from the fitted one, per set."""
+    path = OUT / 'whisper_window.json'
+    if not path.is_file():
+        return
+    rows = json.loads(path.read_text())['rows']
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    xs = range(len(rows))
+    labels = [r['set'].split(',')[0] for r in rows]
+    for ax, key, title in zip(axes, ('wer', 'mean_ms'), ('word error rate', 'mean time per utterance (ms)')):
+        ax.bar([x - 0.2 for x in xs], [r[f'{key}_30s_window'] for r in rows], width=0.4, label='30 s window (cascade)')
+        ax.bar([x + 0.2 for x in xs], [r[f'{key}_fitted_window'] for r in rows], width=0.4,
+               label='fitted window (auto)')
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / 'whisper_window.png', dpi=120)
+    plt.close(fig)
 
 
 def plot_routing(plt: Any) -> None:
@@ -207,6 +235,7 @@ def plot() -> None:
     plot_memory(plt)
     plot_latency(plt)
     plot_routing(plt)
+    plot_whisper_window(plt)
 
 
 def main() -> int:
@@ -214,7 +243,8 @@ def main() -> int:
     parser.add_argument('--data', type=Path, default=ROOT.parent / 'shared' / 'data')
     parser.add_argument('--skip-large', action='store_true', help='only the embedded LLM in the cost benchmark')
     parser.add_argument('--plots-only', action='store_true')
-    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head', 'memory', 'latency', 'routing'],
+    parser.add_argument('--only', choices=['encoder', 'train_cost', 'head', 'memory', 'latency', 'routing',
+                                           'whisper_window'],
                         help='run one benchmark')
     parser.add_argument('--latency-repeats', type=int, default=5, help='answers per length and mode')
     args = parser.parse_args()
@@ -233,6 +263,8 @@ def main() -> int:
             run_latency(args.latency_repeats)
         if args.only in (None, 'routing'):
             run_routing()
+        if args.only in (None, 'whisper_window'):
+            run_whisper_window(args.data)
     plot()
     return 0
 
