@@ -26,8 +26,9 @@ that number, learned per operator from held-out speech (:func:`learn_threshold`)
 utterance. Only the projector's logits are needed (``projector(x, lengths).logits``), so the
 decision costs one projector pass that the aligned path makes anyway. An utterance sent to Whisper
 is decoded from the same fitted-window encoder pass (:meth:`WhisperEncoder.transcribe_encoded`), so
-the decision does not add a second encoding to the fallback; the errors a threshold is learned
-from are that reading's.
+the decision does not add a second encoding to the fallback. benchmarks/bench_routing.py learns its
+threshold from that reading's errors; a personalization, from the cascade's 30 s reading, which it
+has read already for its gate.
 """
 
 from __future__ import annotations

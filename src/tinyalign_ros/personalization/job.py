@@ -646,7 +646,7 @@ class _Run:
         Per held-out utterance: the aligned path's confidence and which path read it with fewer
         word errors. Whisper's errors are the cascade's (30 s window), already read for the gate, as
         a stand-in for the fitted-window reading ``auto`` falls back to: reading that one too cost a
-        first run about 5 s of its training budget, and it reads short utterances at least as well
+        first LJ run 3.7 s of its training budget, and it reads short utterances at least as well
         (docs/results.md, "auto mode reads Whisper from the fitted window").
         """
         margins, aligned, cascade = [], [], []
