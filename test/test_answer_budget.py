@@ -59,6 +59,8 @@ def test_the_budget_follows_what_each_mode_heard(encoder: WhisperEncoder, llm: L
     monkeypatch.setattr(llm, 'generate', recording_generate)
     # The tiny random Whisper transcribes nothing; the cascade's budget is about the words it hears.
     monkeypatch.setattr(encoder, 'transcribe', lambda audio: 'Please turn left at the door and stop.')
+    # ... and so does auto mode's reading of the fitted window
+    monkeypatch.setattr(encoder, 'transcribe_encoded', lambda encoding: 'Please turn left at the door and stop.')
     aligned = pipeline.respond(speech, mode='aligned')
     cascade = pipeline.respond(speech, mode='cascade')
     assert aligned.n_audio_tokens > 0 and cascade.transcript
