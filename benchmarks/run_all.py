@@ -37,6 +37,7 @@ from pathlib import Path
 import subprocess
 import sys
 import tempfile
+import textwrap
 from typing import Any
 
 from tinyalign_ros.durable import write_json
@@ -99,7 +100,7 @@ def plot_whisper_window(plt: Any) -> None:
     rows = json.loads(path.read_text())['rows']
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     xs = range(len(rows))
-    labels = [r['set'].split(',')[0] for r in rows]
+    labels = ['\n'.join(textwrap.wrap(r['set'].split(',')[0], 16)) for r in rows]
     for ax, key, title in zip(axes, ('wer', 'mean_ms'), ('word error rate', 'mean time per utterance (ms)')):
         ax.bar([x - 0.2 for x in xs], [r[f'{key}_30s_window'] for r in rows], width=0.4, label='30 s window (cascade)')
         ax.bar([x + 0.2 for x in xs], [r[f'{key}_fitted_window'] for r in rows], width=0.4,
