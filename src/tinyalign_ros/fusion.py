@@ -84,7 +84,9 @@ class FusionConfig:
     margin: float = 5.0  # beam: a hypothesis this far below the frame's best is not extended
     # beam: LLM passes one reading may take (the first reads the greedy reading); past them an unread
     # prefix gets a flat prior (Prior.read_along). A spoken question takes fewer; bounds a long one's cost.
-    prior_passes: int = 16
+    # 32, not 16: the real recordings (2-10 s) ran out at 16 and read worse under the flat prior
+    # (docs/results.md, "The search's limits").
+    prior_passes: int = 32
     # beam: the LLM's own most likely next tokens compete too, scored by what the head gives them at the
     # frame, so a word the head ranks too low to offer ("spider" after "How many legs does a", rank 73
     # of 49,152) can still win on the audio plus the prior. 0 = the head's candidates only. Chosen on the
