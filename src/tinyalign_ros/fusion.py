@@ -31,8 +31,10 @@ reading's score is ``log p_projector + weight * log p_llm``. Two searches use it
 - ``lattice``: the greedy CTC collapse fixes the positions, and per position the LLM re-ranks the
   head's k best tokens teacher-forced on the hypothesis so far (two passes).
 
-The injected embeddings stay mixes of the LLM's own rows at each token's frame, weighted by the
-fused scores, so the answer is still generated from projected audio, not from a transcript.
+The injected embeddings are mixes of the adapter's ``top_k`` rows of the LLM's own table at each
+token's frame, weighted by the fused scores. The shipped adapter sets ``top_k`` 1: the row of the
+token read, which the LLM repeats more faithfully than a mix of two (docs/results.md, "The search's
+limits").
 
 Cost: the prompt's keys and values are computed once per prompt. The beam search first reads the
 greedy reading in one pass; the hypotheses that grow at a frame and are not yet known are read
