@@ -66,3 +66,18 @@ def test_the_aligned_answer_uses_the_projected_speech(pipeline: Pipeline, shared
     response = pipeline.respond(audio, generation=GenerationConfig(max_new_tokens=8))
     assert response.mode == 'aligned' and response.text.strip()
     assert response.latency_ms['project'] > 0
+
+
+def test_the_shipped_adapter_injects_the_llms_own_row_of_each_token_read(pipeline: Pipeline,
+                                                                         shared_data: Path) -> None:
+    import torch
+    from tinyalign_ros.audio import load_audio
+
+    features = pipeline.encoder.features(load_audio(shared_data / 'ljspeech' / 'wavs' / 'LJ001-0009.wav'))
+    ids, embeds = pipeline.read(pipeline.projector, features)
+    assert len(ids) > 5 and embeds.shape[0] == len(ids)
+    # top_k 1: the LLM repeated real recordings more faithfully from the row read than from a mix of
+    # the two best rows (docs/results.md, "The search's limits").
+    assert pipeline.projector.config.top_k == 1
+    rows = pipeline.llm.embed_ids(ids).float().to(embeds.device)
+    torch.testing.assert_close(embeds.float(), rows)
