@@ -131,12 +131,17 @@ def _worker(rank: int, world: int, port: int, folder: str, out: str, jobs: dict[
     os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR='127.0.0.1',
                       MASTER_PORT=str(port))
     dist = from_env('cpu', timeout_s=120.0)
+    finished = False
     try:
         for name, (config, validate) in jobs.items():
             (Path(out) / name).mkdir(parents=True, exist_ok=True)
             _run(Path(folder), Path(out) / name, TrainConfig(**config), dist, validate)
+        finished = True
     finally:
-        shutdown(dist)
+        shutdown(dist, finished)
+    # Every result is on disk: leave without interpreter finalization, where torch's gloo threads
+    # have aborted a finished rank (rarely, under load) after the group was already destroyed.
+    os._exit(0)
 
 
 def _free_port() -> int:

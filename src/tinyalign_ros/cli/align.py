@@ -61,6 +61,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     train_config = TrainConfig.from_dict(train_dict)
     # Under torchrun this joins the process group (WORLD_SIZE is set); otherwise it does nothing.
     dist = from_env(train_config.device)
+    finished = False
     try:
         resolve_train_device(train_config.device, dist.local_rank)  # refuse a missing GPU before loading models
         bound_heap()  # a long run of differently sized batches: keep the heap from creeping up
@@ -81,8 +82,9 @@ def cmd_align(args: argparse.Namespace) -> int:
         meta = align(Path(args.text), work, Path(args.out), encoder, llm, recipe, train_config, projector_config,
                      real_data=Path(args.real) if args.real else None, log=log, progress=not args.json,
                      init=args.init, dist=dist)
+        finished = True
     finally:
-        shutdown(dist)
+        shutdown(dist, finished)
     if not dist.is_main:
         return 0  # rank 0 reports for the whole run
     summary = {'adapter': str(args.out), 'metrics': meta['metrics'], 'seconds': meta['seconds'],

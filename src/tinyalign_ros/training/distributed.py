@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import datetime
+import gc
 import os
 from typing import Any
 
@@ -127,7 +128,22 @@ def from_env(device: str = 'cpu', timeout_s: float = 1800.0) -> Dist:
                 backend=dist.get_backend())
 
 
-def shutdown(context: Dist) -> None:
-    """Leave the process group (each rank, at the end of a run); no-op for one process."""
-    if context.enabled and dist.is_initialized():
+def shutdown(context: Dist, finished: bool = True) -> None:
+    """
+    Leave the process group (each rank, at the end of a run); no-op for one process.
+
+    After a finished run the barrier keeps a rank from tearing its group down while a peer is still
+    writing, and the collection drops the DDP wrappers (and the work they hold) while the group
+    still exists: gloo work destroyed later, during interpreter shutdown, can abort a rank that
+    succeeded (SIGABRT, "terminate called without an active exception"). A rank that failed
+    (``finished=False``) skips the barrier: its peers may be inside another collective, and leaving
+    at once is what makes theirs fail fast instead of waiting out the timeout.
+    """
+    if not (context.enabled and dist.is_initialized()):
+        return
+    try:
+        if finished:
+            dist.barrier()
+    finally:
+        gc.collect()
         dist.destroy_process_group()
