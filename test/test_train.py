@@ -37,7 +37,7 @@ from tinyalign_ros.training.config import Cancelled, TrainConfig, TrainError
 from tinyalign_ros.training.examples import (build_vocab, cached, encode_examples, Example, index_examples, load_batch,
                                              prepare_examples, target_text)
 from tinyalign_ros.training.objectives import ctc_loss, sample_head_rows
-from tinyalign_ros.training.trainer import Progress, summarize, train
+from tinyalign_ros.training.trainer import make_optimizer, Progress, summarize, train
 import torch
 
 TRAIN_TEXTS = ('Turn left at the door.', 'Bring me the red cup.', 'The robot stops.', 'Please move forward.')
@@ -449,3 +449,25 @@ def test_bound_heap_returns_freed_batches_to_the_os() -> None:
                                     text=True).stdout) for mode in ('default', 'bounded')}
     # 100 of the 200 blocks (200 MB) were freed; bounded, their pages go back to the OS.
     assert rss['bounded'] < rss['default'] - 100, rss
+
+
+def test_the_optimizer_is_fused_for_float32_weights_and_computes_the_plain_update() -> None:
+    torch.manual_seed(0)
+    fused_net, plain_net = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    plain_net.load_state_dict(fused_net.state_dict())
+    start = fused_net.weight.detach().clone()
+    fused = make_optimizer(list(fused_net.parameters()), 1e-2, 0.01)
+    plain = torch.optim.AdamW(plain_net.parameters(), lr=1e-2, weight_decay=0.01)
+    assert fused.defaults['fused'] and not plain.defaults['fused']
+    x = torch.randn(5, 6)
+    for _ in range(3):
+        for net, optim in ((fused_net, fused), (plain_net, plain)):
+            optim.zero_grad()
+            net(x).square().sum().backward()
+            optim.step()
+    for a, b in zip(fused_net.parameters(), plain_net.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert (fused_net.weight - start).abs().max() > 1e-3  # the steps moved the weights
+    # Half-precision weights (LoRA on a bfloat16 LLM) take the plain loop.
+    half = make_optimizer([torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))], 1e-2, 0.0)
+    assert not half.defaults['fused']

@@ -43,6 +43,7 @@ import torch
 from .config import TrainConfig
 from .examples import Example, target_text
 from .objectives import ce_loss, ctc_loss
+from .trainer import make_optimizer
 from ..adapter import read_metadata
 from ..evaluate import REPEAT_PROMPT
 from ..memory import peak_rss_mb
@@ -175,7 +176,7 @@ def time_objectives(model: Any, inputs: BenchInputs, name: str, batch_size: int 
         x[i, : f.shape[0]] = torch.from_numpy(f)
     x = x.to(device)
     examples = [ex for _, ex in batch]
-    optim = torch.optim.AdamW(projector.parameters(), lr=1e-4)
+    optim = make_optimizer(list(projector.parameters()), 1e-4, TrainConfig().weight_decay)
     generator = torch.Generator().manual_seed(0)
     sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
 

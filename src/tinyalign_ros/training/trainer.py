@@ -102,6 +102,21 @@ def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """
+    Return the AdamW every training run uses: the fused kernel where all parameters allow it.
+
+    The fused step updates all tensors in one kernel instead of a Python loop of small operations:
+    with the shipped projector it is 2.5 ms of a 70 ms CPU step instead of 7 ms (docs/results.md,
+    "Training cost"). It needs float32 parameters on the CPU or a CUDA device; anything else (LoRA
+    on a half-precision LLM, say) takes the plain loop, which computes the same update.
+    """
+    params = list(params)
+    fused = bool(params) and all(p.dtype == torch.float32 and p.device.type in ('cpu', 'cuda') for p in params) \
+        and len({p.device for p in params}) == 1
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+
+
 def anchor_penalty(projector: Projector, start: dict[str, torch.Tensor]) -> torch.Tensor:
     """
     Compute L2-SP: each trainable tensor's mean squared distance from its start, summed.
@@ -185,7 +200,7 @@ def train(projector: Projector, examples: Sequence[Example], encoder: WhisperEnc
     if dist.enabled:
         forward = _Replica(projector, device, config.objective)
     params = [p for p in projector.parameters() if p.requires_grad] + lora_params
-    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optim = make_optimizer(params, config.lr, config.weight_decay)
     anchor_start = ({name: p.detach().clone() for name, p in projector.named_parameters() if p.requires_grad}
                     if config.anchor > 0 else {})
     pad_id = llm.tokenizer.pad_token_id if llm.tokenizer.pad_token_id is not None else 0
