@@ -428,6 +428,24 @@ def test_personalization_trains_on_the_llms_device(tmp_path: Path) -> None:
         assert (train_config.device, train_config.dtype) == (expected, 'bfloat16')
 
 
+def test_remembered_scores_are_keyed_by_the_llms_precision(models: Models, tmp_path: Path) -> None:
+    """A float32 and a bfloat16 LLM share their weights' identity but read differently: never share scores."""
+    from tinyalign_ros.data import Item
+
+    job = PersonalizationJob(models, AdapterStore(tmp_path / 'store'), PersonalizeConfig(work_dir=tmp_path))
+    run = pz_job._Run(job, PersonalizeRequest(operator_id='ann', source=SOURCE_FOLDER), Reporter(lambda _p: None),
+                      threading.Event())
+    items = [Item('u1', 'u1.wav', 'Hello there.')]
+    paths = {}
+    for precision in (torch.float32, torch.bfloat16, torch.float32):
+        llm = copy.copy(models.llm)
+        llm.dtype = precision
+        paths.setdefault(precision, set()).add(
+            run._score_cache_file(models.projector, 'repeat', items, {'u1': 'k1'}, llm, models.encoder))
+    assert len(paths[torch.float32]) == 1 and len(paths[torch.bfloat16]) == 1
+    assert paths[torch.float32] != paths[torch.bfloat16]
+
+
 def test_the_job_offers_the_enrollment_prompts(models: Models, tmp_path: Path) -> None:
     """The node's backend hands out the job: the prompts are reachable from it and from the module."""
     job = PersonalizationJob(models, AdapterStore(tmp_path / 'store'), PersonalizeConfig(work_dir=tmp_path))

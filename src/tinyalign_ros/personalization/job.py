@@ -532,12 +532,19 @@ class _Run:
 
     def _score_cache_file(self, projector: Projector, reading: str, items: list[Item], keys: dict[str, str],
                           llm: Any, encoder: WhisperEncoder) -> Path | None:
-        """Where one adapter's scores on exactly these utterances are remembered (None: no cache)."""
+        """
+        Where one adapter's scores on exactly these utterances are remembered (None: no cache).
+
+        The LLM's precision is part of the key: its identity names the weights, which are the same
+        for a float32 and a bfloat16 run, but the readings differ (the LJ case's LLM repeat read
+        0.676 in float32 and 0.747 in bfloat16).
+        """
         if not self.config.score_cache or not items:
             return None
         h = hashlib.sha256()
-        h.update(json.dumps([reading, READINGS_VERSION, repr(self.fusion), str(llm.identity), str(encoder.identity)],
-                            sort_keys=True, default=str).encode())
+        precision = str(getattr(llm, 'dtype', ''))
+        h.update(json.dumps([reading, READINGS_VERSION, repr(self.fusion), str(llm.identity), precision,
+                             str(encoder.identity)], sort_keys=True, default=str).encode())
         for item in items:
             h.update(f'{keys.get(item.id, item.id)}|{item.text}\n'.encode())
         return self.job.work_dir / 'scores' / f'{projector_digest(projector)}-{h.hexdigest()[:24]}.json'
