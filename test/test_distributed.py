@@ -243,6 +243,34 @@ def test_without_torchrun_there_is_no_process_group(monkeypatch: pytest.MonkeyPa
     assert [Dist(rank=r, world_size=3).shard(7) for r in range(3)] == [slice(0, 3), slice(3, 5), slice(5, 7)]
 
 
+def test_a_finished_rank_waits_for_its_peers_before_leaving_and_a_failed_one_leaves_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.distributed as torch_dist
+
+    calls: list[str] = []
+    monkeypatch.setattr(torch_dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(torch_dist, 'barrier', lambda: calls.append('barrier'))
+    monkeypatch.setattr(torch_dist, 'destroy_process_group', lambda: calls.append('destroy'))
+    two = Dist(rank=1, world_size=2, backend='gloo')
+    shutdown(two)
+    assert calls == ['barrier', 'destroy']
+    calls.clear()
+    shutdown(two, finished=False)  # its peers may be in another collective: no barrier to wait out
+    assert calls == ['destroy']
+
+    def lost_peer() -> None:
+        raise RuntimeError('connection closed by peer')
+
+    calls.clear()
+    monkeypatch.setattr(torch_dist, 'barrier', lost_peer)
+    with pytest.raises(RuntimeError, match='closed by peer'):
+        shutdown(two)
+    assert calls == ['destroy']  # the group is left even when the barrier fails
+    calls.clear()
+    shutdown(Dist())  # one process: nothing to leave
+    assert calls == []
+
+
 def test_device_and_dtype_settings() -> None:
     assert TrainConfig().device == 'cpu' and TrainConfig().dtype == 'float32'
     assert resolve_train_device('cpu') == torch.device('cpu')
