@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 import threading
 import time
+from typing import Any
 
 import pytest
 import soundfile as sf
@@ -471,3 +472,16 @@ def test_the_optimizer_is_fused_for_float32_weights_and_computes_the_plain_updat
     # Half-precision weights (LoRA on a bfloat16 LLM) take the plain loop.
     half = make_optimizer([torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))], 1e-2, 0.0)
     assert not half.defaults['fused']
+
+
+def test_a_torch_without_the_fused_kernel_gets_the_plain_optimizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = torch.optim.AdamW
+
+    def old_torch(params: Any, **kwargs: Any) -> torch.optim.AdamW:
+        if kwargs.get('fused'):
+            raise RuntimeError('`fused=True` requires all the params to be CUDA tensors')
+        return real(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, 'AdamW', old_torch)
+    optim = make_optimizer(list(torch.nn.Linear(2, 2).parameters()), 1e-2, 0.01)
+    assert isinstance(optim, real) and not optim.defaults['fused'] and optim.defaults['weight_decay'] == 0.01

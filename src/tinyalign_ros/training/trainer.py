@@ -109,12 +109,18 @@ def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float, weight_decay
     The fused step updates all tensors in one kernel instead of a Python loop of small operations:
     with the shipped projector it is 2.5 ms of a 70 ms CPU step instead of 7 ms (docs/results.md,
     "Training cost"). It needs float32 parameters on the CPU or a CUDA device; anything else (LoRA
-    on a half-precision LLM, say) takes the plain loop, which computes the same update.
+    on a half-precision LLM, say) takes the plain loop, which computes the same update, and so does
+    a torch older than 2.4 (a robot's vendor build), whose fused kernel is CUDA-only.
     """
     params = list(params)
     fused = bool(params) and all(p.dtype == torch.float32 and p.device.type in ('cpu', 'cuda') for p in params) \
         and len({p.device for p in params}) == 1
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    if fused:
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # this torch has no fused kernel for these devices
+            pass
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def anchor_penalty(projector: Projector, start: dict[str, torch.Tensor]) -> torch.Tensor:
