@@ -176,7 +176,7 @@ def time_objectives(model: Any, inputs: BenchInputs, name: str, batch_size: int 
         x[i, : f.shape[0]] = torch.from_numpy(f)
     x = x.to(device)
     examples = [ex for _, ex in batch]
-    optim = make_optimizer(list(projector.parameters()), 1e-4, TrainConfig().weight_decay)
+    optim = make_optimizer(projector.parameters(), 1e-4, TrainConfig().weight_decay)
     generator = torch.Generator().manual_seed(0)
     sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
 

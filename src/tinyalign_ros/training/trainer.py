@@ -48,7 +48,7 @@ from pathlib import Path
 import random
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -102,15 +102,16 @@ def lr_at(step: int, config: TrainConfig, elapsed_s: float = 0.0) -> float:
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(params: Sequence[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
     """
     Return the AdamW every training run uses: the fused kernel where all parameters allow it.
 
     The fused step updates all tensors in one kernel instead of a Python loop of small operations:
     with the shipped projector it is 2.5 ms of a 70 ms CPU step instead of 7 ms (docs/results.md,
-    "Training cost"). It needs float32 parameters on the CPU or a CUDA device; anything else (LoRA
-    on a half-precision LLM, say) takes the plain loop, which computes the same update, and so does
-    a torch older than 2.4 (a robot's vendor build), whose fused kernel is CUDA-only.
+    "Training cost"). It is used for float32 weights on one CPU or CUDA device, which is what the
+    projector has; anything else (LoRA on a half-precision LLM, say) takes the plain loop, which
+    computes the same update, and so does a torch older than 2.4 (a robot's vendor build), whose
+    fused kernel is CUDA-only.
     """
     params = list(params)
     fused = bool(params) and all(p.dtype == torch.float32 and p.device.type in ('cpu', 'cuda') for p in params) \
