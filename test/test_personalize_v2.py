@@ -47,7 +47,7 @@ from tinyalign_ros.personalization.config import PersonalizeConfig, PersonalizeE
 from tinyalign_ros.personalization.job import Models, PersonalizationJob
 from tinyalign_ros.personalization.progress import Reporter
 from tinyalign_ros.personalization.store import AdapterStore
-from tinyalign_ros.projector import Projector
+from tinyalign_ros.projector import build_projector, Projector, ProjectorConfig
 from tinyalign_ros.training import config as tr_config, trainer as tr
 import torch
 
@@ -303,6 +303,62 @@ def test_input_layers_only(models: Models, base: Projector, operator_data: Path,
     start = dict(pz_gate.as_saved(copy.deepcopy(base)).named_parameters())  # as an adapter file stores it
     changed = {n for n, p in trained.named_parameters() if not torch.equal(p, start[n])}
     assert changed and changed <= set(names)
+
+
+@pytest.mark.parametrize('design', ['concat_mlp', 'linear'])
+def test_the_speaker_transform_starts_as_the_identity_and_folds_into_the_first_layer(design: str) -> None:
+    torch.manual_seed(0)
+    projector = build_projector(ProjectorConfig(encoder_dim=24, llm_dim=16, type=design, reduce_factor=3))
+    projector.bind_llm(torch.randn(50, 16))
+    features, lengths = torch.randn(2, 13, 24), torch.tensor([13, 8])
+
+    def outputs() -> torch.Tensor:
+        with torch.no_grad():
+            out = projector(features, lengths)
+        return torch.cat([out.embeds, out.logits], dim=-1)
+
+    start = outputs()
+    names = pz_lora.add_speaker_transform(projector)
+    assert {n for n, p in projector.named_parameters() if p.requires_grad} == set(names)
+    assert sum(p.numel() for n, p in projector.named_parameters() if p.requires_grad) == 24 * 24 + 24
+    assert torch.allclose(outputs(), start, atol=1e-5)  # the identity at first: training starts from the base
+    with torch.no_grad():
+        for parameter in projector.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    moved = outputs()
+    assert not torch.allclose(moved, start, atol=1e-3)
+    pz_lora.merge_speaker_transform(projector)
+    assert not any(isinstance(m, pz_lora.SpeakerTransform) for m in projector.modules())
+    assert all(p.requires_grad for p in projector.parameters())
+    assert torch.allclose(outputs(), moved, atol=1e-5)  # the folded projector computes what the wrapped one did
+    assert set(projector.state_dict()) == set(build_projector(projector.config).state_dict())  # a plain projector
+
+
+def test_the_speaker_transform_refuses_a_projector_that_normalizes_its_input(base: Projector) -> None:
+    with pytest.raises(PersonalizeError, match='normalizes them first'):
+        pz_lora.add_speaker_transform(copy.deepcopy(base))
+
+
+def test_a_speaker_run_stores_a_plain_projector_that_differs_in_its_first_layer(
+        models: Models, operator_data: Path, work_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    concat = build_projector(ProjectorConfig(encoder_dim=models.encoder.d_model, llm_dim=models.llm.hidden_size,
+                                             type='concat_mlp'))
+    concat.bind_llm(models.llm.embedding_matrix)
+    _always_keep(monkeypatch)
+    job = PersonalizationJob(replace(models, projector=concat.eval(), adapter_id='tiny-concat'),
+                             AdapterStore(tmp_path / 'store'),
+                             config(work_dir, max_steps=20, method='speaker', gate_margin=0.0, canary_tolerance=10.0))
+    result = run(job, request(operator_data))
+    assert result.success and result.accepted, result.message
+    trained, meta = load_adapter(result.adapter_path, models.encoder.identity, models.llm.identity,
+                                 models.llm.embedding_matrix)
+    assert meta['training']['method'] == 'speaker' and isinstance(trained.mlp[0], torch.nn.Linear)
+    start = dict(pz_gate.as_saved(copy.deepcopy(concat)).named_parameters())
+    changed = {n for n, p in trained.named_parameters() if not torch.equal(p, start[n])}
+    assert changed == {'mlp.0.weight', 'mlp.0.bias'}
 
 
 def test_lr_candidates_are_probed_on_the_dev_split(models: Models, operator_data: Path, work_dir: Path,

@@ -30,7 +30,7 @@ from ..device import DTYPES
 from ..strict import build
 
 
-METHODS = ('projector', 'lora', 'input', 'norms')
+METHODS = ('projector', 'lora', 'input', 'norms', 'speaker')
 OBJECTIVES = ('ctc', 'ce')
 GATE_METRICS = ('wer_nearest', 'wer_repeat', 'nll_audio')
 
@@ -49,7 +49,8 @@ class PersonalizeConfig:
 
     objective: str = 'ctc'
     # 'projector' (all weights), 'lora' (peft LoRA on its linear layers), 'input' (the first layer
-    # block only) or 'norms' (biases and layer-norm gains only). On the shipped adapter the whole
+    # block only), 'norms' (biases and layer-norm gains only) or 'speaker' (one affine transform of
+    # the encoder's frames, folded into the first layer afterwards). On the shipped adapter the whole
     # projector gained more in the same budget (docs/results.md, personalization).
     method: str = 'projector'
     lora_rank: int = 8

@@ -68,7 +68,8 @@ from .api import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeR
                   SOURCE_FOLDER, SOURCE_RECORD, TrainingOptions)
 from .config import OPERATOR_AUGMENT, PersonalizeConfig, PersonalizeError
 from .gate import as_saved, decide_mode, gate, projector_digest, Scores
-from .lora import add_lora, merge_lora, train_input_layers_only, train_norms_and_biases_only
+from .lora import (add_lora, add_speaker_transform, merge_lora, merge_speaker_transform, train_input_layers_only,
+                   train_norms_and_biases_only)
 from .progress import Reporter
 from .report import PLOT_NAME, plot_run
 from .sentences import CANARY_SENTENCES, GENERAL_SENTENCES
@@ -758,10 +759,14 @@ class _Run:
             train_input_layers_only(projector)
         elif self.config.method == 'norms':
             train_norms_and_biases_only(projector)
+        elif self.config.method == 'speaker':
+            add_speaker_transform(projector)
 
     def _finish_method(self, projector: Projector) -> None:
         if self.config.method == 'lora':
             merge_lora(projector)
+        elif self.config.method == 'speaker':
+            merge_speaker_transform(projector)
         for parameter in projector.parameters():
             parameter.requires_grad_(True)
 

@@ -17,7 +17,9 @@ Training a part of the projector: LoRA adapters on its linear layers, or its inp
 
 ``PersonalizeConfig.method`` chooses: 'projector' trains every weight, 'lora' wraps the linear
 layers in peft LoRA adapters and folds them back in afterwards (the stored adapter is a plain
-projector), 'input' trains only the first block that reads the encoder's frames.
+projector), 'input' trains only the first block that reads the encoder's frames, 'norms' only the
+biases and norms, and 'speaker' one affine transform of the encoder's frames, folded into the first
+layer afterwards.
 """
 
 from __future__ import annotations
@@ -103,3 +105,84 @@ def train_norms_and_biases_only(projector: Projector) -> list[str]:
     if not names:
         raise PersonalizeError(f'projector {projector.config.type} has no biases or norms to adapt')
     return names
+
+
+class SpeakerTransform(torch.nn.Module):
+    """
+    An affine map of every encoder frame, run in front of a linear layer that reads stacked frames.
+
+    One 384 x 384 matrix and offset shared by every frame of the stack and every position: a voice
+    differs from the training voices in how the encoder reports its sounds, everywhere in the same
+    way, so a transform of the features can follow a voice while having far too few degrees of
+    freedom to memorize the operator's sentences position by position (the whole first layer has
+    20 times as many). It starts as the identity, so training starts from the base adapter's output.
+    """
+
+    def __init__(self, base: torch.nn.Linear, frame_dim: int) -> None:
+        super().__init__()
+        if base.in_features % frame_dim:
+            raise PersonalizeError(f'a layer reading {base.in_features} numbers does not read {frame_dim}-wide frames')
+        self.base = base
+        self.stack = base.in_features // frame_dim
+        self.weight = torch.nn.Parameter(torch.eye(frame_dim, dtype=base.weight.dtype, device=base.weight.device))
+        self.bias = torch.nn.Parameter(torch.zeros(frame_dim, dtype=base.weight.dtype, device=base.weight.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x.reshape(*x.shape[:-1], self.stack, -1)
+        return self.base((frames @ self.weight.T + self.bias).reshape(x.shape))
+
+    def merged(self) -> torch.nn.Linear:
+        """Return the base layer with the transform folded into its weights: the same function, one layer."""
+        with torch.no_grad():
+            w = self.base.weight.view(self.base.out_features, self.stack, -1)
+            layer = torch.nn.Linear(self.base.in_features, self.base.out_features, bias=True,
+                                    device=w.device, dtype=w.dtype)
+            layer.weight.copy_(torch.einsum('oke,ed->okd', w, self.weight).reshape_as(self.base.weight))
+            bias = self.base.bias if self.base.bias is not None else torch.zeros_like(layer.bias)
+            layer.bias.copy_(bias + torch.einsum('oke,e->o', w, self.bias))
+        return layer
+
+
+def _frame_readers(projector: Projector) -> list[str]:
+    """Names of the linear layers that read the stacked encoder frames directly (nothing in between)."""
+    readers = {'concat_mlp': ['mlp.0'], 'linear': ['out', 'blank']}.get(projector.config.type)
+    if readers is None:
+        raise PersonalizeError(f'the speaker transform needs a projector whose first layer is linear on the '
+                               f'encoder frames; {projector.config.type} normalizes them first')
+    return readers
+
+
+def add_speaker_transform(projector: Projector) -> list[str]:
+    """
+    Freeze the projector and put one trainable :class:`SpeakerTransform` in front of it.
+
+    A projector whose stack is read by several layers (the linear design's output and blank rows)
+    gets one transform object shared by all of them. Returns the trainable parameter names.
+    """
+    readers = _frame_readers(projector)
+    for parameter in projector.parameters():
+        parameter.requires_grad_(False)
+    shared: SpeakerTransform | None = None
+    for name in readers:
+        parent_name, _, child = name.rpartition('.')
+        parent = projector.get_submodule(parent_name) if parent_name else projector
+        layer = getattr(parent, child)
+        transform = SpeakerTransform(layer, projector.config.encoder_dim)
+        if shared is None:
+            shared = transform
+        else:
+            transform.weight, transform.bias = shared.weight, shared.bias
+        setattr(parent, child, transform)
+    return [name for name, parameter in projector.named_parameters() if parameter.requires_grad]
+
+
+def merge_speaker_transform(projector: Projector) -> Projector:
+    """Fold every :class:`SpeakerTransform` into the layer it wraps; the adapter is a plain projector again."""
+    for name, module in list(projector.named_modules()):
+        if isinstance(module, SpeakerTransform):
+            parent_name, _, child = name.rpartition('.')
+            parent = projector.get_submodule(parent_name) if parent_name else projector
+            setattr(parent, child, module.merged())
+    for parameter in projector.parameters():
+        parameter.requires_grad_(True)
+    return projector
