@@ -33,6 +33,7 @@ import pytest
 
 import ros_env
 from ros_env import FakeJob, FakePipeline, FakeStore, Spinner, wait_for, wait_future
+from tinyalign_ros.personalization.config import METHODS
 
 import rclpy  # noqa: E402, I100
 from action_msgs.msg import GoalStatus  # noqa: E402, I100
@@ -164,6 +165,11 @@ def test_goal_validation_reasons(ros: list[Any], tmp_path: Path, dataset: Path) 
         reason = validate_goal(goal)
         assert reason is not None and expected in reason, (expected, reason)
     assert validate_goal(s.goal()) is None
+    # The interface names every training method the engine has, and the server takes each of them.
+    constants = {name: getattr(P, name) for name in dir(P) if name.startswith('METHOD_')}
+    assert sorted(constants.values()) == sorted(METHODS)
+    for name, method in constants.items():
+        assert validate_goal(s.goal(method=method)) is None, name
     assert validate_goal(s.goal(source=P.SOURCE_FOLDER, path=str(dataset), holdout=2)) is None
     assert validate_goal(s.goal(source=P.SOURCE_ROSBAG, path=str(bag), topics=['/audio', '/text'])) is None
     # Through the action interface: rejected goals are not accepted, and no job runs.

@@ -54,6 +54,7 @@ from tinyalign_ros.personalization.api import (GOAL_CANCELED, goal_status, GOAL_
                                                PersonalizeRequest, PersonalizeResult, PHASE_RECORDING, Progress,
                                                run_in_thread, SOURCE_FOLDER, SOURCE_RECORD, SOURCE_ROSBAG,
                                                TrainingOptions)
+from tinyalign_ros.personalization.config import METHODS
 from tinyalign_ros.rosbag import is_rosbag
 from tinyalign_ros.segmenter import Utterance
 
@@ -214,9 +215,8 @@ class PersonalizeServer:
             return f'holdout ({goal.holdout}) must be smaller than the number of utterances ({max_utts})'
         if not math.isfinite(goal.gate_margin) or not 0.0 <= goal.gate_margin < 1.0:
             return f'gate_margin must be in [0, 1), got {goal.gate_margin}'
-        if goal.method not in ('', Personalize.Goal.METHOD_PROJECTOR, Personalize.Goal.METHOD_LORA,
-                               Personalize.Goal.METHOD_INPUT):
-            return f'method must be "", "projector", "lora" or "input", got {clip(goal.method)!r}'
+        if goal.method and goal.method not in METHODS:
+            return f'method must be "" or one of {", ".join(METHODS)}, got {clip(goal.method)!r}'
         if not OBJECTIVE_NAME.fullmatch(goal.objective):
             return f'objective {clip(goal.objective)!r} is not a valid name (lowercase letters, digits, _)'
         bad_ids = [i for i in goal.holdout_ids if not UTTERANCE_ID.fullmatch(i)]
