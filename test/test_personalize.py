@@ -664,7 +664,7 @@ def test_cli_personalize_and_adapters(tiny_whisper_path: Path, tiny_llm_path: Pa
     argv = ['personalize', '--operator', 'cli_op', '--data', str(operator_data), '--holdout-ids', *HOLDOUT,
             '--store', str(store), '--work-dir', str(work_dir), '--max-steps', '5', '--n-general', '4',
             '--n-canary', '3', '--repeat-items', '2', '--gate-margin', '0', '--whisper', str(tiny_whisper_path),
-            '--llm', str(tiny_llm_path), '--adapter', str(adapter), '--json']
+            '--llm', str(tiny_llm_path), '--adapter', str(adapter), '--train-dtype', 'bfloat16', '--json']
     code = main(argv)
     out = json.loads(capsys.readouterr().out)
     assert code == 0, out
@@ -675,6 +675,7 @@ def test_cli_personalize_and_adapters(tiny_whisper_path: Path, tiny_llm_path: Pa
     assert out['operator'] == 'cli_op' and out['n_train'] == 8 and out['n_holdout'] == 4
     assert out['holdout_ids'] == HOLDOUT and out['peak_rss_mb'] > 0 and out['seconds'] > 0
     assert 'wer' in out['cascade'] and out['mode'] in ('aligned', 'cascade')
+    assert out['train_dtype'] == 'bfloat16'  # the training steps' precision, apart from the LLM's
 
     # Two versions (the second forced in through the store), then list / activate / rollback.
     first = AdapterStore(store).add('cli_op', base, {}, adapter_id='manual').adapter_id

@@ -36,7 +36,8 @@ from .demo import cmd_demo, DEMO_VOICE
 from .evaluate import cmd_evaluate
 from .personalize import cmd_adapters, cmd_personalize
 from .respond import cmd_respond
-from ..personalization.config import PersonalizeConfig
+from ..device import DTYPES
+from ..personalization.config import METHODS, PersonalizeConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'is left after preparing and scoring (default 110; 0 = none)')
     p.add_argument('--max-steps', type=int, help='training step budget')
     p.add_argument('--objective', choices=['ctc', 'ce'], default='', help='ctc (default) or the conventional ce')
-    p.add_argument('--method', choices=['projector', 'lora', 'input', 'norms'], default='',
-                   help='train all projector weights (default), LoRA on them, or the input layers only')
+    p.add_argument('--method', choices=list(METHODS), default='',
+                   help='train all projector weights (default), LoRA on them, the input layers, the biases and '
+                        'norms, or one affine transform of the encoder frames')
     p.add_argument('--pseudo-label', action='store_true', help='label untranscribed speech with the cascade ASR')
     p.add_argument('--gate-margin', type=float,
                    help=f'relative improvement required (default {PersonalizeConfig.gate_margin})')
@@ -200,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'general canary utterances scored (default {PersonalizeConfig.n_canary})')
     p.add_argument('--repeat-items', type=int, help='held-out utterances scored with LLM repeat '
                                                     f'(default {PersonalizeConfig.repeat_items})')
+    p.add_argument('--train-dtype', choices=list(DTYPES),
+                   help='autocast precision of the training steps (default '
+                        f"{PersonalizeConfig.dtype}; --dtype sets the LLM's)")
     p.add_argument('--seed', type=int)
     p.add_argument('--json', action='store_true')
     model_args(p)

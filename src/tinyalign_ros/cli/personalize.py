@@ -63,6 +63,8 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     # PersonalizeConfig is the one home of the defaults: a flag overrides only when given.
     given = {name: getattr(args, name) for name in ('n_general', 'n_canary', 'lr', 'repeat_items')
              if getattr(args, name) is not None}
+    if args.train_dtype:
+        given['dtype'] = args.train_dtype
     config = PersonalizeConfig(max_total_s=total, work_dir=Path(args.work_dir) if args.work_dir else None, **given)
     job = PersonalizationJob(pipeline, store, config, log_fn=lambda _msg: None)
     holdout_ids = list(args.holdout_ids or [])
@@ -97,7 +99,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
         'adapter': result.adapter_path or None, 'adapter_id': result.adapter_id or None,
         'active_adapter': active.adapter_id if active else None, 'plot': details.get('plot'),
         'objective': args.objective or job.config.objective,
-        'method': args.method or job.config.method, 'steps': details.get('steps'),
+        'method': args.method or job.config.method, 'train_dtype': job.config.dtype, 'steps': details.get('steps'),
         'stopped_by': details.get('stopped_by'), 'durations': result.durations,
         'lr': details.get('lr'), 'best_dev_wer': details.get('best_dev_wer'), 'dev_ids': details.get('dev_ids'),
         'cache_hits': details.get('cache_hits'), 'routing': details.get('routing'), 'gate': details.get('gate'),
