@@ -42,7 +42,7 @@ from tinyalign_ros.adapter import load_adapter, read_metadata, save_adapter
 from tinyalign_ros.data import Item, write_manifest
 from tinyalign_ros.encoder import WhisperEncoder
 from tinyalign_ros.llm import LLM
-from tinyalign_ros.personalization import gate as pz_gate, job as pz_job, lora as pz_lora, progress as pz_progress
+from tinyalign_ros.personalization import gate as pz_gate, job as pz_job, methods as pz_methods, progress as pz_progress
 from tinyalign_ros.personalization import report as pz_report, sources as pz_sources
 from tinyalign_ros.personalization.api import (AdapterStore as StoreProtocol, BackendContext, CANCEL_TOO_LATE,
                                                GOAL_CANCELED, goal_status, GOAL_SUCCEEDED, Limits, load_backend,
@@ -554,7 +554,7 @@ def test_lora_merges_into_a_plain_projector(base: Projector, encoder: WhisperEnc
 
     projector = copy.deepcopy(base)
     keys = set(projector.state_dict())
-    pz_lora.add_lora(projector, rank=4)
+    pz_methods.add_lora(projector, rank=4)
     trainable = [n for n, p in projector.named_parameters() if p.requires_grad]
     assert trainable and all('lora_' in n for n in trainable)
     with torch.no_grad():
@@ -566,7 +566,7 @@ def test_lora_merges_into_a_plain_projector(base: Projector, encoder: WhisperEnc
     with torch.no_grad():
         wrapped = projector(features).logits
     projector.train(False)
-    pz_lora.merge_lora(projector)
+    pz_methods.merge_lora(projector)
     with torch.no_grad():
         merged = projector(features).logits
     assert set(projector.state_dict()) == keys

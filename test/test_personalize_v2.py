@@ -41,7 +41,7 @@ from tinyalign_ros import enrollment, routing
 from tinyalign_ros.adapter import load_adapter, read_metadata
 from tinyalign_ros.data import load_dataset
 from tinyalign_ros.encoder import WhisperEncoder
-from tinyalign_ros.personalization import config as pz_config, gate as pz_gate, job as pz_job, lora as pz_lora
+from tinyalign_ros.personalization import config as pz_config, gate as pz_gate, job as pz_job, methods as pz_methods
 from tinyalign_ros.personalization.api import PersonalizeRequest, SOURCE_FOLDER
 from tinyalign_ros.personalization.config import PersonalizeConfig, PersonalizeError
 from tinyalign_ros.personalization.job import Models, PersonalizationJob
@@ -285,7 +285,7 @@ def test_dev_split_leaves_small_sets_alone() -> None:
 def test_input_layers_only(models: Models, base: Projector, operator_data: Path, work_dir: Path,
                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     probe = copy.deepcopy(base)
-    names = pz_lora.train_input_layers_only(probe)
+    names = pz_methods.train_input_layers_only(probe)
     first = next(name for name, child in probe.named_children()
                  if any(isinstance(m, torch.nn.Linear) for m in child.modules()))
     assert names and all(n.startswith(first + '.') for n in names)
@@ -318,7 +318,7 @@ def test_the_speaker_transform_starts_as_the_identity_and_folds_into_the_first_l
         return torch.cat([out.embeds, out.logits], dim=-1)
 
     start = outputs()
-    names = pz_lora.add_speaker_transform(projector)
+    names = pz_methods.add_speaker_transform(projector)
     assert {n for n, p in projector.named_parameters() if p.requires_grad} == set(names)
     assert sum(p.numel() for n, p in projector.named_parameters() if p.requires_grad) == 24 * 24 + 24
     assert torch.allclose(outputs(), start, atol=1e-5)  # the identity at first: training starts from the base
@@ -328,8 +328,8 @@ def test_the_speaker_transform_starts_as_the_identity_and_folds_into_the_first_l
                 parameter.add_(0.1 * torch.randn_like(parameter))
     moved = outputs()
     assert not torch.allclose(moved, start, atol=1e-3)
-    pz_lora.merge_speaker_transform(projector)
-    assert not any(isinstance(m, pz_lora.SpeakerTransform) for m in projector.modules())
+    pz_methods.merge_speaker_transform(projector)
+    assert not any(isinstance(m, pz_methods.SpeakerTransform) for m in projector.modules())
     assert all(p.requires_grad for p in projector.parameters())
     assert torch.allclose(outputs(), moved, atol=1e-5)  # the folded projector computes what the wrapped one did
     assert set(projector.state_dict()) == set(build_projector(projector.config).state_dict())  # a plain projector
@@ -337,7 +337,7 @@ def test_the_speaker_transform_starts_as_the_identity_and_folds_into_the_first_l
 
 def test_the_speaker_transform_refuses_a_projector_that_normalizes_its_input(base: Projector) -> None:
     with pytest.raises(PersonalizeError, match='normalizes them first'):
-        pz_lora.add_speaker_transform(copy.deepcopy(base))
+        pz_methods.add_speaker_transform(copy.deepcopy(base))
 
 
 def test_a_speaker_run_stores_a_plain_projector_that_differs_in_its_first_layer(

@@ -22,7 +22,7 @@ A goal flows through the modules in one direction:
 - :mod:`.job`: :class:`~.job.PersonalizationJob` runs the phases, and :func:`~.job.ros_backend`
   is the factory the node loads;
 - :mod:`.config` (the run's defaults), :mod:`.sources` (folder and rosbag speech),
-  :mod:`.sentences` (general speech and the canary), :mod:`.lora` (training part of the projector),
+  :mod:`.sentences` (general speech and the canary), :mod:`.methods` (training part of the projector),
   :mod:`.gate` (keep the adapter? which mode?), :mod:`.progress` (the reports), :mod:`.report`
   (the plot): the parts of a run;
 - :mod:`.store`: where the operator's recordings and adapters end up.

@@ -41,7 +41,7 @@ progress callback and each checking the cancel flag:
 
 The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.personalization.api`
 (the backend factory is :func:`ros_backend`) and the CLI calls it directly. The phases' parts live
-beside it: :mod:`.sources` (1), :mod:`.sentences` (2), :mod:`.gate` (3, 5), :mod:`.lora` (4),
+beside it: :mod:`.sources` (1), :mod:`.sentences` (2), :mod:`.gate` (3, 5), :mod:`.methods` (4),
 :mod:`.store` and :mod:`.report` (6), :mod:`.progress` (the reports).
 """
 
@@ -68,8 +68,8 @@ from .api import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeR
                   SOURCE_FOLDER, SOURCE_RECORD, TrainingOptions)
 from .config import OPERATOR_AUGMENT, PersonalizeConfig, PersonalizeError
 from .gate import as_saved, decide_mode, gate, projector_digest, Scores
-from .lora import (add_lora, add_speaker_transform, merge_lora, merge_speaker_transform, train_input_layers_only,
-                   train_norms_and_biases_only)
+from .methods import (add_lora, add_speaker_transform, merge_lora, merge_speaker_transform, train_input_layers_only,
+                      train_norms_and_biases_only)
 from .progress import Reporter
 from .report import PLOT_NAME, plot_run
 from .sentences import CANARY_SENTENCES, GENERAL_SENTENCES

@@ -13,9 +13,9 @@
 # limitations under the License.
 
 """
-Training a part of the projector: LoRA adapters on its linear layers, or its input block alone.
+Which part of the projector a personalization run trains (``PersonalizeConfig.method``).
 
-``PersonalizeConfig.method`` chooses: 'projector' trains every weight, 'lora' wraps the linear
+'projector' trains every weight (nothing here is needed), 'lora' wraps the linear
 layers in peft LoRA adapters and folds them back in afterwards (the stored adapter is a plain
 projector), 'input' trains only the first block that reads the encoder's frames, 'norms' only the
 biases and norms, and 'speaker' one affine transform of the encoder's frames, folded into the first
@@ -111,11 +111,12 @@ class SpeakerTransform(torch.nn.Module):
     """
     An affine map of every encoder frame, run in front of a linear layer that reads stacked frames.
 
-    One 384 x 384 matrix and offset shared by every frame of the stack and every position: a voice
-    differs from the training voices in how the encoder reports its sounds, everywhere in the same
-    way, so a transform of the features can follow a voice while having far too few degrees of
-    freedom to memorize the operator's sentences position by position (the whole first layer has
-    20 times as many). It starts as the identity, so training starts from the base adapter's output.
+    One square matrix of the frame's width (384 for Whisper tiny) and an offset, shared by every
+    frame of the stack and every position: a voice differs from the training voices in how the
+    encoder reports its sounds, everywhere in the same way, so a transform of the features can
+    follow a voice with far too few degrees of freedom to memorize the operator's sentences
+    position by position (the shipped ConcatMLP's first layer has about 20 times as many). It
+    starts as the identity, so training starts from the base adapter's output.
     """
 
     def __init__(self, base: torch.nn.Linear, frame_dim: int) -> None:
