@@ -17,7 +17,7 @@ Personalization's learning and time-keeping features on the tiny models.
 
 Reproducible runs on a loaded machine, the pull toward the starting weights, remembered scores,
 the slow LLM reading only for accepted runs, augmented views and the dev split, input-layers-only
-training, the ``auto`` routing threshold and the enrollment prompts.
+and speaker-transform training, the ``auto`` routing threshold and the enrollment prompts.
 
 Fixtures (the espeak "operator", tiny models) come from test_personalize.py.
 """
@@ -335,9 +335,17 @@ def test_the_speaker_transform_starts_as_the_identity_and_folds_into_the_first_l
     assert set(projector.state_dict()) == set(build_projector(projector.config).state_dict())  # a plain projector
 
 
-def test_the_speaker_transform_refuses_a_projector_that_normalizes_its_input(base: Projector) -> None:
+def test_the_speaker_transform_refuses_a_projector_that_normalizes_its_input(
+        models: Models, base: Projector, operator_data: Path, work_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PersonalizeError, match='normalizes them first'):
         pz_methods.add_speaker_transform(copy.deepcopy(base))
+    # Through a job: a clear failure, no adapter, and the operator's recordings kept.
+    store = AdapterStore(tmp_path / 'store')
+    result = run(PersonalizationJob(models, store, config(work_dir, max_steps=5, method='speaker')),
+                 request(operator_data))
+    assert not result.success and 'normalizes them first' in result.message, result.message
+    assert not result.adapter_path and store.active('ann') is None
+    assert store.recordings('ann')
 
 
 def test_a_speaker_run_stores_a_plain_projector_that_differs_in_its_first_layer(
