@@ -344,6 +344,7 @@ def test_the_speaker_transform_refuses_a_projector_that_normalizes_its_input(
     result = run(PersonalizationJob(models, store, config(work_dir, max_steps=5, method='speaker')),
                  request(operator_data))
     assert not result.success and 'normalizes them first' in result.message, result.message
+    assert 'encoding' not in result.durations  # refused before the slow phases
     assert not result.adapter_path and store.active('ann') is None
     assert store.recordings('ann')
 

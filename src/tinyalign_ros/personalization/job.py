@@ -305,6 +305,9 @@ class _Run:
 
         train_items, holdout = self._split(items, pseudo_ids)
         self.n_train, self.n_holdout = len(train_items), len(holdout)
+        start, start_meta = self._starting_projector(encoder, llm)
+        # A method this projector cannot take fails now, not after minutes of encoding and scoring.
+        self._prepare_method(copy.deepcopy(start))
 
         t = time.monotonic()
         general, canary = self._general_sets()
@@ -324,7 +327,6 @@ class _Run:
         if not train_examples:
             raise PersonalizeError('no training utterance has a usable transcript')
 
-        start, start_meta = self._starting_projector(encoder, llm)
         t = time.monotonic()
         before = self._score(start, holdout, canary, encoder, llm, keys, 'before')
         cascade = self._cascade(holdout, encoder, keys)
