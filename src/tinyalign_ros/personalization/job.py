@@ -68,8 +68,8 @@ from .api import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeR
                   SOURCE_FOLDER, SOURCE_RECORD, TrainingOptions)
 from .config import OPERATOR_AUGMENT, PersonalizeConfig, PersonalizeError
 from .gate import as_saved, decide_mode, gate, projector_digest, Scores
-from .methods import (add_lora, add_speaker_transform, merge_lora, merge_speaker_transform, train_input_layers_only,
-                      train_norms_and_biases_only)
+from .methods import (add_lora, add_speaker_transform, check_method, merge_lora, merge_speaker_transform,
+                      train_input_layers_only, train_norms_and_biases_only)
 from .progress import Reporter
 from .report import PLOT_NAME, plot_run
 from .sentences import CANARY_SENTENCES, GENERAL_SENTENCES
@@ -306,8 +306,7 @@ class _Run:
         train_items, holdout = self._split(items, pseudo_ids)
         self.n_train, self.n_holdout = len(train_items), len(holdout)
         start, start_meta = self._starting_projector(encoder, llm)
-        # A method this projector cannot take fails now, not after minutes of encoding and scoring.
-        self._prepare_method(copy.deepcopy(start))
+        check_method(start, cfg.method)  # fails now, not after minutes of encoding and scoring
 
         t = time.monotonic()
         general, canary = self._general_sets()

@@ -57,12 +57,29 @@ def merge_lora(projector: Projector) -> Projector:
     for name, module in list(projector.named_modules()):
         if isinstance(module, LoraLayer):
             module.merge()
-            parent_name, _, child = name.rpartition('.')
-            parent = projector.get_submodule(parent_name) if parent_name else projector
-            setattr(parent, child, module.get_base_layer())
+            _swap(projector, name, module.get_base_layer())
     for parameter in projector.parameters():
         parameter.requires_grad_(True)
     return projector
+
+
+def check_method(projector: Projector, method: str) -> None:
+    """
+    Raise :class:`PersonalizeError` when ``method`` cannot train this projector; change nothing.
+
+    A run calls this before its slow phases, without copying the projector (a copy would also copy
+    the bound head table, tens of MB).
+    """
+    if method == 'speaker':
+        _frame_readers(projector)
+    elif method in ('lora', 'input') and not any(isinstance(m, torch.nn.Linear) for m in projector.modules()):
+        raise PersonalizeError(f'projector {projector.config.type} has no linear layers to adapt')
+
+
+def _swap(projector: Projector, name: str, module: torch.nn.Module) -> None:
+    """Put ``module`` where the submodule called ``name`` (dotted path) is."""
+    parent_name, _, child = name.rpartition('.')
+    setattr(projector.get_submodule(parent_name) if parent_name else projector, child, module)
 
 
 def train_input_layers_only(projector: Projector) -> list[str]:
@@ -158,22 +175,19 @@ def add_speaker_transform(projector: Projector) -> list[str]:
     Freeze the projector and put one trainable :class:`SpeakerTransform` in front of it.
 
     A projector whose stack is read by several layers (the linear design's output and blank rows)
-    gets one transform object shared by all of them. Returns the trainable parameter names.
+    gets one wrapper per layer, all sharing one matrix and offset. Returns the trainable parameter names.
     """
     readers = _frame_readers(projector)
     for parameter in projector.parameters():
         parameter.requires_grad_(False)
     shared: SpeakerTransform | None = None
     for name in readers:
-        parent_name, _, child = name.rpartition('.')
-        parent = projector.get_submodule(parent_name) if parent_name else projector
-        layer = getattr(parent, child)
-        transform = SpeakerTransform(layer, projector.config.encoder_dim)
+        transform = SpeakerTransform(projector.get_submodule(name), projector.config.encoder_dim)
         if shared is None:
             shared = transform
         else:
             transform.weight, transform.bias = shared.weight, shared.bias
-        setattr(parent, child, transform)
+        _swap(projector, name, transform)
     return [name for name, parameter in projector.named_parameters() if parameter.requires_grad]
 
 
@@ -181,9 +195,7 @@ def merge_speaker_transform(projector: Projector) -> Projector:
     """Fold every :class:`SpeakerTransform` into the layer it wraps; the adapter is a plain projector again."""
     for name, module in list(projector.named_modules()):
         if isinstance(module, SpeakerTransform):
-            parent_name, _, child = name.rpartition('.')
-            parent = projector.get_submodule(parent_name) if parent_name else projector
-            setattr(parent, child, module.merged())
+            _swap(projector, name, module.merged())
     for parameter in projector.parameters():
         parameter.requires_grad_(True)
     return projector
