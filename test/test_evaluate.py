@@ -127,6 +127,23 @@ def test_nll_readings_match_the_llm_scores(items: list[Item], encoder: WhisperEn
     assert result.metrics['nll_audio'] == pytest.approx(llm.nll(audio_inputs, target), abs=1e-4)
 
 
+def test_each_half_of_the_nll_reading_alone(items: list[Item], encoder: WhisperEncoder, llm: LLM,
+                                            projector: Projector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Personalization asks for the audio's NLL only: the text's must cost no LLM pass."""
+    both = evaluate(items[:1], encoder, llm, projector, readings=('nll',)).metrics
+    calls: list[int] = []
+    nll = llm.nll
+    monkeypatch.setattr(llm, 'nll', lambda inputs, target: calls.append(1) or nll(inputs, target))
+    audio = evaluate(items[:1], encoder, llm, projector, readings=('nll_audio',)).metrics
+    assert len(calls) == 1 and audio['nll_text'] is None
+    assert audio['nll_audio'] == pytest.approx(both['nll_audio'], abs=1e-6)
+    text = evaluate(items[:1], encoder, llm, projector, readings=('nll_text',)).metrics
+    assert len(calls) == 2 and text['nll_audio'] is None
+    assert text['nll_text'] == pytest.approx(both['nll_text'], abs=1e-6)
+    with pytest.raises(ValueError, match='unknown readings'):
+        evaluate(items[:1], encoder, llm, projector, readings=('nll_both',))
+
+
 def test_a_subset_of_readings_leaves_the_others_none(items: list[Item], encoder: WhisperEncoder, llm: LLM,
                                                      projector: Projector) -> None:
     result = evaluate(items, encoder, llm, projector, readings=('nearest',))

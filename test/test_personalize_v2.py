@@ -172,7 +172,7 @@ def test_scores_are_remembered_and_the_llm_reads_only_accepted_runs(
     assert rejected.success and not rejected.accepted, rejected.message
     assert ('repeat',) not in calls and 'wer_repeat' not in rejected.metrics_after
     first = list(calls)
-    assert first.count(('nearest', 'nll')) == 2  # the start and the trained adapter, once each
+    assert first.count(('nearest', 'nll_audio')) == 2  # the start and the trained adapter, once each
 
     # The same start, the same utterances: its readings are known, only the new adapter is measured.
     calls.clear()
@@ -181,7 +181,7 @@ def test_scores_are_remembered_and_the_llm_reads_only_accepted_runs(
     job = PersonalizationJob(models, store, config(work_dir, max_steps=300, augment_views=2))
     accepted = run(job, request(operator_data))
     assert accepted.accepted, accepted.message
-    assert calls.count(('nearest', 'nll')) == 1 and calls.count(('nearest',)) == 1
+    assert calls.count(('nearest', 'nll_audio')) == 1 and calls.count(('nearest',)) == 1
     assert calls.count(('repeat',)) == 2  # accepted: the LLM reads the start and the new adapter
     assert accepted.metrics_before['wer_nearest'] == rejected.metrics_before['wer_nearest']
     assert {'wer_repeat', 'wer_canary', 'nll_audio'} <= set(accepted.metrics_after)
@@ -192,7 +192,7 @@ def test_scores_are_remembered_and_the_llm_reads_only_accepted_runs(
     again = run(PersonalizationJob(models, store, config(work_dir, max_steps=5, gate_margin=0.99)),
                 request(operator_data))
     assert again.metrics_before['wer_nearest'] == accepted.metrics_after['wer_nearest']
-    assert calls.count(('nearest', 'nll')) == 1  # only the new, rejected one
+    assert calls.count(('nearest', 'nll_audio')) == 1  # only the new, rejected one
 
 
 def test_training_leaves_time_for_the_llm_reading_of_both_adapters(
@@ -434,6 +434,39 @@ def test_a_run_learns_and_records_the_operator_threshold(models: Models, operato
     assert numbers['auto_threshold'] == learned['threshold'] and len(learned['margins']) == len(HOLDOUT)
     assert read_metadata(result.adapter_path)['routing']['threshold'] == learned['threshold']
     assert all(0.0 <= m <= 1.0 for m in learned['margins'])
+
+
+def test_whisper_reads_only_the_first_cascade_items_held_out_utterances(
+        models: Models, operator_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large hold-out must not spend the run's budget on Whisper: the mode compares the same few."""
+    heard: list[int] = []
+    transcribe = models.encoder.transcribe
+    monkeypatch.setattr(models.encoder, 'transcribe', lambda audio: heard.append(len(audio)) or transcribe(audio))
+    store = AdapterStore(tmp_path / 'store')
+    job = PersonalizationJob(models, store, config(tmp_path / 'work', max_steps=2, cascade_items=2))
+    result = run(job, request(operator_data))
+    assert result.success, result.message
+    assert len(heard) == 2 and len(HOLDOUT) > 2
+    numbers = store.mode_numbers('ann')
+    assert numbers['n_compared'] == 2 and numbers['n_holdout'] == len(HOLDOUT)
+    assert len(job.last_run['routing']['margins']) == 2
+    # The aligned side of the comparison is the projector-alone WER of those same two utterances.
+    record = json.loads((Path(job.last_run['run_dir']) / 'run.json').read_text())['personalization']
+    rows = record['heldout_details' if result.accepted else 'heldout_details_before'][:2]
+    refs = [row['ref'] for row in rows]
+    assert numbers['aligned'] == pytest.approx(pz_job.wer(refs, [row['nearest'] for row in rows]), abs=1e-4)
+    assert numbers['mode'] == pz_gate.decide_mode(numbers['aligned'], numbers['cascade'])
+
+
+def test_no_cascade_items_leaves_the_mode_aligned(models: Models, operator_data: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.encoder, 'transcribe', lambda _audio: pytest.fail('Whisper was not to be asked'))
+    store = AdapterStore(tmp_path / 'store')
+    job = PersonalizationJob(models, store, config(tmp_path / 'work', max_steps=2, cascade_items=0))
+    result = run(job, request(operator_data))
+    assert result.success and result.mode == 'aligned', result.message
+    assert 'wer_cascade' not in result.metrics_before
+    assert job.last_run['routing']['threshold'] == routing.DEFAULT_THRESHOLD
 
 
 def test_confidence_of_a_projector(base: Projector, encoder: WhisperEncoder, speech: dict) -> None:

@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--ids', nargs='+')
     p.add_argument('--split', choices=['dev', 'test'], help='only the items of this split (set manifests)')
     p.add_argument('--limit', type=int)
-    p.add_argument('--readings', nargs='+', help='wer task: subset of nearest fused repeat repeat_text cascade nll')
+    p.add_argument('--readings', nargs='+',
+                   help='wer task: subset of nearest fused repeat repeat_text cascade nll (nll_audio or nll_text: '
+                        'one of its two halves)')
     p.add_argument('--paths', nargs='+', choices=['text', 'cascade', 'aligned'], help='qa task: paths to ask')
     p.add_argument('--details', action='store_true', help='include per-utterance outputs in the JSON')
     p.add_argument('--json', action='store_true')
@@ -202,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f'general canary utterances scored (default {PersonalizeConfig.n_canary})')
     p.add_argument('--repeat-items', type=int, help='held-out utterances scored with LLM repeat '
                                                     f'(default {PersonalizeConfig.repeat_items})')
+    p.add_argument('--cascade-items', type=int, help="held-out utterances Whisper reads for the operator's mode "
+                                                     f'(default {PersonalizeConfig.cascade_items})')
     p.add_argument('--train-dtype', choices=list(DTYPES),
                    help='autocast precision of the training steps (default '
                         f"{PersonalizeConfig.dtype}; --dtype sets the LLM's)")

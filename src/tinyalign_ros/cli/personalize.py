@@ -61,7 +61,7 @@ def cmd_personalize(args: argparse.Namespace) -> int:
     if args.max_total_seconds:
         total = max(1.0, args.max_total_seconds - age())  # start-up and model loading count too
     # PersonalizeConfig is the one home of the defaults: a flag overrides only when given.
-    given = {name: getattr(args, name) for name in ('n_general', 'n_canary', 'lr', 'repeat_items')
+    given = {name: getattr(args, name) for name in ('n_general', 'n_canary', 'lr', 'repeat_items', 'cascade_items')
              if getattr(args, name) is not None}
     if args.train_dtype:
         given['dtype'] = args.train_dtype
@@ -95,7 +95,9 @@ def cmd_personalize(args: argparse.Namespace) -> int:
         'message': result.message, 'n_train': result.n_train, 'n_holdout': result.n_holdout,
         'holdout_ids': details.get('holdout_ids', []),
         'before': _metric_block(result.metrics_before), 'after': _metric_block(result.metrics_after),
-        'cascade': {'wer': result.metrics_before.get('wer_cascade')}, 'mode': result.mode,
+        'cascade': {'wer': result.metrics_before.get('wer_cascade'),
+                    'n': details.get('mode_numbers', {}).get('n_compared'),
+                    'aligned_wer': details.get('mode_numbers', {}).get('aligned')}, 'mode': result.mode,
         'adapter': result.adapter_path or None, 'adapter_id': result.adapter_id or None,
         'active_adapter': active.adapter_id if active else None, 'plot': details.get('plot'),
         'objective': args.objective or job.config.objective,

@@ -82,6 +82,11 @@ class PersonalizeConfig:
     # Held-out utterances the LLM is asked to repeat, for the report (the gate reads the fast readings):
     # each costs about 3 s for a 7 s sentence, twice in a first run, all taken from training.
     repeat_items: int = 4
+    # Held-out utterances Whisper transcribes for the operator's mode and ``auto`` threshold (the
+    # first ones, compared with the aligned reading of the same ones). Each costs about 0.5 s in a
+    # first run: with 43 held out, transcribing all of them took 43 s of the LJ case's budget from
+    # training (docs/results.md). 0 = none: the mode stays 'aligned', the threshold its default.
+    cascade_items: int = 8
     pseudo_label: bool = False
     seed: int = 0
     work_dir: Path | None = None  # caches (features, synthesized sets, cascade transcripts, run plots)
@@ -127,8 +132,8 @@ class PersonalizeConfig:
         for name in ('max_steps', 'batch_size', 'operator_repeat', 'lora_rank'):
             if int(getattr(self, name)) < 1:
                 raise PersonalizeError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('n_general', 'n_canary', 'repeat_items', 'warmup_steps', 'train_negatives', 'augment_views',
-                     'dev_items', 'hard_negatives'):
+        for name in ('n_general', 'n_canary', 'repeat_items', 'cascade_items', 'warmup_steps', 'train_negatives',
+                     'augment_views', 'dev_items', 'hard_negatives'):
             if int(getattr(self, name)) < 0:
                 raise PersonalizeError(f'{name} must be >= 0, got {getattr(self, name)}')
         if not self.max_train_s > 0 or (self.max_total_s is not None and not self.max_total_s > 0):

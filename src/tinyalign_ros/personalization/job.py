@@ -26,7 +26,8 @@ progress callback and each checking the cancel flag:
    general canary set (both synthesized once with espeak-ng from sentences written below).
 3. ``evaluating``: score the starting adapter (the operator's active one, else the pipeline's base
    adapter) on the operator's held-out utterances (split by utterance, deterministically) and on
-   the canary; transcribe the held-out utterances with the cascade for the per-operator mode.
+   the canary; transcribe the first ``cascade_items`` held-out utterances with the cascade for the
+   per-operator mode.
 4. ``training``: fine-tune a copy of the starting projector with the LLM-free CTC objective (or the
    conventional ``ce`` one for comparison), the whole projector or LoRA adapters on its linear
    layers, on the operator's utterances mixed with general ones (so other speech is not forgotten),
@@ -35,8 +36,8 @@ progress callback and each checking the cancel flag:
    metric improves by a relative margin and the canary does not get worse by more than a
    tolerance; otherwise the previous adapter stays active and the result says why, with numbers.
 6. ``saving``: the adapter is written atomically into the store and only then made active; the
-   operator's mode ('aligned', or 'cascade' while Whisper's own transcription is better on their
-   held-out speech) is recorded with the numbers that decided it; a PNG of the training curve and
+   operator's mode ('aligned', or 'cascade' while Whisper's own transcription is better on the
+   held-out utterances it read) is recorded with the numbers that decided it; a PNG of the training curve and
    the before/after metrics is written next to the adapter.
 
 The job is ROS-free: the action server calls it through :mod:`tinyalign_ros.personalization.api`
@@ -328,7 +329,7 @@ class _Run:
 
         t = time.monotonic()
         before = self._score(start, holdout, canary, encoder, llm, keys, 'before')
-        cascade = self._cascade(holdout, encoder, keys)
+        cascade = self._cascade(holdout[: cfg.cascade_items], encoder, keys)
         self.timed('evaluating_before', t)
 
         # Scoring the new adapter costs about what the fast readings cost the first time, plus the
@@ -359,11 +360,13 @@ class _Run:
         t = time.monotonic()
         self.report('saving', message='quality gate')
         self.check()
-        chosen = metrics_after if accepted else metrics_before
         mode_metric = 'wer_nearest'
-        mode = decide_mode(chosen.get(mode_metric), cascade)
-        mode_numbers = {'aligned_metric': mode_metric, 'aligned': chosen.get(mode_metric), 'cascade': cascade,
-                        'n_holdout': len(holdout), 'auto_threshold': self.routing.get('threshold')}
+        # Whisper read only the first held-out utterances: the aligned path is judged on the same ones.
+        aligned = self._aligned_wer(after if accepted else before, holdout, len(self.cascade_hyps))
+        mode = decide_mode(aligned, cascade)
+        mode_numbers = {'aligned_metric': mode_metric, 'aligned': aligned, 'cascade': cascade,
+                        'n_holdout': len(holdout), 'n_compared': len(self.cascade_hyps),
+                        'auto_threshold': self.routing.get('threshold')}
         meta = self._metadata(start_meta, result, metrics_before, metrics_after, accepted, why, mode, mode_numbers,
                               train_items, holdout, pseudo_ids, general, canary, before, after)
         version = None
@@ -590,8 +593,8 @@ class _Run:
             self.check()
 
         self.report(when, 0.0, message=f'scoring {when}')
-        metrics, details, seconds = self._cached_evaluate(projector, holdout, ('nearest', 'nll'), encoder, llm, keys,
-                                                          progress)
+        metrics, details, seconds = self._cached_evaluate(projector, holdout, ('nearest', 'nll_audio'), encoder, llm,
+                                                          keys, progress)
         canary_wer = None
         if canary:
             scored, _rows, more = self._cached_evaluate(projector, canary, ('nearest',), encoder, llm, keys, progress)
@@ -647,6 +650,16 @@ class _Run:
         self.cascade_hyps = hyps
         return round(wer([item.text or '' for item in holdout], hyps), 4) if holdout else None
 
+    @staticmethod
+    def _aligned_wer(scores: Scores, holdout: list[Item], n: int) -> float | None:
+        """Return the projector-alone WER of the first ``n`` held-out utterances (those Whisper read too)."""
+        if n <= 0:
+            return None
+        if n >= len(holdout):
+            return scores.heldout.get('wer_nearest')
+        return round(wer([item.text or '' for item in holdout[:n]],
+                         [row.get('nearest', '') for row in scores.details[:n]]), 4)
+
     def _routing(self, projector: Projector, scores: Scores, holdout: list[Item], encoder: WhisperEncoder,
                  keys: dict[str, str]) -> dict[str, Any]:
         """
@@ -659,6 +672,7 @@ class _Run:
         (docs/results.md, "auto mode reads Whisper from the fitted window").
         """
         margins, aligned, cascade = [], [], []
+        # Only the utterances Whisper read (``cascade_items``) can say which path was better.
         for item, row, hyp in zip(holdout, scores.details, self.cascade_hyps):
             feats = encoder.cache.get(keys[item.id]) if item.id in keys else None
             if feats is None:
