@@ -147,7 +147,7 @@ def words(text: str) -> set[str]:
 
 
 def heard_by_aligned(pipeline: Pipeline, audio: np.ndarray) -> str:
-    ids = pipeline.projector.decode_ids(pipeline.encoder.features(audio))
+    ids = pipeline.projector.decode_ids(pipeline.encoder.features(audio), pipeline.llm.piece_texts)
     return pipeline.llm.tokenizer.decode(ids, skip_special_tokens=True)
 
 

@@ -169,7 +169,7 @@ def test_forced_decoding_gives_zero_wer(items: list[Item], encoder: WhisperEncod
     With one word dropped from one item it must score exactly 1 / (number of reference words).
     """
     truth = iter([llm.tokenize(item.text) for item in items])
-    monkeypatch.setattr(projector, 'decode_ids', lambda feats: next(truth))
+    monkeypatch.setattr(projector, 'decode_ids', lambda feats, pieces=None: next(truth))
     result = evaluate(items, encoder, llm, projector, readings=('nearest',))
     assert result.metrics['wer_nearest'] == 0.0
     assert [row['nearest'] for row in result.details] == list(TEXTS)
@@ -177,7 +177,7 @@ def test_forced_decoding_gives_zero_wer(items: list[Item], encoder: WhisperEncod
     n_words = sum(len(text.split()) for text in TEXTS)
     hyps = [TEXTS[0], 'Bring me the cup.', TEXTS[2]]
     truth = iter([llm.tokenize(text) for text in hyps])
-    monkeypatch.setattr(projector, 'decode_ids', lambda feats: next(truth))
+    monkeypatch.setattr(projector, 'decode_ids', lambda feats, pieces=None: next(truth))
     result = evaluate(items, encoder, llm, projector, readings=('nearest',))
     assert result.metrics['wer_nearest'] == pytest.approx(round(1 / n_words, 4))
 

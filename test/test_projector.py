@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 from tinyalign_ros.llm import LLM
 from tinyalign_ros.projector import (
-    BridgeFormer, build_projector, ConcatMLP, LinearProjector, Projector, PROJECTOR_TYPES, ProjectorConfig,
-    ProjectorConfigError, REDUCTIONS,
+    BridgeFormer, build_projector, ConcatMLP, keep_positions, LinearProjector, Projector, PROJECTOR_TYPES,
+    ProjectorConfig, ProjectorConfigError, REDUCTIONS, repeats_word_end,
 )
 import torch
 
@@ -297,6 +297,61 @@ def test_ctc_collapse_merges_repeats_and_splits_on_blank(llm: LLM) -> None:
     torch.testing.assert_close(emb, table[torch.tensor(ids)], atol=1e-4, rtol=1e-3)
     assert projector.decode_ids(frames([None] * 5)) == []
     assert projector.project(frames([None] * 5)).shape == (0, LLM_DIM)
+
+
+@pytest.mark.parametrize('previous, piece, repeats', [
+    (' fourteen', 'teen', True), (' lower', 'lower', True), (' Especially', 'ially', True),
+    (' regards', 'ARDS', True),  # case does not matter
+    ('fourteen', 'teen', False),  # the first is not a word's start
+    (' fourteen', ' teen', False),  # the second starts a word of its own
+    (' is', 's', False),  # one letter is too little to call a repeat
+    (' cat', "'s", False), (' the', 're', False), ('', 'ab', False),
+])
+def test_repeats_word_end(previous: str, piece: str, repeats: bool) -> None:
+    assert repeats_word_end(previous, piece) is repeats
+
+
+def test_keep_positions_compares_with_the_last_word_kept() -> None:
+    pieces = [' fourteen', 'teen', ' sixty', 'ty', ' the', 'teen']
+    assert keep_positions([0, 1, 2, 3, 4], pieces) == [0, 2, 4]
+    assert keep_positions([0, 1, 5, 4], pieces) == [0, 3]  # the second "teen" repeats "fourteen" too
+    assert keep_positions([4, 1], pieces) == [0, 1] and keep_positions([], pieces) == []
+
+
+def test_the_reading_drops_a_word_piece_emitted_twice(llm: LLM) -> None:
+    whole, piece, other = 50, 77, 91
+    pieces = [''] * int(llm.embedding_matrix.shape[0])
+    pieces[whole], pieces[piece], pieces[other] = ' fourteen', 'teen', ' years'
+    projector = confident_linear(llm, {0: whole, 1: piece, 2: other})
+    x = frames([0, 0, None, 1, None, 2, None, 1])  # "fourteen" "teen" "years" "teen"
+    assert projector.decode_ids(x) == [whole, piece, other, piece]  # no pieces: the plain collapse
+    assert projector.decode_ids(x, pieces) == [whole, other, piece]  # only the repeat right after the word
+    table = llm.embedding_matrix.detach()
+    torch.testing.assert_close(projector.project(x, pieces), table[torch.tensor([whole, other, piece])],
+                               atol=1e-4, rtol=1e-3)
+    assert len(projector.lattice(x, 3, pieces)) == 3
+
+
+@pytest.mark.real
+def test_the_embedded_llms_pieces_and_how_rarely_a_real_word_looks_repeated() -> None:
+    """The rule on SmolLM2's own pieces, and its cost: real words it would cut, weighted by frequency."""
+    from wordfreq import top_n_list, word_frequency
+
+    smollm = LLM(None, embeddings_only=True)
+    pieces = smollm.piece_texts
+    assert len(pieces) == smollm.embedding_matrix.shape[0]
+
+    def ids(text: str) -> list[int]:
+        return smollm.tokenize(text)
+
+    assert len(ids(' fourteen')) == 1 and len(ids('teen')) == 1
+    assert repeats_word_end(pieces[ids(' fourteen')[0]], pieces[ids('teen')[0]])
+    assert pieces[ids(' fourteen')[0]] == ' fourteen'
+    words = top_n_list('en', 50000)
+    cut = [w for w in words if len(keep_positions(ids(' ' + w), pieces)) < len(ids(' ' + w))]
+    share = sum(word_frequency(w, 'en') for w in cut) / sum(word_frequency(w, 'en') for w in words)
+    print(f'{len(cut)} of {len(words)} words would lose a piece, {share:.5%} of running text: {cut[:12]}')
+    assert share < 2e-4
 
 
 def test_blank_bias_makes_decoding_emit_fewer_tokens(llm: LLM) -> None:

@@ -53,8 +53,9 @@ READINGS = ('nearest', 'fused', 'repeat', 'repeat_text', 'cascade', 'nll')
 # audio's: the text's is the same for every adapter, and it cost 0.12 s per held-out utterance.
 NLL_PARTS = ('nll_audio', 'nll_text')
 # Changes whenever a reading's definition changes, so remembered scores of the old one are not reused
-# (2: ``repeat`` reads the injected mix, no longer the raw projected frames).
-READINGS_VERSION = 2
+# (2: ``repeat`` reads the injected mix, no longer the raw projected frames; 3: ``nearest`` drops a word
+# piece emitted twice, :func:`tinyalign_ros.projector.repeats_word_end`).
+READINGS_VERSION = 3
 
 
 @dataclass
@@ -124,7 +125,8 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
         if aligned and (nll_of_audio or any(r in readings for r in ('nearest', 'fused', 'repeat'))):
             feats = features(item) if features is not None else encoder.features(audio)
             if 'nearest' in readings:
-                row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True)
+                row['nearest'] = llm.tokenizer.decode(projector.decode_ids(feats, llm.piece_texts),
+                                                      skip_special_tokens=True)
                 hyps['nearest'].append(row['nearest'])
             read = fuse(projector, llm, feats, context, fusion, end_id) if context is not None else None
             if 'fused' in readings and read is not None:
@@ -137,7 +139,7 @@ def evaluate(items: Sequence[Item], encoder: WhisperEncoder, llm: LLM, projector
                     llm.generate(injected, repeat_generation(target), prefix_ids=prefix).text.strip()
                 hyps['repeat'].append(row['repeat'])
             if nll_of_audio:
-                embeds = projector.project(feats)
+                embeds = projector.project(feats, llm.piece_texts)
                 if embeds.shape[0]:  # a projector that hears nothing has no audio NLL
                     nll_audio.append(llm.nll(llm.build_inputs(embeds, prompt), target))
         if 'repeat_text' in readings or nll_of_text:

@@ -137,11 +137,13 @@ def fuse(projector: Projector, llm: Any, features: torch.Tensor | np.ndarray, co
     ``context_ids`` is what precedes the audio in the prompt and ``end_id`` the prompt's first token
     after it (:meth:`LLM.prompt_parts`), so the LLM judges each word where it will read it.
     """
+    # A prior without a tokenizer (only next_token_logprobs) spells no pieces: the plain collapse.
+    pieces = getattr(llm, 'piece_texts', None)
     if not config.enabled:
-        return projector.read(features)
+        return projector.read(features, pieces)
     if config.search == 'lattice':
-        return fuse_reading(projector.lattice(features, lattice_size(projector, config)), projector, llm, context_ids,
-                            config)
+        return fuse_reading(projector.lattice(features, lattice_size(projector, config), pieces), projector, llm,
+                            context_ids, config)
     return beam_read(projector, llm, features, context_ids, config, end_id)
 
 

@@ -257,7 +257,7 @@ class Pipeline:
         The projector's reading, fused with the LLM's prior when fusion is on (and the LLM can score).
         """
         if not self.fusion.enabled or self.llm.model is None:
-            return projector.read(features)
+            return projector.read(features, self.llm.piece_texts)
         context, after = self.llm.prompt_parts(prompt or self.prompt)
         return fuse(projector, self.llm, features, context, self.fusion, end_id=after[0] if after else None)
 

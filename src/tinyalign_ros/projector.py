@@ -32,7 +32,7 @@ it was trained on rather than raw projector activations.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -118,6 +118,32 @@ class Lattice:
 def greedy_emits(best: torch.Tensor) -> torch.Tensor:
     """Mark the frames where the greedy CTC collapse emits a token: not blank (row 0), not a repeat of the previous."""
     return (best != 0) & torch.cat([torch.tensor([True], device=best.device), best[1:] != best[:-1]])
+
+
+def repeats_word_end(previous: str, piece: str) -> bool:
+    """
+    Tell whether ``piece`` only repeats the end of the word ``previous`` begins ("fourteen" + "teen").
+
+    Why: CTC collapses repeats of the same token only. Over word pieces, the head sometimes emits a
+    whole word at one frame and, a few frames later, its last piece again (" regards" then "ards",
+    " lower" then "lower"), which reads as an inserted word. ``previous`` must start a word (its text
+    begins with a space) and ``piece`` must continue one (no leading space, two letters or more).
+    A real word spelled this way ("springing" as " spring" + "ing") is about one word in 10,000
+    of running English (wordfreq's 50,000 most frequent, weighted by frequency; docs/results.md).
+    """
+    if not previous.startswith(' ') or len(piece) < 2 or not piece.isalpha():
+        return False
+    return previous.strip().lower().endswith(piece.lower())
+
+
+def keep_positions(ids: Sequence[int], pieces: Sequence[str]) -> list[int]:
+    """Return the positions of a token reading to keep: all but pieces that repeat the kept word before them."""
+    keep: list[int] = []
+    for i, token in enumerate(ids):
+        if keep and repeats_word_end(pieces[ids[keep[-1]]], pieces[token]):
+            continue
+        keep.append(i)
+    return keep
 
 
 def reduce_lengths(lengths: torch.Tensor, config: ProjectorConfig) -> torch.Tensor:
@@ -270,20 +296,20 @@ class Projector(nn.Module):
 
     # -- inference ----------------------------------------------------------------------------
     @torch.no_grad()
-    def decode_ids(self, features: torch.Tensor | np.ndarray) -> list[int]:
+    def decode_ids(self, features: torch.Tensor | np.ndarray, pieces: Sequence[str] | None = None) -> list[int]:
         """Greedy CTC reading of one utterance as LLM token ids (the projector alone: ``wer_nearest``)."""
-        ids, _ = self.read(features)
+        ids, _ = self.read(features, pieces)
         return ids
 
     @torch.no_grad()
-    def project(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
+    def project(self, features: torch.Tensor | np.ndarray, pieces: Sequence[str] | None = None) -> torch.Tensor:
         """
         Compute the embeddings the aligned path injects into the LLM for one utterance, [n, llm_dim].
 
         One position per emitted token (CTC collapse), each a mix of the top-k embedding rows
         weighted by the head's probabilities; without a bound vocabulary, the raw scaled outputs.
         """
-        _, embeds = self.read(features)
+        _, embeds = self.read(features, pieces)
         return embeds
 
     @torch.no_grad()
@@ -304,16 +330,22 @@ class Projector(nn.Module):
         finally:
             self.train(was_training)
 
-    def lattice(self, features: torch.Tensor | np.ndarray, k: int | None = None) -> Lattice:
+    def lattice(self, features: torch.Tensor | np.ndarray, k: int | None = None,
+                pieces: Sequence[str] | None = None) -> Lattice:
         """
         Read one utterance as a short lattice: per emitted position, the k best tokens and their log-probs.
 
         Positions are the greedy CTC collapse (a frame whose best score is not blank and differs from
         the previous frame's); the log-probs are over tokens only, renormalized without the blank, so
         a later stage (:mod:`tinyalign_ros.fusion`) can weigh the alternatives against the LLM's prior.
+        Given ``pieces`` (each LLM token's text, :attr:`LLM.piece_texts`), a position whose best token
+        only repeats the end of the word before it is dropped (:func:`repeats_word_end`).
         """
         logits = self.frame_logits(features)
         positions = greedy_emits(logits.argmax(dim=-1)).nonzero().flatten()
+        if pieces is not None and positions.numel() > 1:
+            best = self.vocab_ids[logits[positions, 1:].argmax(dim=-1)].tolist()
+            positions = positions[keep_positions(best, pieces)]
         k = min(k or self.config.top_k, logits.shape[1] - 1)
         token_logp = logits[positions, 1:].log_softmax(dim=-1)
         top_logp, top_idx = token_logp.topk(k, dim=-1)
@@ -329,7 +361,8 @@ class Projector(nn.Module):
         return (weights.unsqueeze(-1) * table[rows.to(table.device)].float()).sum(dim=1)
 
     @torch.no_grad()
-    def read(self, features: torch.Tensor | np.ndarray) -> tuple[list[int], torch.Tensor]:
+    def read(self, features: torch.Tensor | np.ndarray,
+             pieces: Sequence[str] | None = None) -> tuple[list[int], torch.Tensor]:
         """Read one utterance once: the greedy token ids and the embeddings to inject (see :meth:`project`)."""
         if not self.is_bound:
             was_training = self.training
@@ -340,7 +373,7 @@ class Projector(nn.Module):
                 return [], out.embeds[0, :int(out.lengths[0])]
             finally:
                 self.train(was_training)
-        reading = self.lattice(features, self.config.top_k)
+        reading = self.lattice(features, self.config.top_k, pieces)
         return reading.ids[:, 0].tolist(), self.mix(reading.rows, reading.logp)
 
     def n_parameters(self) -> int:

@@ -142,7 +142,7 @@ def greedy_wer(projector: Projector, examples: Sequence[Example], encoder: Whisp
     refs, hyps = [], []
     for ex in cached(examples, encoder):
         feats = encoder.cache.get(ex.key)
-        hyps.append(llm.tokenizer.decode(projector.decode_ids(feats), skip_special_tokens=True))
+        hyps.append(llm.tokenizer.decode(projector.decode_ids(feats, llm.piece_texts), skip_special_tokens=True))
         refs.append(ex.text)
     return wer(refs, hyps) if refs else math.inf
 
