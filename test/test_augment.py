@@ -92,6 +92,22 @@ def test_never_clips_and_refuses_bad_settings() -> None:
         augment(np.zeros((2, 10), dtype=np.float32), random.Random(0))
 
 
+def test_a_lead_puts_the_recordings_own_noise_floor_before_the_speech() -> None:
+    rng = np.random.default_rng(0)
+    floor = 0.003
+    x = np.concatenate([rng.normal(0, floor, SR // 4), _tone(1.0) + rng.normal(0, floor, SR)]).astype(np.float32)
+    only_lead = AugmentConfig(p_clean=0.0, p_tempo=0.0, p_pitch=0.0, p_reverb=0.0, p_band=0.0, p_noise=0.0,
+                              p_gain=0.0, p_lead=1.0, lead_s=(0.2, 0.2))
+    y, description = augment(x, random.Random(3), only_lead)
+    assert description == 'lead0.20s' and y.size == x.size + int(0.2 * SR)
+    np.testing.assert_array_equal(y[int(0.2 * SR):], x)  # the recording itself is untouched
+    lead_rms = float(np.sqrt(np.mean(y[: int(0.2 * SR)] ** 2)))
+    assert 0.5 * floor < lead_rms < 1.5 * floor  # as loud as the floor, far below the speech
+    assert AugmentConfig().p_lead == 0.0  # off for the base corpus
+    with pytest.raises(ValueError, match='lead_s'):
+        AugmentConfig(lead_s=(-0.1, 0.2))
+
+
 def test_a_pitch_shift_down_then_a_low_pass_near_nyquist_works() -> None:
     """Check that a later 7 kHz filter still sees a 16 kHz stream after sox shifts pitch by resampling."""
     x = _tone()

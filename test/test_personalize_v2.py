@@ -258,6 +258,20 @@ def test_augmented_views_and_a_dev_split(models: Models, operator_data: Path, wo
     assert all(p.stat().st_mtime_ns == stamps[p] for p in views)
 
 
+def test_a_changed_augmentation_recipe_makes_new_views(models: Models, operator_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Views are cached by recording, seed and recipe: a new recipe must not train on the old views."""
+    cfg = config(tmp_path / 'work', max_steps=2, augment_views=1)
+    run(PersonalizationJob(models, AdapterStore(tmp_path / 'a'), cfg), request(operator_data))
+    first = set((tmp_path / 'work' / 'augmented').glob('*.wav'))
+    monkeypatch.setattr(pz_job, 'OPERATOR_AUGMENT', replace(pz_config.OPERATOR_AUGMENT, p_lead=1.0))
+    run(PersonalizationJob(models, AdapterStore(tmp_path / 'b'), cfg), request(operator_data))
+    second = set((tmp_path / 'work' / 'augmented').glob('*.wav')) - first
+    assert first and len(second) == len(first)
+    recipes = [{path.name.split('-')[1] for path in views} for views in (first, second)]
+    assert len(recipes[0]) == len(recipes[1]) == 1 and recipes[0] != recipes[1]
+
+
 def test_views_are_seeded_and_differ_from_the_original(speech: dict) -> None:
     import soundfile as sf
 

@@ -62,6 +62,11 @@ class AugmentConfig:
     snr_db: tuple[float, float] = (0.0, 30.0)
     p_gain: float = 0.5
     gain_db: tuple[float, float] = (-15.0, 5.0)
+    # A quiet stretch put before the speech, so a word is not always heard at the window's first frames.
+    # Off by default: the engines already start 10-230 ms into their audio, and on personalization's
+    # views it did not help (docs/results.md, "What a personalization run learns").
+    p_lead: float = 0.0
+    lead_s: tuple[float, float] = (0.05, 0.4)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -73,6 +78,8 @@ class AugmentConfig:
                     raise ValueError(f'{name}: low end {low} above high end {high}')
         if self.tempo[0] <= 0:
             raise ValueError(f'tempo factors must be positive, got {self.tempo}')
+        if self.lead_s[0] < 0:
+            raise ValueError(f'lead_s must be >= 0 seconds, got {self.lead_s}')
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
@@ -118,6 +125,10 @@ def augment(samples: np.ndarray, rng: random.Random, config: AugmentConfig | Non
             effects += ['sinc', f'-{cutoff}']
             parts.append(f'lowpass{cutoff}')
     out = sox_effects(samples, effects) if effects else samples.copy()
+    if config.p_lead and rng.random() < config.p_lead:
+        seconds = rng.uniform(*config.lead_s)
+        out = np.concatenate([quiet_like(out, int(seconds * SAMPLE_RATE), rng), out])
+        parts.append(f'lead{seconds:.2f}s')
     if rng.random() < config.p_noise:
         snr = rng.uniform(*config.snr_db)
         kind = rng.choice(('white', 'pink', 'brown', 'hum'))
@@ -167,6 +178,19 @@ def make_noise(kind: str, n: int, rng: random.Random) -> np.ndarray:
         noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=n)
     rms = float(np.sqrt(np.mean(noise ** 2))) or 1.0
     return (noise / rms).astype(np.float32)
+
+
+def quiet_like(samples: np.ndarray, n: int, rng: random.Random, window: int = 320) -> np.ndarray:
+    """
+    Return ``n`` samples of white noise as loud as the quietest 20 ms of ``samples``: its noise floor.
+
+    Digital silence would be a condition no microphone produces (and zeros before the speech made
+    the projector read worse, docs/results.md); a recording's own floor is what precedes speech.
+    """
+    frames = samples[: samples.size // window * window].reshape(-1, window) if samples.size >= window else \
+        samples.reshape(1, -1)
+    floor = float(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)).min()) if frames.size else 0.0
+    return (make_noise('white', n, rng) * np.float32(max(floor, 1e-5))).astype(np.float32)
 
 
 def add_noise(samples: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:

@@ -691,13 +691,15 @@ class _Run:
         if not cfg.augment_views:
             return []
         folder = self.job.work_dir / 'augmented'
+        # The recipe is part of each view's name: a changed recipe makes new views, never reuses old ones.
+        recipe = hashlib.sha256(repr(OPERATOR_AUGMENT).encode()).hexdigest()[:8]
         out: list[Item] = []
         for n, item in enumerate(items):
             self.check()
             samples = load_audio(item.audio)
             digest = hashlib.sha256(samples.tobytes()).hexdigest()[:20]
             for view in range(cfg.augment_views):
-                path = folder / f'{digest}-s{cfg.seed}-v{view}.wav'
+                path = folder / f'{digest}-{recipe}-s{cfg.seed}-v{view}.wav'
                 if not path.is_file():
                     rng = random.Random(f'{digest}:{cfg.seed}:{view}')
                     audio, _what = augment(samples, rng, OPERATOR_AUGMENT)
