@@ -84,8 +84,9 @@ class PersonalizeConfig:
     repeat_items: int = 4
     # Held-out utterances Whisper transcribes for the operator's mode and ``auto`` threshold (the
     # first ones, compared with the aligned reading of the same ones). Each costs about 0.5 s in a
-    # first run: with 43 held out, transcribing all of them took 43 s of the LJ case's budget from
-    # training (docs/results.md). 0 = none: the mode stays 'aligned', the threshold its default.
+    # first run: with 43 held out, a first run's scoring before training took 43 s, mostly Whisper's,
+    # and left 104 of 250 steps (docs/results.md). 0 = none: the mode stays 'aligned', the threshold
+    # its default.
     cascade_items: int = 8
     pseudo_label: bool = False
     seed: int = 0
