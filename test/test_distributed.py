@@ -60,12 +60,13 @@ class _Tokenizer:
 
 
 class _LLM:
-    """The two things the LLM-free objectives read from an LLM: its tokenizer and its embedding table."""
+    """What the LLM-free objectives read from an LLM: its tokenizer (and each token's text), its embedding table."""
 
     def __init__(self) -> None:
         self.tokenizer = _Tokenizer()
         self.embedding_matrix = torch.randn(N_VOCAB, LLM_DIM, generator=torch.Generator().manual_seed(1))
         self.model = None
+        self.piece_texts = [f' t{i}' for i in range(N_VOCAB)]  # every token a word of its own, as decode spells it
 
 
 class _Encoder:
