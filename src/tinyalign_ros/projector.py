@@ -343,12 +343,12 @@ class Projector(nn.Module):
         """
         logits = self.frame_logits(features)
         positions = greedy_emits(logits.argmax(dim=-1)).nonzero().flatten()
-        if pieces is not None and positions.numel() > 1:
-            best = self.vocab_ids[logits[positions, 1:].argmax(dim=-1)].tolist()
-            positions = positions[keep_positions(best, pieces)]
         k = min(k or self.config.top_k, logits.shape[1] - 1)
         token_logp = logits[positions, 1:].log_softmax(dim=-1)
         top_logp, top_idx = token_logp.topk(k, dim=-1)
+        if pieces is not None and len(positions) > 1:
+            keep = keep_positions(self.vocab_ids[top_idx[:, 0]].tolist(), pieces)
+            top_logp, top_idx = top_logp[keep], top_idx[keep]
         # The lattice is small and read by the CPU side (fusion, routing): it lives in host memory.
         return Lattice(ids=self.vocab_ids[top_idx].cpu(), logp=top_logp.cpu(), rows=top_idx.cpu())
 

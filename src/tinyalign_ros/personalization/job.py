@@ -69,8 +69,7 @@ from .api import (Backend, BackendContext, CANCEL_TOO_LATE, Limits, PersonalizeR
                   SOURCE_FOLDER, SOURCE_RECORD, TrainingOptions)
 from .config import OPERATOR_AUGMENT, PersonalizeConfig, PersonalizeError
 from .gate import as_saved, decide_mode, gate, projector_digest, Scores
-from .methods import (add_lora, add_speaker_transform, check_method, merge_lora, merge_speaker_transform,
-                      train_input_layers_only, train_norms_and_biases_only)
+from .methods import check_method, finish as finish_method, prepare as prepare_method
 from .progress import Reporter
 from .report import PLOT_NAME, plot_run
 from .sentences import CANARY_SENTENCES, GENERAL_SENTENCES
@@ -655,8 +654,6 @@ class _Run:
         """Return the projector-alone WER of the first ``n`` held-out utterances (those Whisper read too)."""
         if n <= 0:
             return None
-        if n >= len(holdout):
-            return scores.heldout.get('wer_nearest')
         return round(wer([item.text or '' for item in holdout[:n]],
                          [row.get('nearest', '') for row in scores.details[:n]]), 4)
 
@@ -759,33 +756,15 @@ class _Run:
             self.check()
             probe = copy.deepcopy(start)
             vocab = self._prepare_head(probe, mix, llm)
-            self._prepare_method(probe)
+            prepare_method(probe, cfg.method, cfg.lora_rank)
             self.report('training', 0.0, message=f'probing learning rate {lr:g} for {cfg.probe_s:.0f} s')
             train(probe, mix, encoder, llm, self._make_train_config(lr, cfg.probe_s, False), val_examples=[],
                   cancel=self.cancel)
-            self._finish_method(probe)
+            finish_method(probe, cfg.method)
             probe.bind_llm(llm.embedding_matrix, torch.tensor(vocab, dtype=torch.long))
             tried.append({'lr': lr, 'dev_wer': round(greedy_wer(probe.eval(), dev, encoder, llm), 4)})
         best = min(tried, key=lambda row: row['dev_wer'])
         return best['lr'], tried
-
-    def _prepare_method(self, projector: Projector) -> None:
-        if self.config.method == 'lora':
-            add_lora(projector, self.config.lora_rank)
-        elif self.config.method == 'input':
-            train_input_layers_only(projector)
-        elif self.config.method == 'norms':
-            train_norms_and_biases_only(projector)
-        elif self.config.method == 'speaker':
-            add_speaker_transform(projector)
-
-    def _finish_method(self, projector: Projector) -> None:
-        if self.config.method == 'lora':
-            merge_lora(projector)
-        elif self.config.method == 'speaker':
-            merge_speaker_transform(projector)
-        for parameter in projector.parameters():
-            parameter.requires_grad_(True)
 
     def _train(self, start: Projector, mix: list[Example], encoder: WhisperEncoder, llm: Any,
                reserve_s: float, dev: list[Example] | None = None
@@ -800,7 +779,7 @@ class _Run:
         budget = min(max(1.0, cfg.max_train_s - probe_s), max(5.0, left))  # a few seconds even when the rest overran
         projector = copy.deepcopy(start)
         vocab = self._prepare_head(projector, mix, llm)
-        self._prepare_method(projector)
+        prepare_method(projector, cfg.method, cfg.lora_rank)
         train_config = self._make_train_config(lr, budget, bool(dev))
         curve: list[tuple[int, float, float]] = []
         t0 = time.monotonic()
@@ -817,7 +796,7 @@ class _Run:
                                              f'for up to {budget:.0f} s')
         result = train(projector, mix, encoder, llm, train_config, val_examples=dev, progress=progress,
                        cancel=self.cancel)
-        self._finish_method(projector)
+        finish_method(projector, cfg.method)
         projector.bind_llm(llm.embedding_matrix, torch.tensor(vocab, dtype=torch.long))
         as_saved(projector.eval())
         result.projector = projector

@@ -63,6 +63,29 @@ def merge_lora(projector: Projector) -> Projector:
     return projector
 
 
+def prepare(projector: Projector, method: str, lora_rank: int) -> None:
+    """Make only what ``method`` trains trainable (wrapping layers where it adds its own weights)."""
+    if method == 'lora':
+        add_lora(projector, lora_rank)
+    elif method == 'input':
+        train_input_layers_only(projector)
+    elif method == 'norms':
+        train_norms_and_biases_only(projector)
+    elif method == 'speaker':
+        add_speaker_transform(projector)
+
+
+def finish(projector: Projector, method: str) -> Projector:
+    """Fold what :func:`prepare` added back into plain layers and make every weight trainable again."""
+    if method == 'lora':
+        merge_lora(projector)
+    elif method == 'speaker':
+        merge_speaker_transform(projector)
+    for parameter in projector.parameters():
+        parameter.requires_grad_(True)
+    return projector
+
+
 def check_method(projector: Projector, method: str) -> None:
     """
     Raise :class:`PersonalizeError` when ``method`` cannot train this projector; change nothing.
